@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds superd and runs it on the shipped manifests/ (a web server, a memory-limited worker and a
+# crash-looping job), printing `superctl status` every few seconds. Ctrl-C stops superd, which
+# stops every workload and removes every cgroup it made.
+#   sudo examples/demo.sh            run until Ctrl-C
+#   DEMO_SECONDS=20 sudo examples/demo.sh   run for 20 seconds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (sudo examples/demo.sh)" >&2; exit 1; }
+packaging/deps.sh
+cargo build --release --quiet
+work=$(mktemp -d /tmp/superd-demo.XXXXXX)
+sock="$work/superd.sock"
+./target/release/superd --manifests manifests --state-dir "$work/state" --socket "$sock" \
+    --cgroup-root "superd-demo-$$" &
+pid=$!
+cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+echo "superd running as PID $pid; try: ./target/release/superctl --socket $sock status"
+end=$(( $(date +%s) + ${DEMO_SECONDS:-0} ))
+sleep 1
+while kill -0 "$pid" 2>/dev/null; do
+    ./target/release/superctl --socket "$sock" status || true
+    echo
+    if [ "${DEMO_SECONDS:-0}" -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then break; fi
+    sleep 3
+done
+echo "logs were in $work/state/logs"

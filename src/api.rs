@@ -1,0 +1,170 @@
+//! Request and response types shared by `superd` (the control socket server) and `superctl`.
+//!
+//! The wire format is HTTP/1.1 with JSON bodies over a Unix socket, so
+//! `curl --unix-socket /run/superd/superd.sock http://x/v1/status` works too.
+//!
+//! | method | path                         | body out                 |
+//! |--------|------------------------------|--------------------------|
+//! | GET    | `/v1/status`                 | [`StatusResponse`]       |
+//! | GET    | `/v1/status/{name}`          | [`StatusResponse`] (one) or 404 |
+//! | POST   | `/v1/workloads/{name}/restart` | [`Ack`] or 404         |
+//!
+//! Errors carry an [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+/// Where `superd` listens and `superctl` connects unless told otherwise
+/// (`superctl --socket` / `SUPERD_SOCKET`).
+pub const DEFAULT_SOCKET: &str = "/run/superd/superd.sock";
+
+/// A workload's lifecycle state as shown to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Spawned; container setup is in progress.
+    Starting,
+    /// The workload's main process is running.
+    Running,
+    /// A stop signal was sent; waiting for the exit.
+    Stopping,
+    /// Exited; a restart is scheduled at `next_restart_at`.
+    Backoff,
+    /// Finished under its restart policy.
+    Exited,
+    /// Gave up, cannot start, or never had a valid manifest.
+    Failed,
+}
+
+impl State {
+    /// The lowercase name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Backoff => "backoff",
+            State::Exited => "exited",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitReason {
+    /// The main process exited with a code.
+    Exited,
+    /// The main process was killed by a signal.
+    Signaled,
+    /// The kernel's OOM killer killed a process of the workload.
+    OomKilled,
+    /// It did not stop within its stop timeout and was killed.
+    StopTimeout,
+    /// Container setup or exec failed.
+    StartFailed,
+}
+
+impl ExitReason {
+    /// The kebab-case name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Exited => "exited",
+            ExitReason::Signaled => "signaled",
+            ExitReason::OomKilled => "oom-killed",
+            ExitReason::StopTimeout => "stop-timeout",
+            ExitReason::StartFailed => "start-failed",
+        }
+    }
+}
+
+/// How the last run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Exit code, or null when killed by a signal.
+    pub code: Option<i32>,
+    /// Signal name like `SIGKILL`, or null.
+    pub signal: Option<String>,
+    /// Why it ended.
+    pub reason: ExitReason,
+}
+
+/// One workload in `superctl status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    /// Workload name (the manifest's file stem).
+    pub name: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// Host PID of the workload's main process.
+    pub pid: Option<u32>,
+    /// Host PID of the init shim (null with `init = false`).
+    pub init_pid: Option<u32>,
+    /// Restarts since the workload was first started.
+    pub restarts: u32,
+    /// How the last run ended.
+    pub last_exit: Option<LastExit>,
+    /// The manifest error or the start error.
+    pub error: Option<String>,
+    /// Current memory usage of the workload's cgroup.
+    pub memory_bytes: Option<u64>,
+    /// Hex SHA-256 of the canonical spec being run (or last good spec).
+    pub spec_hash: Option<String>,
+    /// RFC 3339 UTC time of the next restart attempt.
+    pub next_restart_at: Option<String>,
+    /// RFC 3339 UTC time the current run started.
+    pub started_at: Option<String>,
+    /// Seconds the current run has been up.
+    pub uptime_seconds: Option<u64>,
+    /// The manifest file this workload comes from.
+    pub manifest: Option<String>,
+}
+
+/// `GET /v1/status` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Workloads, sorted by name.
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+/// A plain success reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// What was done.
+    pub message: String,
+}
+
+/// The body of every non-2xx reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A human-readable message.
+    pub error: String,
+}
+
+/// A decoded control request, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// All workloads, or the one named.
+    Status {
+        /// Restrict to this workload.
+        name: Option<String>,
+    },
+    /// Restart a workload now (resets its backoff).
+    Restart {
+        /// The workload.
+        name: String,
+    },
+}
+
+/// The supervisor's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// Status of the requested workloads.
+    Status(StatusResponse),
+    /// Done.
+    Ack(Ack),
+    /// No such workload.
+    NotFound(String),
+    /// Something went wrong.
+    Error(String),
+}

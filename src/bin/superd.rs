@@ -1,0 +1,168 @@
+//! `superd`: the daemon. Thin: role selection, flags, logging, wiring.
+//!
+//! The same binary is the in-container init shim: when executed (from the sealed memfd) with
+//! argv[0] `superd-init: <name>` it takes that role before any thread or runtime exists.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+use superd::runtime::sync::SHIM_ARGV0_PREFIX;
+use superd::{ctl, runtime, supervisor, watch};
+
+/// A declarative workload supervisor: runs every manifest in a directory as an isolated,
+/// supervised container.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Directory of `*.toml` manifests.
+    #[arg(long, default_value = "/etc/workloads.d")]
+    manifests: PathBuf,
+    /// Everything superd keeps (logs in `logs/` unless --log-dir).
+    #[arg(long, default_value = "/var/lib/superd")]
+    state_dir: PathBuf,
+    /// Where workload logs go (default: <state-dir>/logs).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Control socket path.
+    #[arg(long, default_value = superd::api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Group (numeric gid) allowed to use the control socket besides root.
+    #[arg(long)]
+    socket_group: Option<u32>,
+    /// Root of the workload cgroups: relative to superd's own cgroup in each hierarchy unless
+    /// it starts with `/`.
+    #[arg(long, default_value = "superd")]
+    cgroup_root: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
+        runtime::shim::main();
+    }
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Err(e) = run(cli) {
+        tracing::error!("{e:#}");
+        eprintln!("superd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let filter = EnvFilter::builder()
+        .with_env_var("SUPERD_LOG")
+        .with_default_directive(tracing::Level::INFO.into())
+        .from_env_lossy();
+    let reg = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => reg
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Text => reg
+            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // The reaper registers SIGCHLD before any child or runtime thread exists.
+    let reaper = runtime::reaper::Reaper::start().context("starting the reaper")?;
+    let cgroups =
+        runtime::cgroups::CgroupManager::detect(&cli.cgroup_root).context("setting up cgroups")?;
+    let log_dir = cli
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| cli.state_dir.join("logs"));
+    let rt = runtime::Runtime::new(reaper, cgroups, cli.state_dir.clone(), log_dir)
+        .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    tokio_rt.block_on(daemon(cli, Arc::new(rt)))
+}
+
+async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+
+    let listener = ctl::bind(&cli.socket, cli.socket_group)
+        .with_context(|| format!("binding the control socket {}", cli.socket.display()))?;
+    let (api_tx, api_rx) = tokio::sync::mpsc::channel(64);
+    let limits = ctl::ServerLimits {
+        allowed_group: cli.socket_group,
+        ..ctl::ServerLimits::default()
+    };
+    let server = tokio::spawn(async move {
+        if let Err(e) = ctl::serve(listener, limits, api_tx).await {
+            tracing::error!("control socket: {e}");
+        }
+    });
+
+    let (msg_tx, msg_rx) = tokio::sync::mpsc::channel(64);
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sup = supervisor::Supervisor::new(rt.clone(), msg_tx.clone(), ev_tx);
+    let sup_task = tokio::spawn(sup.run(supervisor::Inbox {
+        msgs: msg_rx,
+        events: ev_rx,
+        api: api_rx,
+    }));
+    let rescan = Arc::new(tokio::sync::Notify::new());
+    let watcher = tokio::spawn(watch::run(
+        cli.manifests.clone(),
+        msg_tx.clone(),
+        rescan.clone(),
+    ));
+    tracing::info!(
+        manifests = %cli.manifests.display(),
+        socket = %cli.socket.display(),
+        cgroup_v2 = rt.cgroups().is_v2(),
+        "superd {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: re-reading {}", cli.manifests.display());
+                rescan.notify_one();
+            }
+        }
+    }
+    tracing::info!("stopping every workload");
+    watcher.abort();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    msg_tx
+        .send(supervisor::Msg::Shutdown(tx))
+        .await
+        .context("supervisor is gone")?;
+    let _ = rx.await;
+    let _ = sup_task.await;
+    server.abort();
+    let _ = std::fs::remove_file(&cli.socket);
+    rt.cgroups().remove_root();
+    tracing::info!("all workloads stopped; exiting");
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! A blocking client for the control socket (std only: `superctl` starts no async runtime).
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self as sock, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::time::{TimeVal, TimeValLike};
+
+use super::http::{self, encode_segment};
+use crate::api;
+
+/// The largest response the client accepts.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// superd could not be connected to.
+    #[error(
+        "cannot reach superd at {}: {source} (is superd running? set --socket or SUPERD_SOCKET)",
+        socket.display()
+    )]
+    Unreachable {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection failed or timed out after it was made.
+    #[error("talking to superd at {}: {source}", socket.display())]
+    Io {
+        /// The socket.
+        socket: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// No such workload (404); carries superd's message.
+    #[error("{0}")]
+    NotFound(String),
+    /// superd answered with an error status.
+    #[error("superd answered {status}: {message}")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// superd's message.
+        message: String,
+    },
+    /// The reply was not what the API promises.
+    #[error("invalid reply from superd: {0}")]
+    Protocol(String),
+}
+
+/// Talks to one superd over its control socket, one connection per request.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the socket at `socket`, with a 10 s deadline per request.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the deadline for connecting, sending and receiving one request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The socket this client connects to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Status of all workloads, or of the one named (`NotFound` if there is none).
+    pub fn status(&self, name: Option<&str>) -> Result<api::StatusResponse, ClientError> {
+        let path = match name {
+            Some(n) => format!("/v1/status/{}", encode_segment(n)),
+            None => "/v1/status".to_owned(),
+        };
+        self.call("GET", &path)
+    }
+
+    /// Restarts a workload now (`NotFound` if there is none).
+    pub fn restart(&self, name: &str) -> Result<api::Ack, ClientError> {
+        self.call(
+            "POST",
+            &format!("/v1/workloads/{}/restart", encode_segment(name)),
+        )
+    }
+
+    /// Sends one request and decodes a 200 body as `T`; other statuses become errors.
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let resp = self.roundtrip(method, path)?;
+        let message = || {
+            serde_json::from_slice::<api::ErrorBody>(&resp.body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).trim().to_owned())
+        };
+        match resp.status {
+            200 => serde_json::from_slice(&resp.body)
+                .map_err(|e| ClientError::Protocol(format!("{method} {path}: {e}"))),
+            404 => Err(ClientError::NotFound(message())),
+            status => Err(ClientError::Server {
+                status,
+                message: message(),
+            }),
+        }
+    }
+
+    /// One HTTP exchange within the deadline.
+    fn roundtrip(&self, method: &str, path: &str) -> Result<http::ParsedResponse, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut stream = self.connect().map_err(|source| ClientError::Unreachable {
+            socket: self.socket.clone(),
+            source,
+        })?;
+        let io_err = |source| ClientError::Io {
+            socket: self.socket.clone(),
+            source,
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: superctl/{}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(io_err)?;
+        // A server that refuses us (busy, forbidden) may answer and close before reading the
+        // request: a failed write is only fatal if no response can be read either.
+        let write_result = stream.write_all(request.as_bytes());
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let eof = match self.read_some(&mut stream, &mut chunk, deadline) {
+                Ok(0) => true,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    false
+                }
+                // Linux reports ECONNRESET after the last byte if the server closed with our
+                // request unread; what was sent before that is still a full answer.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !buf.is_empty() => true,
+                Err(e) => return Err(io_err(write_result.err().unwrap_or(e))),
+            };
+            if buf.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientError::Protocol(format!(
+                    "response larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            match http::parse_response(&buf, eof) {
+                Ok(Some(resp)) => return Ok(resp),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    /// Reads once, with whatever remains of the deadline as the read timeout.
+    fn read_some(
+        &self,
+        stream: &mut UnixStream,
+        chunk: &mut [u8],
+        deadline: Instant,
+    ) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        loop {
+            match stream.read(chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// connect(2) with SO_SNDTIMEO set first: a wedged daemon with a full accept backlog would
+    /// otherwise block a plain `UnixStream::connect` forever.
+    fn connect(&self) -> io::Result<UnixStream> {
+        let fd = sock::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        // Zero would mean "no timeout" to the kernel.
+        let micros = self.timeout.as_micros().clamp(1000, 86_400_000_000);
+        let timeout = TimeVal::microseconds(i64::try_from(micros).unwrap_or(1000));
+        sock::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+        let addr = UnixAddr::new(self.socket.as_path())?;
+        match sock::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => Ok(UnixStream::from(fd)),
+            Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "superd is not accepting connections",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// End-to-end tests: the real server on a tempdir socket, a fake supervisor, this client.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::server::{bind, serve, ApiTx, ServerLimits};
+    use tokio::sync::{mpsc, oneshot};
+
+    fn workload(name: &str) -> api::WorkloadStatus {
+        api::WorkloadStatus {
+            name: name.into(),
+            state: api::State::Running,
+            pid: Some(42),
+            init_pid: None,
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            memory_bytes: Some(1 << 20),
+            spec_hash: None,
+            next_restart_at: None,
+            started_at: None,
+            uptime_seconds: Some(5),
+            manifest: None,
+        }
+    }
+
+    /// Answers like a supervisor that runs `web` and `db`; restarting `db` fails.
+    fn fake_supervisor() -> ApiTx {
+        let (tx, mut rx) = mpsc::channel::<(api::Request, oneshot::Sender<api::Response>)>(4);
+        tokio::spawn(async move {
+            while let Some((req, reply)) = rx.recv().await {
+                let known = |n: &str| n == "web" || n == "db";
+                let resp = match req {
+                    api::Request::Status { name: None } => {
+                        api::Response::Status(api::StatusResponse {
+                            workloads: vec![workload("db"), workload("web")],
+                        })
+                    }
+                    api::Request::Status { name: Some(n) } if known(&n) => {
+                        api::Response::Status(api::StatusResponse {
+                            workloads: vec![workload(&n)],
+                        })
+                    }
+                    api::Request::Restart { name } if name == "web" => {
+                        api::Response::Ack(api::Ack {
+                            message: "restarting web".into(),
+                        })
+                    }
+                    api::Request::Restart { name } if name == "db" => {
+                        api::Response::Error("cannot restart db: boom".into())
+                    }
+                    api::Request::Status { name: Some(n) } | api::Request::Restart { name: n } => {
+                        api::Response::NotFound(format!("no workload named {n}"))
+                    }
+                };
+                let _ = reply.send(resp);
+            }
+        });
+        tx
+    }
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        sock: PathBuf,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn start(limits: ServerLimits, tx: ApiTx) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("run").join("superd.sock");
+        let listener = bind(&sock, None).expect("bind");
+        let task = tokio::spawn(async move {
+            serve(listener, limits, tx).await.expect("serve");
+        });
+        Server {
+            _dir: dir,
+            sock,
+            task,
+        }
+    }
+
+    /// Runs blocking client code off the runtime's threads.
+    async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        tokio::task::spawn_blocking(f).await.expect("blocking task")
+    }
+
+    /// Writes `request` (errors ignored), reads until EOF or error, returns what came back.
+    fn raw_exchange(sock: &Path, request: &[u8]) -> String {
+        let mut s = UnixStream::connect(sock).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = s.write_all(request);
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut chunk) {
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn status_restart_and_not_found() {
+        let srv = start(ServerLimits::default(), fake_supervisor());
+        let client = Client::new(&srv.sock);
+        let (all, one, missing, ack, unknown, failed) = blocking(move || {
+            (
+                client.status(None),
+                client.status(Some("web")),
+                client.status(Some("nope")),
+                client.restart("web"),
+                client.restart("nope"),
+                client.restart("db"),
+            )
+        })
+        .await;
+        let names: Vec<_> = all
+            .expect("status")
+            .workloads
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(names, ["db", "web"]);
+        assert_eq!(one.expect("status web").workloads, vec![workload("web")]);
+        assert!(matches!(missing, Err(ClientError::NotFound(m)) if m == "no workload named nope"));
+        assert_eq!(ack.expect("restart").message, "restarting web");
+        assert!(matches!(unknown, Err(ClientError::NotFound(_))));
+        assert!(
+            matches!(&failed, Err(ClientError::Server { status: 500, message }) if message == "cannot restart db: boom"),
+            "{failed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_client_is_cut_off_after_the_timeout() {
+        let limits = ServerLimits {
+            request_timeout: Duration::from_millis(200),
+            ..ServerLimits::default()
+        };
+        let srv = start(limits, fake_supervisor());
+        let sock = srv.sock.clone();
+        let (silent, partial) = blocking(move || {
+            (
+                raw_exchange(&sock, b""),
+                raw_exchange(&sock, b"GET /v1/sta"),
+            )
+        })
+        .await;
+        // raw_exchange only returns once the server has closed the connection.
+        assert!(silent.starts_with("HTTP/1.1 408 "), "{silent}");
+        assert!(partial.starts_with("HTTP/1.1 408 "), "{partial}");
+    }
+
+    #[tokio::test]
+    async fn oversize_bad_and_unknown_requests_get_errors() {
+        let limits = ServerLimits {
+            max_request_bytes: 1024,
+            ..ServerLimits::default()
+        };
+        let srv = start(limits, fake_supervisor());
+        let sock = srv.sock.clone();
+        let (big, bad, unknown, method) = blocking(move || {
+            let big = format!(
+                "GET /v1/status HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+                "a".repeat(4000)
+            );
+            (
+                raw_exchange(&sock, big.as_bytes()),
+                raw_exchange(&sock, b"BLAH\r\n\r\n"),
+                raw_exchange(&sock, b"GET /v1/nothing HTTP/1.1\r\n\r\n"),
+                raw_exchange(&sock, b"DELETE /v1/status HTTP/1.1\r\n\r\n"),
+            )
+        })
+        .await;
+        assert!(big.starts_with("HTTP/1.1 413 "), "{big}");
+        assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+        assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
+        assert!(method.starts_with("HTTP/1.1 405 "), "{method}");
+        assert!(method.contains("Allow: GET\r\n"), "{method}");
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_get_503() {
+        let limits = ServerLimits {
+            max_connections: 1,
+            request_timeout: Duration::from_secs(3),
+            ..ServerLimits::default()
+        };
+        let srv = start(limits, fake_supervisor());
+        let sock = srv.sock.clone();
+        let busy = blocking(move || {
+            // Holds the only slot by sending nothing (until the server's timeout).
+            let _hog = UnixStream::connect(&sock).expect("connect");
+            Client::new(&sock).status(None)
+        })
+        .await;
+        assert!(
+            matches!(busy, Err(ClientError::Server { status: 503, .. })),
+            "{busy:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_supervisor_channel_is_503() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let srv = start(ServerLimits::default(), tx);
+        let client = Client::new(&srv.sock);
+        let r = blocking(move || client.status(None)).await;
+        assert!(
+            matches!(r, Err(ClientError::Server { status: 503, .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn missing_socket_is_unreachable_with_a_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Client::new(dir.path().join("nope.sock"))
+            .status(None)
+            .expect_err("nothing listens");
+        assert!(matches!(err, ClientError::Unreachable { .. }));
+        let msg = err.to_string();
+        assert!(msg.starts_with("cannot reach superd at "), "{msg}");
+        assert!(
+            msg.contains("(is superd running? set --socket or SUPERD_SOCKET)"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn curl_can_talk_to_the_socket() {
+        let srv = start(ServerLimits::default(), fake_supervisor());
+        let sock = srv.sock.clone();
+        let out = blocking(move || {
+            let curl = |args: &[&str]| {
+                std::process::Command::new("curl")
+                    .args(["-sS", "--max-time", "10", "--unix-socket"])
+                    .arg(&sock)
+                    .args(args)
+                    .output()
+            };
+            Some((
+                curl(&["http://localhost/v1/status"]).ok()?,
+                curl(&["-X", "POST", "http://localhost/v1/workloads/web/restart"]).ok()?,
+            ))
+        })
+        .await;
+        let Some((status, restart)) = out else {
+            crate::testing::report_skip("curl_can_talk_to_the_socket", "curl is not installed");
+            return;
+        };
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let parsed: api::StatusResponse = serde_json::from_slice(&status.stdout).expect("json");
+        assert_eq!(parsed.workloads.len(), 2);
+        let ack: api::Ack = serde_json::from_slice(&restart.stdout).expect("json");
+        assert_eq!(ack.message, "restarting web");
+    }
+}

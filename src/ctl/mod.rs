@@ -1,0 +1,20 @@
+//! The control plane: HTTP/1.1 + JSON over a Unix socket (see [`crate::api`] for the routes).
+//!
+//! ```text
+//! superctl ── client (blocking, std) ──► socket ──► server (tokio) ──► ApiTx ──► supervisor
+//!                                                                  ◄── oneshot Response
+//! ```
+//!
+//! - [`server`]: [`bind`] the socket safely, then [`serve`] it: peer credentials checked on every
+//!   connection; request size, time and concurrency bounded; one request per connection.
+//! - [`client`]: [`Client`], used by `superctl`.
+//! - [`http`]: the minimal HTTP parsing and writing both sides share (pure).
+//! - [`table`]: `superctl status` rendering (pure).
+
+pub mod client;
+pub mod http;
+pub mod server;
+pub mod table;
+
+pub use client::{Client, ClientError};
+pub use server::{bind, serve, ApiTx, CtlError, ServerLimits};

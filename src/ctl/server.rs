@@ -1,0 +1,442 @@
+//! The control socket server: binds the Unix socket safely and answers HTTP requests by asking
+//! the supervisor over a channel.
+//!
+//! Every connection is bounded in number ([`ServerLimits::max_connections`]), size
+//! ([`ServerLimits::max_request_bytes`]) and time ([`ServerLimits::request_timeout`]), and the
+//! peer's credentials are checked before a byte of the request is read, so a slow or hostile
+//! local client cannot exhaust superd (CVE-2020-15257, CVE-2022-31030).
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::http::{self, route, to_http, HttpError, HttpRequest, HttpResponse};
+use crate::api;
+
+/// How the server hands decoded requests to the supervisor; it answers on the oneshot.
+pub type ApiTx = mpsc::Sender<(api::Request, oneshot::Sender<api::Response>)>;
+
+/// Bounds on what one client may cost the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Largest request (head plus body) accepted; larger ones get 413.
+    pub max_request_bytes: usize,
+    /// Deadline for reading the request, getting the supervisor's answer and writing the reply.
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones get an immediate 503.
+    pub max_connections: usize,
+    /// Besides root and superd's own euid, peers whose (primary) gid is this may connect.
+    pub allowed_group: Option<u32>,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(5),
+            max_connections: 32,
+            allowed_group: None,
+        }
+    }
+}
+
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The socket's directory could not be created or inspected.
+    #[error("preparing control socket directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket's directory could be tampered with by others.
+    #[error("control socket directory {path} is unsafe: {why}; refusing to use it")]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A live superd already answers on the socket.
+    #[error("another superd is listening on {}", path.display())]
+    AlreadyListening {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is in the way.
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The existing socket could not be checked or removed.
+    #[error("replacing stale control socket {}: {source}", path.display())]
+    Stale {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// bind(2), chmod or chown on the socket failed.
+    #[error("binding control socket {}: {source}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The listener could not be registered with tokio.
+    #[error("registering control socket with the async runtime: {0}")]
+    Listen(#[source] io::Error),
+}
+
+/// Binds the control socket at `path` (a path socket, never abstract).
+///
+/// Creates the parent directory (last component only) with mode 0700, or 0711 when `group` is
+/// set; refuses an existing parent that is group/world-writable or owned by someone other than
+/// root or us. Replaces a stale socket, refuses to replace a live one or a non-socket. The socket
+/// ends up 0600, or 0660 owned by `group`. The returned listener is non-blocking, ready for
+/// [`serve`].
+pub fn bind(path: &Path, group: Option<u32>) -> Result<StdUnixListener, CtlError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    prepare_dir(parent, group)?;
+    remove_stale(path)?;
+    let bind_err = |source| CtlError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let listener = StdUnixListener::bind(path).map_err(bind_err)?;
+    // Until the chmod below the socket has umask-derived permissions; a peer that connects in
+    // that window is still subject to the SO_PEERCRED check in `serve`.
+    let finish = || -> io::Result<()> {
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+        }
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        listener.set_nonblocking(true)
+    };
+    if let Err(e) = finish() {
+        let _ = std::fs::remove_file(path);
+        return Err(bind_err(e));
+    }
+    Ok(listener)
+}
+
+/// Creates `dir` if missing (0700/0711) or checks an existing one is not writable by others.
+fn prepare_dir(dir: &Path, group: Option<u32>) -> Result<(), CtlError> {
+    let dir_err = |source| CtlError::Dir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mode = if group.is_some() { 0o711 } else { 0o700 };
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        // Created by us: force the mode past the umask (0711 must stay traversable).
+        Ok(()) => {
+            return std::fs::set_permissions(dir, PermissionsExt::from_mode(mode)).map_err(dir_err)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(dir_err(e)),
+    }
+    let meta = std::fs::metadata(dir).map_err(dir_err)?;
+    let unsafe_dir = |why: String| CtlError::UnsafeDir {
+        path: dir.to_owned(),
+        why,
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_dir("not a directory".into()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "mode {:04o} is group- or world-writable",
+            meta.mode() & 0o7777
+        )));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_dir(format!(
+            "owned by uid {}, not root or superd (uid {euid})",
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a socket at `path` that nobody answers on; errors for a live one or a non-socket.
+fn remove_stale(path: &Path) -> Result<(), CtlError> {
+    let stale_err = |source| CtlError::Stale {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(stale_err(e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(CtlError::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match StdUnixStream::connect(path) {
+        Ok(_) => Err(CtlError::AlreadyListening {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing stale control socket");
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(stale_err(e)),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(stale_err(e)),
+    }
+}
+
+/// Serves the control API on `listener` until the task is dropped or aborted.
+///
+/// Each request is sent on `tx` with a oneshot for the supervisor's [`api::Response`]. Only
+/// returns early if the listener cannot be registered with tokio; accept errors are logged and
+/// retried.
+pub async fn serve(
+    listener: StdUnixListener,
+    limits: ServerLimits,
+    tx: ApiTx,
+) -> Result<(), CtlError> {
+    listener.set_nonblocking(true).map_err(CtlError::Listen)?;
+    let listener = UnixListener::from_std(listener).map_err(CtlError::Listen)?;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let limits = Arc::new(limits);
+    let own_euid = nix::unistd::geteuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // Never await for an over-limit client: one non-blocking write into the fresh
+            // socket buffer, then close.
+            let busy = HttpResponse::error(503, "superd is busy: too many control connections");
+            let _ = stream.try_write(&busy.to_bytes());
+            continue;
+        };
+        let (limits, tx) = (Arc::clone(&limits), tx.clone());
+        tokio::spawn(async move {
+            handle_connection(stream, &limits, &tx, own_euid).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Whether a peer may use the API: root, superd's own euid, or the configured group.
+pub fn authorize(peer_uid: u32, peer_gid: u32, own_euid: u32, allowed_group: Option<u32>) -> bool {
+    peer_uid == 0 || peer_uid == own_euid || allowed_group == Some(peer_gid)
+}
+
+/// How far a connection got; decides what to answer when the deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reading,
+    Handling,
+    Writing,
+}
+
+/// Serves one connection: credentials, then one request and one response, within the deadline.
+async fn handle_connection(mut stream: UnixStream, limits: &ServerLimits, tx: &ApiTx, euid: u32) {
+    let mut phase = Phase::Reading;
+    let work = async {
+        let creds =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+        let resp = match creds {
+            Ok(c) if authorize(c.uid(), c.gid(), euid, limits.allowed_group) => {
+                match read_request(&mut stream, limits.max_request_bytes).await {
+                    Ok(Some(req)) => {
+                        phase = Phase::Handling;
+                        dispatch(&req, tx).await
+                    }
+                    Ok(None) => return, // the client went away
+                    Err(resp) => resp,
+                }
+            }
+            Ok(c) => {
+                tracing::warn!(
+                    uid = c.uid(),
+                    gid = c.gid(),
+                    pid = c.pid(),
+                    "control connection refused"
+                );
+                HttpResponse::error(403, "permission denied")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read control peer credentials");
+                HttpResponse::error(403, "permission denied: unknown peer")
+            }
+        };
+        phase = Phase::Writing;
+        if let Err(e) = stream.write_all(&resp.to_bytes()).await {
+            tracing::debug!(error = %e, "writing control response");
+        }
+        let _ = stream.shutdown().await;
+    };
+    if tokio::time::timeout(limits.request_timeout, work)
+        .await
+        .is_err()
+    {
+        let late = match phase {
+            Phase::Reading => HttpResponse::error(408, "request not received in time"),
+            Phase::Handling => HttpResponse::error(503, "superd did not answer in time"),
+            Phase::Writing => return, // a partial response is on the wire; just close
+        };
+        let _ = stream.try_write(&late.to_bytes());
+    }
+}
+
+/// Reads one request. `Ok(None)` when the client closed before sending anything complete;
+/// `Err` carries the error response to send.
+async fn read_request(
+    stream: &mut UnixStream,
+    max: usize,
+) -> Result<Option<HttpRequest>, HttpResponse> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match http::parse_request(&buf, max) {
+            Ok(Some(req)) => return Ok(Some(req)),
+            Ok(None) => {}
+            Err(e @ HttpError::TooLarge { .. }) => {
+                return Err(HttpResponse::error(413, e.to_string()))
+            }
+            Err(e) => return Err(HttpResponse::error(400, e.to_string())),
+        }
+        // Never buffer more than max + 1 bytes: one over the limit is enough to know.
+        let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+        let n = match stream.read(&mut chunk[..room]).await {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(HttpResponse::error(400, "connection closed mid-request")),
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading control request");
+                return Ok(None);
+            }
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > max {
+            return Err(HttpResponse::error(
+                413,
+                HttpError::TooLarge { limit: max }.to_string(),
+            ));
+        }
+    }
+}
+
+/// Routes a request, asks the supervisor and turns its answer into HTTP.
+async fn dispatch(req: &HttpRequest, tx: &ApiTx) -> HttpResponse {
+    let request = match route(&req.method, &req.path) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx.send((request, reply_tx)).await.is_err() {
+        return HttpResponse::error(503, "superd is shutting down");
+    }
+    match reply_rx.await {
+        Ok(resp) => to_http(resp),
+        Err(_) => HttpResponse::error(503, "superd is shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorizes_root_self_and_group_only() {
+        assert!(authorize(0, 0, 1000, None));
+        assert!(authorize(1000, 1000, 1000, None));
+        assert!(!authorize(1001, 1001, 1000, None));
+        assert!(authorize(1001, 50, 1000, Some(50)));
+        assert!(!authorize(1001, 51, 1000, Some(50)));
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("stat").mode() & 0o7777
+    }
+
+    #[test]
+    fn bind_creates_private_dir_and_0600_socket() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sock = tmp.path().join("run").join("superd.sock");
+        let _l = bind(&sock, None).expect("bind");
+        assert_eq!(mode(&tmp.path().join("run")), 0o700);
+        assert!(std::fs::symlink_metadata(&sock)
+            .expect("stat")
+            .file_type()
+            .is_socket());
+        assert_eq!(mode(&sock), 0o600);
+    }
+
+    #[test]
+    fn bind_with_group_uses_0711_dir_and_0660_socket() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sock = tmp.path().join("run").join("s.sock");
+        let gid = nix::unistd::getegid().as_raw(); // a group we may chown to
+        let _l = bind(&sock, Some(gid)).expect("bind");
+        assert_eq!(mode(&tmp.path().join("run")), 0o711);
+        assert_eq!(mode(&sock), 0o660);
+        assert_eq!(std::fs::metadata(&sock).expect("stat").gid(), gid);
+    }
+
+    #[test]
+    fn bind_refuses_live_listener_and_replaces_stale_socket() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sock = tmp.path().join("s.sock");
+        let live = bind(&sock, None).expect("first bind");
+        let err = bind(&sock, None).expect_err("second bind must fail");
+        assert!(matches!(err, CtlError::AlreadyListening { .. }), "{err}");
+        assert!(err.to_string().contains("another superd is listening on"));
+        drop(live); // the file stays behind: now a stale socket
+        assert!(sock.exists());
+        let _again = bind(&sock, None).expect("stale socket is replaced");
+        StdUnixStream::connect(&sock).expect("new listener answers");
+    }
+
+    #[test]
+    fn bind_refuses_non_socket_and_unsafe_dir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("s.sock");
+        std::fs::write(&file, b"keep me").expect("write");
+        let err = bind(&file, None).expect_err("not a socket");
+        assert!(matches!(err, CtlError::NotASocket { .. }), "{err}");
+        assert_eq!(std::fs::read(&file).expect("read"), b"keep me");
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = bind(&open.join("s.sock"), None).expect_err("world-writable dir");
+        assert!(matches!(err, CtlError::UnsafeDir { .. }), "{err}");
+
+        let deep = tmp.path().join("a").join("b").join("s.sock");
+        let err = bind(&deep, None).expect_err("only the last component is created");
+        assert!(matches!(err, CtlError::Dir { .. }), "{err}");
+    }
+}

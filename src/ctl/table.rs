@@ -1,0 +1,292 @@
+//! Renders `superctl status` as a table (pure: no I/O, the clock is an argument).
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use crate::api::{ExitReason, LastExit, State, StatusResponse, WorkloadStatus};
+
+const HEADER: [&str; 7] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "RESTARTS",
+    "UPTIME",
+    "MEMORY",
+    "LAST-EXIT",
+];
+
+/// The status table, then one line per workload with an error or a scheduled restart.
+///
+/// `now` is used for uptimes the daemon did not compute and for "next restart in …".
+/// Control characters from the daemon (names, error text) are escaped so a hostile manifest
+/// cannot send escape sequences to the operator's terminal.
+pub fn render_status(resp: &StatusResponse, now: SystemTime) -> String {
+    if resp.workloads.is_empty() {
+        return "no workloads\n".to_owned();
+    }
+    let rows: Vec<[String; 7]> = resp.workloads.iter().map(|w| row(w, now)).collect();
+    let mut widths = HEADER.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = HEADER.map(str::to_owned);
+    for r in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, w) in r.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for w in &resp.workloads {
+        notes(&mut out, w, now);
+    }
+    out
+}
+
+/// One table row.
+fn row(w: &WorkloadStatus, now: SystemTime) -> [String; 7] {
+    let uptime = w.uptime_seconds.or_else(|| {
+        let started = humantime::parse_rfc3339_weak(w.started_at.as_deref()?).ok()?;
+        now.duration_since(started).ok().map(|d| d.as_secs())
+    });
+    [
+        clean(&w.name),
+        w.state.as_str().to_owned(),
+        w.pid.map_or_else(dash, |p| p.to_string()),
+        w.restarts.to_string(),
+        uptime.map_or_else(dash, format_uptime),
+        w.memory_bytes.map_or_else(dash, format_bytes),
+        w.last_exit.as_ref().map_or_else(dash, format_last_exit),
+    ]
+}
+
+/// Lines under the table: errors (continuation lines indented) and backoff schedules.
+fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
+    let name = clean(&w.name);
+    let indent = " ".repeat(name.chars().count() + 2);
+    if let Some(error) = &w.error {
+        for (i, line) in error.trim_end().lines().enumerate() {
+            let lead = if i == 0 {
+                format!("{name}: ")
+            } else {
+                indent.clone()
+            };
+            let _ = writeln!(out, "{lead}{}", clean(line));
+        }
+    }
+    if w.state == State::Backoff {
+        if let Some(at) = &w.next_restart_at {
+            let _ = write!(out, "{name}: next restart at {}", clean(at));
+            let wait = humantime::parse_rfc3339_weak(at)
+                .ok()
+                .and_then(|t| t.duration_since(now).ok());
+            if let Some(wait) = wait {
+                let _ = write!(out, " (in {})", format_wait(wait));
+            }
+            out.push('\n');
+        }
+    }
+}
+
+fn dash() -> String {
+    "-".to_owned()
+}
+
+/// Replaces control characters (and tabs) with their escaped form.
+fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Uptime with its two largest units: `5s`, `3m12s`, `2h5m`, `3d4h`.
+pub fn format_uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+/// A short wait like `1.2s`, or as [`format_uptime`] from a minute up.
+fn format_wait(d: Duration) -> String {
+    if d.as_secs() < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format_uptime(d.as_secs())
+    }
+}
+
+/// Bytes in binary units with one decimal: `512B`, `1.5K`, `12.3M`, `2.0G`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    // Display only: precision loss in the conversion is irrelevant.
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// `code=1`, `signal=SIGKILL`, `oom-killed`, `stop-timeout (SIGKILL)`, `start-failed`.
+pub fn format_last_exit(e: &LastExit) -> String {
+    let signal = e.signal.as_deref().map(clean);
+    match (e.reason, e.code, signal) {
+        (ExitReason::Exited, Some(code), _) => format!("code={code}"),
+        (ExitReason::Signaled, _, Some(sig)) => format!("signal={sig}"),
+        (ExitReason::StopTimeout, _, Some(sig)) => format!("stop-timeout ({sig})"),
+        (reason, _, _) => reason.as_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(name: &str, state: State) -> WorkloadStatus {
+        WorkloadStatus {
+            name: name.into(),
+            state,
+            pid: None,
+            init_pid: None,
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            memory_bytes: None,
+            spec_hash: None,
+            next_restart_at: None,
+            started_at: None,
+            uptime_seconds: None,
+            manifest: None,
+        }
+    }
+
+    fn at(rfc3339: &str) -> SystemTime {
+        humantime::parse_rfc3339(rfc3339).expect("valid time")
+    }
+
+    #[test]
+    fn renders_table_and_notes() {
+        let now = at("2025-01-01T00:00:00Z");
+        let mut web = workload("web", State::Running);
+        web.pid = Some(4242);
+        web.restarts = 2;
+        web.uptime_seconds = Some(192);
+        web.memory_bytes = Some(12_900_000);
+        web.last_exit = Some(LastExit {
+            code: Some(1),
+            signal: None,
+            reason: ExitReason::Exited,
+        });
+        let mut db = workload("database", State::Backoff);
+        db.restarts = 11;
+        db.next_restart_at = Some("2025-01-01T00:00:01.200Z".into());
+        db.last_exit = Some(LastExit {
+            code: None,
+            signal: Some("SIGKILL".into()),
+            reason: ExitReason::OomKilled,
+        });
+        let mut bad = workload("bad", State::Failed);
+        bad.error = Some("invalid manifest:\n  line 3: unknown field `imgae`\n".into());
+        let resp = StatusResponse {
+            workloads: vec![bad, db, web],
+        };
+        let expected = "\
+NAME      STATE    PID   RESTARTS  UPTIME  MEMORY  LAST-EXIT
+bad       failed   -     0         -       -       -
+database  backoff  -     11        -       -       oom-killed
+web       running  4242  2         3m12s   12.3M   code=1
+bad: invalid manifest:
+       line 3: unknown field `imgae`
+database: next restart at 2025-01-01T00:00:01.200Z (in 1.2s)
+";
+        assert_eq!(render_status(&resp, now), expected);
+    }
+
+    #[test]
+    fn empty_status() {
+        let resp = StatusResponse { workloads: vec![] };
+        assert_eq!(render_status(&resp, SystemTime::now()), "no workloads\n");
+    }
+
+    #[test]
+    fn uptime_falls_back_to_started_at() {
+        let mut w = workload("w", State::Running);
+        w.started_at = Some("2025-01-01T00:00:00Z".into());
+        let r = row(&w, at("2025-01-01T02:05:09Z"));
+        assert_eq!(r[4], "2h5m");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut w = workload("evil\u{1b}[2J", State::Failed);
+        w.error = Some("bad\u{7}".into());
+        let out = render_status(&StatusResponse { workloads: vec![w] }, SystemTime::now());
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("evil\\u{1b}[2J: bad\\u{7}"), "{out}");
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(format_uptime(0), "0s");
+        assert_eq!(format_uptime(5), "5s");
+        assert_eq!(format_uptime(192), "3m12s");
+        assert_eq!(format_uptime(2 * 3600 + 5 * 60 + 59), "2h5m");
+        assert_eq!(format_uptime(3 * 86_400 + 4 * 3600 + 1), "3d4h");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(format_bytes(512), "512B");
+        assert_eq!(format_bytes(1536), "1.5K");
+        assert_eq!(format_bytes(12_900_000), "12.3M");
+        assert_eq!(format_bytes(2 << 30), "2.0G");
+    }
+
+    #[test]
+    fn last_exits() {
+        let e = |reason, code, signal: Option<&str>| {
+            format_last_exit(&LastExit {
+                code,
+                signal: signal.map(str::to_owned),
+                reason,
+            })
+        };
+        assert_eq!(e(ExitReason::Exited, Some(0), None), "code=0");
+        assert_eq!(
+            e(ExitReason::Signaled, None, Some("SIGKILL")),
+            "signal=SIGKILL"
+        );
+        assert_eq!(
+            e(ExitReason::OomKilled, None, Some("SIGKILL")),
+            "oom-killed"
+        );
+        assert_eq!(
+            e(ExitReason::StopTimeout, None, Some("SIGKILL")),
+            "stop-timeout (SIGKILL)"
+        );
+        assert_eq!(e(ExitReason::StopTimeout, None, None), "stop-timeout");
+        assert_eq!(e(ExitReason::StartFailed, None, None), "start-failed");
+    }
+}

@@ -1,0 +1,33 @@
+//! superd: a declarative workload supervisor for Linux.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! /etc/workloads.d/*.toml
+//!    │  watcher (inotify; a completed write or delete is acted on at once; SIGHUP = full rescan)
+//!    ▼
+//! manifest::load_dir ──► Desired { name → Result<Spec, ManifestError> }     pure
+//!    ▼
+//! reconcile::plan(desired, observed, now) ──► Vec<Action>                    pure
+//!    ▼
+//! supervisor (the single owner of workload state; one tokio task)
+//!    │  executes actions through runtime; receives exits, timers and API requests as messages
+//!    ▼
+//! runtime: cgroups · rootfs · spawn · reaper ──► init shim (PID 1 in the container) ──► workload
+//!    ▲
+//! ctl (HTTP/JSON on a Unix socket) ◄── superctl
+//! ```
+//!
+//! `manifest` and `reconcile` never touch the kernel: the whole decision engine is unit-tested
+//! without root. Every side effect lives under `runtime`.
+
+pub mod api;
+pub mod ctl;
+pub mod manifest;
+pub mod reconcile;
+pub mod runtime;
+pub mod supervisor;
+pub mod watch;
+
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,252 @@
+//! Reading manifests from disk: one file, or every manifest file of a directory.
+
+use super::error::{FieldError, ManifestError};
+use super::parse::parse;
+use super::spec::Spec;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Manifests larger than this are refused rather than read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// One manifest file of the directory and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredEntry {
+    /// The file the entry was read from.
+    pub file: PathBuf,
+    /// The validated spec, or every reason the file was rejected.
+    pub spec: Result<Arc<Spec>, ManifestError>,
+}
+
+/// The desired state: file stem → entry. A stem that is not a valid workload name still gets
+/// an entry (with an error), so the operator sees why the file is ignored.
+pub type Desired = BTreeMap<String, DesiredEntry>;
+
+/// True for names `load_dir` reads: `*.toml` with a non-empty stem, not a dotfile.
+///
+/// This leaves out editor and package-manager leftovers: `web.toml~`, `web.toml.swp`,
+/// `web.toml.bak`, `web.toml.dpkg-new`/`-old`/`-dist` do not end in `.toml`, and vim's
+/// `.web.toml.swp`, emacs's `.#web.toml` and atomic-save temporaries are dotfiles.
+pub fn is_manifest_file_name(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    match name.strip_suffix(".toml") {
+        Some(stem) => !stem.is_empty() && !name.starts_with('.'),
+        None => false,
+    }
+}
+
+/// Reads and parses one manifest file; the workload name is the file stem.
+pub fn load_file(path: &Path) -> Result<Spec, ManifestError> {
+    let text = read_text(path)?;
+    parse(path, &text)
+}
+
+/// Reads every manifest file of `dir` (not recursive). Non-regular files are skipped, symlinks
+/// to regular files are followed, and a file that cannot be read or parsed gets an `Err` entry.
+///
+/// Fails only when the directory itself cannot be listed, including part-way: a partial
+/// listing would look like deleted manifests and stop workloads.
+pub fn load_dir(dir: &Path) -> io::Result<Desired> {
+    let mut desired = Desired::new();
+    for (stem, file) in manifest_files(dir)? {
+        let spec = load_file(&file).map(Arc::new);
+        if spec.is_err() && vanished(&file) {
+            continue; // removed between listing and reading; the next scan agrees
+        }
+        desired.insert(stem, DesiredEntry { file, spec });
+    }
+    Ok(desired)
+}
+
+/// `(stem, path)` of every manifest file in `dir`, sorted by stem.
+pub(crate) fn manifest_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !is_manifest_file_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => continue, // directories, FIFOs (reading one blocks), …
+            Err(_) if vanished(&path) => continue,
+            // Regular files, and dangling or unreadable symlinks: `load_file` reports why.
+            _ => {}
+        }
+        if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".toml")) {
+            files.push((stem.to_string(), path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// True when nothing at all (not even a dangling symlink) is at `path` any more.
+fn vanished(path: &Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+fn read_text(path: &Path) -> Result<String, ManifestError> {
+    let io_err = |e: io::Error| ManifestError::io(path, "cannot read the manifest", &e);
+    let meta = fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        let msg = "not a regular file: a manifest must be a TOML file";
+        return Err(ManifestError::new(path, vec![FieldError::new("", msg)]));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        let msg = format!("the file is larger than {MAX_MANIFEST_BYTES} bytes; is it a manifest?");
+        return Err(ManifestError::new(path, vec![FieldError::new("", msg)]));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // The valid prefix is UTF-8 by definition; it locates the bad byte.
+        let prefix = String::from_utf8_lossy(valid);
+        let end = prefix.len();
+        let msg = "not valid UTF-8: a manifest must be UTF-8 text";
+        ManifestError::new(path, vec![FieldError::at(&prefix, end..end, "", msg)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    #[test]
+    fn manifest_file_names() {
+        for ok in [
+            "web.toml",
+            "a.toml",
+            "db-1.toml",
+            "Bad_Name.toml",
+            "x.y.toml",
+        ] {
+            assert!(is_manifest_file_name(OsStr::new(ok)), "{ok}");
+        }
+        let leftovers = [
+            ".toml",
+            ".web.toml",
+            ".#web.toml",
+            ".web.toml.swp",
+            "web.toml~",
+            "web.toml.swp",
+            "web.toml.bak",
+            "web.toml.dpkg-new",
+            "web.toml.dpkg-old",
+            "web.toml.dpkg-dist",
+            "#web.toml#",
+            "web.TOML",
+            "web",
+            "web.toml.tmp",
+            "",
+        ];
+        for bad in leftovers {
+            assert!(!is_manifest_file_name(OsStr::new(bad)), "{bad}");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        assert!(!is_manifest_file_name(OsStr::from_bytes(b"\xff.toml")));
+    }
+
+    #[test]
+    fn load_dir_reads_manifests_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let good = "command = [\"/bin/true\"]\n";
+        fs::write(d.join("web.toml"), good).unwrap();
+        fs::write(d.join("bad.toml"), "command = []\n").unwrap();
+        fs::write(d.join("Bad_Name.toml"), good).unwrap();
+        for leftover in [
+            "web.toml~",
+            ".web.toml.swp",
+            "web.toml.dpkg-new",
+            "notes.txt",
+        ] {
+            fs::write(d.join(leftover), "garbage =").unwrap();
+        }
+        fs::create_dir(d.join("dir.toml")).unwrap();
+        fs::write(d.join("target.conf"), good).unwrap();
+        symlink(d.join("target.conf"), d.join("linked.toml")).unwrap();
+        symlink(d.join("nowhere"), d.join("dangling.toml")).unwrap();
+
+        let desired = load_dir(d).unwrap();
+        let keys: Vec<_> = desired.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["Bad_Name", "bad", "dangling", "linked", "web"]);
+        let web = desired["web"].spec.as_ref().unwrap();
+        assert_eq!(web.name.as_str(), "web");
+        assert_eq!(desired["web"].file, d.join("web.toml"));
+        assert_eq!(
+            desired["linked"].spec.as_ref().unwrap().name.as_str(),
+            "linked"
+        );
+        let bad = desired["bad"].spec.as_ref().unwrap_err();
+        assert_eq!(bad.errors[0].field, "command");
+        let bad_name = desired["Bad_Name"].spec.as_ref().unwrap_err();
+        assert_eq!(bad_name.errors[0].field, "name");
+        let dangling = desired["dangling"].spec.as_ref().unwrap_err();
+        assert!(
+            dangling.to_string().contains("cannot read the manifest"),
+            "{dangling}"
+        );
+    }
+
+    #[test]
+    fn load_dir_fails_only_for_the_directory_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_dir(&dir.path().join("missing")).is_err());
+        assert_eq!(load_dir(dir.path()).unwrap(), Desired::new());
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.toml");
+        fs::write(&path, "command = [\"/bin/true\"]\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        // Root ignores file modes; capabilities are per thread, so read from a thread that
+        // gave up the two that bypass them.
+        let d = dir.path().to_path_buf();
+        let desired = std::thread::spawn(move || {
+            for cap in [
+                caps::Capability::CAP_DAC_OVERRIDE,
+                caps::Capability::CAP_DAC_READ_SEARCH,
+            ] {
+                let _ = caps::drop(None, caps::CapSet::Effective, cap);
+            }
+            load_dir(&d).unwrap()
+        })
+        .join()
+        .unwrap();
+        let err = desired["secret"].spec.as_ref().unwrap_err();
+        assert_eq!((err.errors[0].line, err.errors[0].field.as_str()), (0, ""));
+        assert!(err.to_string().contains("ermission denied"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_and_oversized_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin.toml");
+        fs::write(&path, b"command = [\"/bin/true\"]\nx = \"\xff\"\n").unwrap();
+        let err = load_file(&path).unwrap_err();
+        assert_eq!((err.errors[0].line, err.errors[0].column), (2, 6));
+        assert!(err.errors[0].message.contains("UTF-8"));
+        let big = dir.path().join("big.toml");
+        fs::write(&big, vec![b'#'; MAX_MANIFEST_BYTES as usize + 1]).unwrap();
+        assert!(load_file(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than"));
+        let not_file = load_file(dir.path()).unwrap_err();
+        assert!(not_file.to_string().contains("not a regular file"));
+    }
+}

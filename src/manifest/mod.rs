@@ -1,0 +1,31 @@
+//! Manifests: the TOML schema, validation (every error at once) and directory loading.
+//!
+//! A manifest `/etc/workloads.d/web.toml` describes the workload `web`. [`parse`] turns its
+//! text into a [`Spec`] — a value that is valid by construction — or a [`ManifestError`] listing
+//! every problem with its line, column and field. [`load_dir`] reads a whole directory into the
+//! [`Desired`] set the reconciler works from. Nothing here touches the kernel beyond reading
+//! files (and `stat` for [`warnings`]).
+//!
+//! Layout: `raw` (the TOML as written, strict serde structs) → `check` + `values` (typed leaves
+//! and their string forms) → `parse` (assemble a `Spec`) ; `load` (files and directories),
+//! `validate` (`superctl validate`), `error` (reporting).
+
+mod check;
+pub mod error;
+mod load;
+mod parse;
+mod raw;
+pub mod spec;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{FieldError, ManifestError, Snippet};
+pub use load::{
+    is_manifest_file_name, load_dir, load_file, Desired, DesiredEntry, MAX_MANIFEST_BYTES,
+};
+pub use parse::parse;
+pub use spec::*;
+pub use validate::{validate_paths, warnings, ValidateReport};

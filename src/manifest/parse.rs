@@ -1,0 +1,404 @@
+//! `parse`: manifest text → a validated [`Spec`], or every error of the file at once.
+
+use super::check::{key_segment, Checker};
+use super::error::{FieldError, ManifestError};
+use super::raw::{
+    RawManifest, RawMount, RawNetwork, RawResources, RawRestart, RawRootfs, RawStop, Table, Val,
+};
+use super::spec::{
+    AbsPath, Mount, Name, NetworkMode, Resources, Restart, RestartPolicy, Rootfs, Spec, Stop, User,
+    Writable,
+};
+use super::values;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::de::DeTable;
+use toml::Spanned;
+
+/// Parses and validates manifest `text`; the workload name is the stem of `file`, which is
+/// also used (as given) in error messages.
+pub fn parse(file: &Path, text: &str) -> Result<Spec, ManifestError> {
+    let mut ck = Checker::new(text);
+    let name = match name_from_file(file) {
+        Ok(name) => Some(name),
+        Err(msg) => {
+            ck.errors.push(FieldError::new("name", msg));
+            None
+        }
+    };
+    let spec = read_raw(&mut ck).and_then(|raw| build(&mut ck, name, raw));
+    match spec {
+        Some(spec) if ck.errors.is_empty() => Ok(spec),
+        _ => {
+            if ck.errors.is_empty() {
+                // `build` only returns None after recording an error; never report "ok" anyway.
+                ck.errors.push(FieldError::at_start(
+                    "",
+                    "manifest rejected for an unknown reason",
+                ));
+            }
+            Err(ManifestError::new(file, ck.errors))
+        }
+    }
+}
+
+/// The workload name a manifest file gives: its stem, which must be a valid [`Name`].
+pub(crate) fn name_from_file(file: &Path) -> Result<Name, String> {
+    let shown = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| format!("the file name `{shown}` does not give a workload name"))?;
+    Name::new(stem).map_err(|e| {
+        format!(
+            "the file name `{shown}` does not give a valid workload name: {e}; \
+             rename the file (the name is the file name without `.toml`)"
+        )
+    })
+}
+
+/// Syntax and structure (unknown keys, a value where a table belongs, …): the first such error
+/// only. (The parser could recover and go on, but what follows a syntax error is mostly noise.)
+fn read_raw(ck: &mut Checker<'_>) -> Option<RawManifest> {
+    let doc = match DeTable::parse(ck.text) {
+        Ok(doc) => doc,
+        Err(err) => {
+            ck.toml_error(&err, None);
+            return None;
+        }
+    };
+    let lookup = doc.get_ref().clone();
+    match RawManifest::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(raw) => Some(raw),
+        Err(err) => {
+            ck.toml_error(&err, Some(&lookup));
+            None
+        }
+    }
+}
+
+fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<Spec> {
+    if let (Some(given), Some(name)) = (&raw.name, &name) {
+        if let Some(s) = ck.string(given, "name") {
+            if s != name.as_str() {
+                let msg = format!(
+                    "name `{s}` does not match the file name: the workload is called `{name}` \
+                     after its file; remove `name` or set it to \"{name}\""
+                );
+                ck.error(given.span(), "name", msg);
+            }
+        }
+    }
+    let command = match &raw.command {
+        Some(v) => command(ck, v),
+        None => {
+            let msg =
+                "missing: every manifest needs `command = [\"/path/to/program\", \"arg\", …]`";
+            ck.errors.push(FieldError::at_start("command", msg));
+            None
+        }
+    };
+    let env = raw.env.as_ref().map(|e| env(ck, e)).unwrap_or_default();
+    let workdir = raw.workdir.as_ref().and_then(|v| ck.path(v, "workdir"));
+    let user = raw.user.as_ref().and_then(|v| {
+        ck.parsed(
+            v,
+            "user",
+            "a string such as \"1000:1000\"",
+            values::parse_user,
+        )
+    });
+    let hostname = raw.hostname.as_ref().and_then(|v| {
+        ck.parsed(v, "hostname", "a hostname string", |s| {
+            values::check_hostname(s).map(|()| s.to_string())
+        })
+    });
+    let init = raw.init.as_ref().and_then(|v| ck.boolean(v, "init"));
+    let rootfs = raw.rootfs.as_ref().and_then(|r| rootfs(ck, r));
+    let mounts = mounts(ck, raw.mounts.as_deref().unwrap_or_default());
+    let resources = raw.resources.as_ref().map(|r| resources(ck, r));
+    let restart = raw.restart.as_ref().map(|r| restart(ck, r));
+    let stop = raw.stop.as_ref().map(|s| stop(ck, s));
+    let network = raw.network.as_ref().and_then(|n| network(ck, n));
+
+    let mut spec = Spec::with_defaults(name?, command?);
+    spec.env = env;
+    spec.workdir = workdir.unwrap_or(spec.workdir);
+    spec.user = user.unwrap_or_else(User::root);
+    spec.hostname = hostname.unwrap_or(spec.hostname);
+    spec.init = init.unwrap_or(spec.init);
+    spec.rootfs = rootfs.unwrap_or(spec.rootfs);
+    spec.mounts = mounts;
+    spec.resources = resources.unwrap_or_default();
+    spec.restart = restart.unwrap_or_default();
+    spec.stop = stop.unwrap_or_default();
+    spec.network = network.unwrap_or(spec.network);
+    Some(spec)
+}
+
+fn command(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<String>> {
+    let Val::Array(items) = v.get_ref() else {
+        let found = v.get_ref().type_name();
+        let msg = format!(
+            "expected an array of strings such as [\"/bin/sh\", \"-c\", \"…\"], found {found}"
+        );
+        ck.error(v.span(), "command", msg);
+        return None;
+    };
+    if items.is_empty() {
+        let msg = "must not be empty: give the program and its arguments";
+        ck.error(v.span(), "command", msg);
+        return None;
+    }
+    let before = ck.errors.len();
+    let mut argv = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("command[{i}]");
+        if let Some(arg) = ck.string(item, &field) {
+            if i == 0 && arg.is_empty() {
+                ck.error(
+                    item.span(),
+                    &field,
+                    "the program must not be an empty string",
+                );
+            }
+            argv.push(arg.to_string());
+        }
+    }
+    (ck.errors.len() == before).then_some(argv)
+}
+
+type RawEnv = BTreeMap<Spanned<String>, Spanned<Val>>;
+
+fn env(ck: &mut Checker<'_>, table: &Spanned<RawEnv>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for (key, value) in table.get_ref() {
+        let field = format!("env.{}", key_segment(key.get_ref()));
+        let k = key.get_ref();
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            let msg = format!(
+                "invalid variable name {k:?}: it must be non-empty and contain no '=' or NUL byte"
+            );
+            ck.error(key.span(), &field, msg);
+        }
+        if let Some(v) = ck.string(value, &field) {
+            env.insert(k.clone(), v.to_string());
+        }
+    }
+    env
+}
+
+fn rootfs(ck: &mut Checker<'_>, raw: &RawRootfs) -> Option<Rootfs> {
+    let path = raw.path.as_ref().map(|v| ck.path(v, "rootfs.path"));
+    let writable = raw.writable.as_ref().map(|v| {
+        let options = [("tmpfs", Writable::Tmpfs), ("none", Writable::None)];
+        ck.choice(v, "rootfs.writable", &options)
+            .map(|w| (v.span(), w))
+    });
+    // A value that was given but is invalid has been reported; do not judge the combination.
+    if matches!(path, Some(None)) || matches!(writable, Some(None)) {
+        return None;
+    }
+    let (path, writable) = (path.flatten(), writable.flatten());
+    match (path, writable) {
+        (Some(path), w) if !path.is_root() => Some(Rootfs::Dir {
+            path,
+            writable: w.map_or(Writable::Tmpfs, |(_, w)| w),
+        }),
+        (_, Some((span, Writable::Tmpfs))) => {
+            let msg = "the host root (rootfs.path = \"/\", the default) is always mounted \
+                       read-only: use writable = \"none\", or set rootfs.path to a directory \
+                       to get a tmpfs overlay";
+            ck.error(span, "rootfs.writable", msg);
+            None
+        }
+        _ => Some(Rootfs::Host),
+    }
+}
+
+fn mounts(ck: &mut Checker<'_>, raw: &[Spanned<Table<RawMount>>]) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    let mut targets: BTreeMap<AbsPath, usize> = BTreeMap::new();
+    for (i, m) in raw.iter().enumerate() {
+        let field = |key: &str| format!("mounts[{i}].{key}");
+        let mut required = |v: &Option<Spanned<Val>>, key: &str, what: &str| {
+            if v.is_none() {
+                let msg = format!("missing: every [[mounts]] entry needs `{key}` ({what})");
+                ck.error(m.span(), &field(key), msg);
+            }
+        };
+        required(&m.get_ref().source, "source", "the host path");
+        required(
+            &m.get_ref().target,
+            "target",
+            "the path inside the container",
+        );
+        let m = m.get_ref();
+        let source = m.source.as_ref().and_then(|v| ck.path(v, &field("source")));
+        let target = m.target.as_ref().and_then(|v| {
+            let t = ck.path(v, &field("target"))?;
+            if t.is_root() {
+                let msg = "cannot mount over the container's root `/`; choose a directory \
+                           below it, or use [rootfs] path to change the root";
+                ck.error(v.span(), &field("target"), msg);
+                return None;
+            }
+            if let Some(first) = targets.get(&t) {
+                let msg = format!("`{t}` is already the target of mounts[{first}]");
+                ck.error(v.span(), &field("target"), msg);
+                return None;
+            }
+            targets.insert(t.clone(), i);
+            Some(t)
+        });
+        let readonly = match &m.readonly {
+            Some(v) => ck.boolean(v, &field("readonly")),
+            None => Some(false),
+        };
+        if let (Some(source), Some(target), Some(readonly)) = (source, target, readonly) {
+            mounts.push(Mount {
+                source,
+                target,
+                readonly,
+            });
+        }
+    }
+    mounts
+}
+
+fn resources(ck: &mut Checker<'_>, raw: &RawResources) -> Resources {
+    let memory = raw.memory.as_ref().and_then(|v| match v.get_ref() {
+        Val::Int(_) => {
+            let max = i128::from(values::MAX_MEMORY);
+            ck.integer(v, "resources.memory", 1, max)
+                .and_then(|n| u64::try_from(n).ok())
+        }
+        _ => ck.parsed(
+            v,
+            "resources.memory",
+            "bytes (an integer) or a size string such as \"64M\"",
+            values::parse_size,
+        ),
+    });
+    let cpu_millis = raw.cpus.as_ref().and_then(|v| {
+        let cpus = match v.get_ref() {
+            Val::Float(f) => *f,
+            // Integers beyond 2^53 lose precision here, but they are out of range anyway.
+            Val::Int(n) => *n as f64,
+            other => {
+                let msg = format!(
+                    "expected a number of CPUs such as 0.5 or 2, found {}",
+                    other.type_name()
+                );
+                ck.error(v.span(), "resources.cpus", msg);
+                return None;
+            }
+        };
+        values::cpus_to_millis(cpus)
+            .map_err(|msg| ck.error(v.span(), "resources.cpus", msg))
+            .ok()
+    });
+    let pids = raw.pids.as_ref().and_then(|v| {
+        ck.integer(v, "resources.pids", 1, i64::MAX.into())
+            .and_then(|n| u64::try_from(n).ok())
+    });
+    Resources {
+        memory,
+        cpu_millis,
+        pids,
+    }
+}
+
+fn restart(ck: &mut Checker<'_>, raw: &RawRestart) -> Restart {
+    let d = Restart::default();
+    let policies = [
+        ("always", RestartPolicy::Always),
+        ("on-failure", RestartPolicy::OnFailure),
+        ("never", RestartPolicy::Never),
+    ];
+    let policy = raw
+        .policy
+        .as_ref()
+        .and_then(|v| ck.choice(v, "restart.policy", &policies));
+    let initial = raw
+        .initial_delay
+        .as_ref()
+        .and_then(|v| ck.duration(v, "restart.initial_delay"));
+    let max = raw
+        .max_delay
+        .as_ref()
+        .and_then(|v| ck.duration(v, "restart.max_delay"));
+    let reset_after = raw
+        .reset_after
+        .as_ref()
+        .and_then(|v| ck.duration(v, "restart.reset_after"));
+    let max_retries = raw.max_retries.as_ref().and_then(|v| {
+        ck.integer(v, "restart.max_retries", 0, u32::MAX.into())
+            .and_then(|n| u32::try_from(n).ok())
+    });
+    let (initial_delay, max_delay) = (
+        initial.unwrap_or(d.initial_delay),
+        max.unwrap_or(d.max_delay),
+    );
+    if initial_delay > max_delay {
+        let show = |d| humantime::format_duration(d).to_string();
+        let (i, m) = (show(initial_delay), show(max_delay));
+        match (&raw.max_delay, &raw.initial_delay) {
+            (Some(v), _) if max.is_some() => {
+                let default = if raw.initial_delay.is_none() {
+                    "the default "
+                } else {
+                    ""
+                };
+                let msg = format!("max_delay ({m}) is shorter than {default}initial_delay ({i})");
+                ck.error(v.span(), "restart.max_delay", msg);
+            }
+            (None, Some(v)) => {
+                let msg = format!(
+                    "initial_delay ({i}) is longer than the default max_delay ({m}); \
+                     raise max_delay too"
+                );
+                ck.error(v.span(), "restart.initial_delay", msg);
+            }
+            _ => {}
+        }
+    }
+    Restart {
+        policy: policy.unwrap_or(d.policy),
+        initial_delay,
+        max_delay,
+        reset_after: reset_after.unwrap_or(d.reset_after),
+        max_retries: max_retries.unwrap_or(d.max_retries),
+    }
+}
+
+fn stop(ck: &mut Checker<'_>, raw: &RawStop) -> Stop {
+    let d = Stop::default();
+    let signal = raw.signal.as_ref().and_then(|v| {
+        ck.parsed(
+            v,
+            "stop.signal",
+            "a signal name such as \"SIGTERM\"",
+            values::parse_signal,
+        )
+    });
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .and_then(|v| ck.duration(v, "stop.timeout"));
+    Stop {
+        signal: signal.unwrap_or(d.signal),
+        timeout: timeout.unwrap_or(d.timeout),
+    }
+}
+
+fn network(ck: &mut Checker<'_>, raw: &RawNetwork) -> Option<NetworkMode> {
+    let modes = [("none", NetworkMode::None), ("host", NetworkMode::Host)];
+    raw.mode
+        .as_ref()
+        .and_then(|v| ck.choice(v, "network.mode", &modes))
+}

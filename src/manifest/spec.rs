@@ -1,0 +1,455 @@
+//! The validated workload specification: what a manifest means once every rule has been checked.
+//!
+//! Nothing here parses TOML; `manifest::parse` turns a file into a [`Spec`] or a list of errors.
+//! Types are chosen so that a `Spec` that exists is valid: names are RFC 1123 labels, paths are
+//! absolute and normalised, a host-root rootfs cannot ask for a writable layer.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A workload name: a lowercase RFC 1123 label of at most 63 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks `s` against the RFC 1123 label rules and wraps it.
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if s.len() > 63 {
+            return Err(format!("`{s}` is longer than 63 characters"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "`{s}` is not a lowercase RFC 1123 label (a-z, 0-9 and '-' only)"
+            ));
+        }
+        if s.starts_with('-') || s.ends_with('-') {
+            return Err(format!("`{s}` must not start or end with '-'"));
+        }
+        Ok(Name(s.to_string()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An absolute, normalised path (no `.`, `..`, `//` or trailing `/` except for the root itself).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(String);
+
+impl AbsPath {
+    /// Checks that `s` is absolute and normalised.
+    pub fn new(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` is not an absolute path"));
+        }
+        if s.contains('\0') {
+            return Err("path contains a NUL byte".into());
+        }
+        if s != "/" {
+            if s.ends_with('/') {
+                return Err(format!("`{s}` is not normalised (trailing '/')"));
+            }
+            for comp in s[1..].split('/') {
+                if comp.is_empty() || comp == "." || comp == ".." {
+                    return Err(format!(
+                        "`{s}` is not normalised (empty, `.` or `..` component)"
+                    ));
+                }
+            }
+        }
+        Ok(AbsPath(s.to_string()))
+    }
+
+    /// The path as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The components after the leading `/` (empty for the root).
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// True for `/`.
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+}
+
+impl fmt::Display for AbsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user or group given by number or by name (looked up inside the rootfs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdOrName {
+    /// A numeric id, range-checked as u32.
+    Id(u32),
+    /// A name to look up in the rootfs's `/etc/passwd` or `/etc/group`.
+    Name(String),
+}
+
+/// `user = "uid:gid" | "name" | "name:group"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct User {
+    /// The user part.
+    pub user: IdOrName,
+    /// The group part; `None` means "the user's primary group" (0 for an unknown numeric uid).
+    pub group: Option<IdOrName>,
+}
+
+impl User {
+    /// The default `0:0`.
+    pub fn root() -> Self {
+        User {
+            user: IdOrName::Id(0),
+            group: Some(IdOrName::Id(0)),
+        }
+    }
+}
+
+/// How a directory rootfs is made writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Writable {
+    /// Overlay with upper and work directories on a per-workload tmpfs.
+    Tmpfs,
+    /// Read-only bind mount.
+    None,
+}
+
+/// The workload's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Rootfs {
+    /// `path = "/"`: the host root, bind-mounted read-only recursively.
+    Host,
+    /// A directory holding a root filesystem.
+    Dir {
+        /// The directory on the host.
+        path: AbsPath,
+        /// Whether and how it is made writable.
+        writable: Writable,
+    },
+}
+
+/// One `[[mounts]]` entry: a bind mount from the host into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Mount {
+    /// Host path.
+    pub source: AbsPath,
+    /// Path inside the container, resolved inside the rootfs.
+    pub target: AbsPath,
+    /// Mount read-only.
+    pub readonly: bool,
+}
+
+/// `[resources]`: cgroup limits. `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Resources {
+    /// Memory limit in bytes (swap is capped to the same value).
+    pub memory: Option<u64>,
+    /// CPU limit in thousandths of one CPU (`cpus = 0.5` is 500).
+    pub cpu_millis: Option<u32>,
+    /// Maximum number of tasks.
+    pub pids: Option<u64>,
+}
+
+/// When a workload that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart whatever the exit status.
+    Always,
+    /// Restart only after a non-zero exit or a signal.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+/// `[restart]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Restart {
+    /// The policy.
+    pub policy: RestartPolicy,
+    /// Delay before the first restart; doubles per consecutive failure.
+    #[serde(with = "duration_ms")]
+    pub initial_delay: Duration,
+    /// Upper bound of the delay.
+    #[serde(with = "duration_ms")]
+    pub max_delay: Duration,
+    /// A run at least this long resets the backoff.
+    #[serde(with = "duration_ms")]
+    pub reset_after: Duration,
+    /// 0 = never give up; N = `failed` after N failed restarts.
+    pub max_retries: u32,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            policy: RestartPolicy::Always,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            reset_after: Duration::from_secs(10),
+            max_retries: 0,
+        }
+    }
+}
+
+/// A signal, by Linux number, with its canonical `SIGxxx` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Signal {
+    /// The canonical name, e.g. `SIGTERM`.
+    pub name: &'static str,
+    /// The Linux signal number.
+    pub number: i32,
+}
+
+/// Linux signal names and numbers (x86-64, arm64 and most architectures agree on these).
+pub const SIGNALS: &[(&str, i32)] = &[
+    ("SIGHUP", 1),
+    ("SIGINT", 2),
+    ("SIGQUIT", 3),
+    ("SIGILL", 4),
+    ("SIGTRAP", 5),
+    ("SIGABRT", 6),
+    ("SIGBUS", 7),
+    ("SIGFPE", 8),
+    ("SIGKILL", 9),
+    ("SIGUSR1", 10),
+    ("SIGSEGV", 11),
+    ("SIGUSR2", 12),
+    ("SIGPIPE", 13),
+    ("SIGALRM", 14),
+    ("SIGTERM", 15),
+    ("SIGSTKFLT", 16),
+    ("SIGCHLD", 17),
+    ("SIGCONT", 18),
+    ("SIGSTOP", 19),
+    ("SIGTSTP", 20),
+    ("SIGTTIN", 21),
+    ("SIGTTOU", 22),
+    ("SIGURG", 23),
+    ("SIGXCPU", 24),
+    ("SIGXFSZ", 25),
+    ("SIGVTALRM", 26),
+    ("SIGPROF", 27),
+    ("SIGWINCH", 28),
+    ("SIGIO", 29),
+    ("SIGPWR", 30),
+    ("SIGSYS", 31),
+];
+
+impl Signal {
+    /// Parses `SIGTERM` or `TERM` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Signal> {
+        let upper = s.to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        SIGNALS
+            .iter()
+            .find(|(n, _)| *n == full)
+            .map(|&(name, number)| Signal { name, number })
+    }
+
+    /// Looks a signal up by number.
+    pub fn from_number(number: i32) -> Option<Signal> {
+        SIGNALS
+            .iter()
+            .find(|(_, n)| *n == number)
+            .map(|&(name, number)| Signal { name, number })
+    }
+
+    /// SIGTERM.
+    pub fn term() -> Signal {
+        Signal {
+            name: "SIGTERM",
+            number: 15,
+        }
+    }
+}
+
+/// `[stop]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Stop {
+    /// Signal sent first.
+    pub signal: Signal,
+    /// Then SIGKILL to everything in the cgroup.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop {
+            signal: Signal::term(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[network] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Own network namespace with only `lo` up.
+    None,
+    /// Share the host's network namespace.
+    Host,
+}
+
+/// A fully validated workload specification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Spec {
+    /// The workload name (the file stem).
+    pub name: Name,
+    /// argv; never empty. `command[0]` is resolved through the container's PATH.
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the container.
+    pub workdir: AbsPath,
+    /// The user the workload runs as.
+    pub user: User,
+    /// UTS hostname.
+    pub hostname: String,
+    /// Whether superd's init shim is PID 1 (true) or the workload is (false).
+    pub init: bool,
+    /// Root filesystem.
+    pub rootfs: Rootfs,
+    /// Bind mounts.
+    pub mounts: Vec<Mount>,
+    /// cgroup limits (applied live).
+    pub resources: Resources,
+    /// Restart policy (applied live).
+    pub restart: Restart,
+    /// Stop behaviour (applied live).
+    pub stop: Stop,
+    /// Network mode.
+    pub network: NetworkMode,
+}
+
+/// The default PATH inside a container.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Spec {
+    /// A spec with every default and the given name and command (handy for tests and examples).
+    pub fn with_defaults(name: Name, command: Vec<String>) -> Spec {
+        Spec {
+            hostname: name.as_str().to_string(),
+            name,
+            command,
+            env: BTreeMap::new(),
+            workdir: AbsPath("/".into()),
+            user: User::root(),
+            init: true,
+            rootfs: Rootfs::Host,
+            mounts: Vec::new(),
+            resources: Resources::default(),
+            restart: Restart::default(),
+            stop: Stop::default(),
+            network: NetworkMode::None,
+        }
+    }
+
+    /// Hex SHA-256 of the canonical JSON form of the whole spec.
+    pub fn hash(&self) -> String {
+        hash_json(self)
+    }
+
+    /// Hash of everything that cannot be changed on a running workload (all but
+    /// `[resources]`, `[restart]` and `[stop]`). Equal core hashes mean a live update suffices.
+    pub fn core_hash(&self) -> String {
+        let mut core = self.clone();
+        core.resources = Resources::default();
+        core.restart = Restart::default();
+        core.stop = Stop::default();
+        hash_json(&core)
+    }
+}
+
+fn hash_json<T: Serialize>(v: &T) -> String {
+    use sha2::{Digest, Sha256};
+    // Serialising plain data with BTreeMaps cannot fail; fall back to Debug rather than panic.
+    let bytes =
+        serde_json::to_vec(v).unwrap_or_else(|e| format!("unserialisable: {e}").into_bytes());
+    let digest = Sha256::digest(&bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(Name::new("web-1").is_ok());
+        assert!(Name::new("Web").is_err());
+        assert!(Name::new("-a").is_err());
+        assert!(Name::new("a_b").is_err());
+        assert!(Name::new(&"a".repeat(64)).is_err());
+        assert!(Name::new(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn paths() {
+        assert!(AbsPath::new("/").is_ok());
+        assert!(AbsPath::new("/srv/data").is_ok());
+        for bad in ["srv", "/srv/", "/a//b", "/a/./b", "/a/../b", ""] {
+            assert!(AbsPath::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(Signal::parse("term").map(|s| s.number), Some(15));
+        assert_eq!(Signal::parse("SIGKILL").map(|s| s.name), Some("SIGKILL"));
+        assert!(Signal::parse("SIGFOO").is_none());
+    }
+
+    #[test]
+    fn live_sections_do_not_change_core_hash() {
+        let name = Name::new("web").unwrap();
+        let a = Spec::with_defaults(name, vec!["true".into()]);
+        let mut b = a.clone();
+        b.resources.memory = Some(1 << 20);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.core_hash(), b.core_hash());
+        b.command.push("x".into());
+        assert_ne!(a.core_hash(), b.core_hash());
+    }
+}

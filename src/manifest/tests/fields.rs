@@ -1,0 +1,472 @@
+//! One test per manifest field: its default, every accepted form and every rejected form.
+
+use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+#[test]
+fn name() {
+    assert_eq!(ok_with("name = \"web\"").name, web());
+    error_with(
+        "name = \"db\"",
+        "name",
+        "remove `name` or set it to \"web\"",
+    );
+    error_with("name = 1", "name", "expected a string, found an integer");
+    let spec = parse(Path::new("relative/dir/api-2"), CMD).unwrap();
+    assert_eq!(spec.name.as_str(), "api-2");
+    for bad in ["Web.toml", "a_b.toml", "-a.toml", "web.toml.bak", ".toml"] {
+        let err = parse(Path::new(bad), CMD).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        let e = &err.errors[0];
+        assert_eq!(
+            (e.line, e.column, e.field.as_str()),
+            (0, 0, "name"),
+            "{bad}"
+        );
+        assert!(e.message.contains("rename the file"), "{}", e.message);
+    }
+}
+
+#[test]
+fn command() {
+    let spec = ok("command = [\"/bin/sh\", \"-c\", \"exec sleep 1\"]");
+    assert_eq!(spec.command, ["/bin/sh", "-c", "exec sleep 1"]);
+    let missing = parse_web("init = true").unwrap_err();
+    let e = &missing.errors[0];
+    assert_eq!(
+        (e.line, e.column, e.field.as_str(), &e.snippet),
+        (1, 1, "command", &None)
+    );
+    assert_eq!(
+        errors("command = []")[0].1,
+        "must not be empty: give the program and its arguments"
+    );
+    assert!(errors("command = \"/bin/true\"")[0]
+        .1
+        .contains("expected an array of strings"));
+    assert_eq!(
+        errors("command = [\"a\", 1, true]"),
+        [
+            (
+                "command[1]".into(),
+                "expected a string, found an integer".into()
+            ),
+            (
+                "command[2]".into(),
+                "expected a string, found a boolean".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        errors("command = [\"a\\u0000b\"]")[0].1,
+        "must not contain a NUL byte"
+    );
+    assert!(errors("command = [\"\"]")[0].1.contains("empty string"));
+    assert!(errors("command = [[\"a\"]]")[0]
+        .1
+        .contains("found an array"));
+}
+
+#[test]
+fn env() {
+    let spec = ok_with("env = { TZ = \"UTC\", \"A.B\" = \"\", LANG = \"C.UTF-8\" }");
+    let expected: BTreeMap<String, String> = [("TZ", "UTC"), ("A.B", ""), ("LANG", "C.UTF-8")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    assert_eq!(spec.env, expected);
+    assert_eq!(ok_with("[env]\nX = \"1\"").env["X"], "1");
+    let e = error_with("env = { \"A=B\" = \"x\" }", "env.\"A=B\"", "no '=' or NUL");
+    assert_eq!(e.column, 9, "points at the key");
+    error_with("env = { \"\" = \"x\" }", "env.\"\"", "non-empty");
+    error_with("env = { \"A\\u0000\" = \"x\" }", "env.\"A\\0\"", "NUL");
+    error_with(
+        "env = { PORT = 8080 }",
+        "env.PORT",
+        "expected a string, found an integer",
+    );
+    error_with("env = { X = \"a\\u0000\" }", "env.X", "NUL byte");
+    error_with("env = [\"A=B\"]", "env", "expected a table");
+}
+
+#[test]
+fn workdir() {
+    assert_eq!(ok(CMD).workdir.as_str(), "/");
+    assert_eq!(
+        ok_with("workdir = \"/srv/app\"").workdir.as_str(),
+        "/srv/app"
+    );
+    error_with(
+        "workdir = \"srv\"",
+        "workdir",
+        "`srv` is not an absolute path",
+    );
+    for bad in ["/srv/", "/a//b", "/a/./b", "/a/../b"] {
+        error_with(
+            &format!("workdir = \"{bad}\""),
+            "workdir",
+            "is not normalised",
+        );
+    }
+    error_with("workdir = 1", "workdir", "expected an absolute path string");
+}
+
+#[test]
+fn user() {
+    assert_eq!(ok(CMD).user, User::root());
+    let u = ok_with("user = \"1000:100\"").user;
+    assert_eq!(
+        (u.user, u.group),
+        (IdOrName::Id(1000), Some(IdOrName::Id(100)))
+    );
+    let u = ok_with("user = \"1000\"").user;
+    assert_eq!((u.user, u.group), (IdOrName::Id(1000), None));
+    let u = ok_with("user = \"nobody:nogroup\"").user;
+    assert_eq!(u.user, IdOrName::Name("nobody".into()));
+    assert_eq!(u.group, Some(IdOrName::Name("nogroup".into())));
+    error_with(
+        "user = \"4294967296\"",
+        "user",
+        "out of range (0 to 4294967295)",
+    );
+    error_with(
+        "user = \"0:4294967296\"",
+        "user",
+        "group id 4294967296 is out of range",
+    );
+    error_with(
+        "user = \"a b\"",
+        "user",
+        "neither a numeric id nor a user name",
+    );
+    error_with("user = \":0\"", "user", "the user is empty");
+    error_with(
+        "user = 1000",
+        "user",
+        "expected a string such as \"1000:1000\", found an integer",
+    );
+}
+
+#[test]
+fn hostname() {
+    assert_eq!(ok(CMD).hostname, "web");
+    assert_eq!(
+        ok_with("hostname = \"Web-1.Example.com\"").hostname,
+        "Web-1.Example.com"
+    );
+    error_with(
+        "hostname = \"web_1\"",
+        "hostname",
+        "invalid hostname `web_1`",
+    );
+    error_with(
+        &format!("hostname = \"{}\"", "a".repeat(64)),
+        "hostname",
+        "1-63",
+    );
+    error_with("hostname = \"\"", "hostname", "invalid hostname");
+    error_with("hostname = true", "hostname", "found a boolean");
+}
+
+#[test]
+fn init() {
+    assert!(ok(CMD).init);
+    assert!(!ok_with("init = false").init);
+    error_with(
+        "init = \"false\"",
+        "init",
+        "expected `true` or `false`, found a string",
+    );
+}
+
+#[test]
+fn rootfs() {
+    let host = Rootfs::Host;
+    assert_eq!(ok_with("[rootfs]\npath = \"/\"").rootfs, host);
+    assert_eq!(
+        ok_with("[rootfs]\npath = \"/\"\nwritable = \"none\"").rootfs,
+        host
+    );
+    assert_eq!(ok_with("[rootfs]\nwritable = \"none\"").rootfs, host);
+    let dir = |w| Rootfs::Dir {
+        path: AbsPath::new("/srv/root").unwrap(),
+        writable: w,
+    };
+    assert_eq!(
+        ok_with("[rootfs]\npath = \"/srv/root\"").rootfs,
+        dir(Writable::Tmpfs)
+    );
+    let none = "rootfs = { path = \"/srv/root\", writable = \"none\" }";
+    assert_eq!(ok_with(none).rootfs, dir(Writable::None));
+    let tmpfs = "[rootfs]\npath = \"/srv/root\"\nwritable = \"tmpfs\"";
+    assert_eq!(ok_with(tmpfs).rootfs, dir(Writable::Tmpfs));
+    let e = error_with(
+        "[rootfs]\npath = \"/\"\nwritable = \"tmpfs\"",
+        "rootfs.writable",
+        "read-only",
+    );
+    assert_eq!((e.line, e.column), (4, 12));
+    error_with(
+        "[rootfs]\nwritable = \"tmpfs\"",
+        "rootfs.writable",
+        "read-only",
+    );
+    error_with(
+        "[rootfs]\nwritable = \"rw\"",
+        "rootfs.writable",
+        "one of \"tmpfs\", \"none\"",
+    );
+    error_with(
+        "[rootfs]\nwritable = false",
+        "rootfs.writable",
+        "found a boolean",
+    );
+    error_with(
+        "[rootfs]\npath = \"rootfs\"",
+        "rootfs.path",
+        "not an absolute path",
+    );
+    error_with(
+        "[rootfs]\npath = \"/srv/./root\"",
+        "rootfs.path",
+        "not normalised",
+    );
+}
+
+#[test]
+fn mounts() {
+    let spec = ok_with(
+        "[[mounts]]\nsource = \"/srv/a\"\ntarget = \"/a\"\n\
+         [[mounts]]\nsource = \"/srv/b\"\ntarget = \"/b\"\nreadonly = true\n",
+    );
+    let m = |s: &str, t: &str, readonly| Mount {
+        source: AbsPath::new(s).unwrap(),
+        target: AbsPath::new(t).unwrap(),
+        readonly,
+    };
+    assert_eq!(
+        spec.mounts,
+        [m("/srv/a", "/a", false), m("/srv/b", "/b", true)]
+    );
+    let inline = ok_with("mounts = [{ source = \"/x\", target = \"/x\", readonly = false }]");
+    assert_eq!(inline.mounts, [m("/x", "/x", false)]);
+    let e = error_with(
+        "[[mounts]]\ntarget = \"/a\"",
+        "mounts[0].source",
+        "needs `source`",
+    );
+    assert_eq!((e.line, e.column), (2, 1));
+    error_with(
+        "[[mounts]]\nsource = \"/a\"",
+        "mounts[0].target",
+        "needs `target`",
+    );
+    error_with(
+        "[[mounts]]\nsource = \"/a\"\ntarget = \"/\"",
+        "mounts[0].target",
+        "root `/`",
+    );
+    error_with(
+        "[[mounts]]\nsource = \"/a\"\ntarget = \"a\"",
+        "mounts[0].target",
+        "absolute",
+    );
+    error_with(
+        "[[mounts]]\nsource = \"a/\"\ntarget = \"/a\"",
+        "mounts[0].source",
+        "absolute",
+    );
+    let ro = "[[mounts]]\nsource = \"/a\"\ntarget = \"/a\"\nreadonly = \"yes\"";
+    error_with(ro, "mounts[0].readonly", "found a string");
+    let dup = "[[mounts]]\nsource = \"/a\"\ntarget = \"/t\"\n[[mounts]]\nsource = \"/b\"\ntarget = \"/t\"";
+    let e = error_with(
+        dup,
+        "mounts[1].target",
+        "`/t` is already the target of mounts[0]",
+    );
+    assert_eq!(e.line, 7);
+    error_with("mounts = \"/a:/a\"", "mounts", "expected an array");
+}
+
+#[test]
+fn resources() {
+    let r = ok_with("[resources]\nmemory = \"64M\"\ncpus = 0.5\npids = 64").resources;
+    assert_eq!(
+        (r.memory, r.cpu_millis, r.pids),
+        (Some(64 << 20), Some(500), Some(64))
+    );
+    assert_eq!(ok(CMD).resources, Resources::default());
+    let memory = |v: &str| {
+        ok_with(&format!("[resources]\nmemory = {v}"))
+            .resources
+            .memory
+    };
+    assert_eq!(memory("1048576"), Some(1 << 20));
+    assert_eq!(memory("\"2GiB\""), Some(2 << 30));
+    assert_eq!(memory("\"512k\""), Some(512 << 10));
+    let cpus = |v: &str| {
+        ok_with(&format!("[resources]\ncpus = {v}"))
+            .resources
+            .cpu_millis
+    };
+    assert_eq!(cpus("2"), Some(2000));
+    assert_eq!(cpus("0.001"), Some(1));
+    assert_eq!(cpus("1024"), Some(1_024_000));
+
+    let bad = |v: &str, needle: &str| {
+        let field = format!("resources.{}", v.split(' ').next().unwrap_or_default());
+        error_with(&format!("[resources]\n{v}"), &field, needle)
+    };
+    let e = bad(
+        "memory = \"64Q\"",
+        "invalid size `64Q`: expected bytes or a number with K, M, G or T",
+    );
+    assert_eq!(
+        (e.line, e.column, e.snippet.map(|s| s.width)),
+        (3, 10, Some(5))
+    );
+    bad("memory = \"99999999999999999999T\"", "too large");
+    bad("memory = \"8388608T\"", "too large");
+    bad("memory = 0", "0 is out of range");
+    bad("memory = -5", "out of range");
+    bad("memory = \"0\"", "greater than 0");
+    bad("memory = 1.5", "found a float");
+    bad("cpus = 0", "out of range");
+    bad("cpus = -1.0", "out of range");
+    bad("cpus = 1025", "out of range");
+    bad("cpus = 0.0001", "too small");
+    bad("cpus = nan", "out of range");
+    bad("cpus = \"2\"", "found a string");
+    bad("pids = 0", "out of range");
+    bad("pids = \"64\"", "found a string");
+}
+
+#[test]
+fn restart() {
+    let r = ok_with(
+        "[restart]\npolicy = \"on-failure\"\ninitial_delay = \"1s\"\nmax_delay = \"1m 30s\"\n\
+         reset_after = \"1h\"\nmax_retries = 4294967295",
+    )
+    .restart;
+    assert_eq!(r.policy, RestartPolicy::OnFailure);
+    assert_eq!(r.initial_delay, Duration::from_secs(1));
+    assert_eq!(r.max_delay, Duration::from_secs(90));
+    assert_eq!(r.reset_after, Duration::from_secs(3600));
+    assert_eq!(r.max_retries, u32::MAX);
+    let policy = |p: &str| {
+        ok_with(&format!("[restart]\npolicy = \"{p}\""))
+            .restart
+            .policy
+    };
+    assert_eq!(policy("always"), RestartPolicy::Always);
+    assert_eq!(policy("never"), RestartPolicy::Never);
+    let bad = |v: &str, field: &str, needle: &str| {
+        error_with(&format!("[restart]\n{v}"), field, needle);
+    };
+    bad(
+        "policy = \"on_failure\"",
+        "restart.policy",
+        "expected one of \"always\", \"on-failure\", \"never\"",
+    );
+    bad(
+        "initial_delay = \"soon\"",
+        "restart.initial_delay",
+        "invalid duration `soon`",
+    );
+    bad(
+        "initial_delay = 100",
+        "restart.initial_delay",
+        "expected a duration string",
+    );
+    bad(
+        "reset_after = \"0ms\"",
+        "restart.reset_after",
+        "greater than 0",
+    );
+    bad(
+        "max_retries = -1",
+        "restart.max_retries",
+        "from 0 to 4294967295",
+    );
+    bad(
+        "max_retries = 4294967296",
+        "restart.max_retries",
+        "out of range",
+    );
+    bad(
+        "max_retries = \"3\"",
+        "restart.max_retries",
+        "found a string",
+    );
+    let both = "initial_delay = \"10s\"\nmax_delay = \"5s\"";
+    bad(
+        both,
+        "restart.max_delay",
+        "max_delay (5s) is shorter than initial_delay (10s)",
+    );
+    bad(
+        "max_delay = \"50ms\"",
+        "restart.max_delay",
+        "shorter than the default initial_delay",
+    );
+    bad(
+        "initial_delay = \"1m\"",
+        "restart.initial_delay",
+        "longer than the default max_delay (30s)",
+    );
+    assert_eq!(
+        ok_with("[restart]\ninitial_delay = \"30s\"")
+            .restart
+            .initial_delay,
+        Duration::from_secs(30)
+    );
+}
+
+#[test]
+fn stop() {
+    let s = ok_with("[stop]\nsignal = \"SIGINT\"\ntimeout = \"3s\"").stop;
+    assert_eq!(
+        (s.signal.name, s.timeout),
+        ("SIGINT", Duration::from_secs(3))
+    );
+    assert_eq!(ok_with("[stop]\nsignal = \"quit\"").stop.signal.number, 3);
+    assert_eq!(
+        ok_with("[stop]\nsignal = \"SIGKILL\"").stop.signal.number,
+        9
+    );
+    let bad = |v: &str, field: &str, needle: &str| {
+        error_with(&format!("[stop]\n{v}"), field, needle);
+    };
+    bad(
+        "signal = \"SIGSTOP\"",
+        "stop.signal",
+        "SIGSTOP cannot stop a workload",
+    );
+    bad(
+        "signal = \"SIGTREM\"",
+        "stop.signal",
+        "unknown signal `SIGTREM`",
+    );
+    bad("signal = 15", "stop.signal", "expected a signal name");
+    bad("timeout = \"0s\"", "stop.timeout", "greater than 0");
+    bad("timeout = \"10\"", "stop.timeout", "invalid duration");
+}
+
+#[test]
+fn network() {
+    assert_eq!(ok(CMD).network, NetworkMode::None);
+    assert_eq!(
+        ok_with("[network]\nmode = \"host\"").network,
+        NetworkMode::Host
+    );
+    assert_eq!(
+        ok_with("network = { mode = \"none\" }").network,
+        NetworkMode::None
+    );
+    error_with(
+        "[network]\nmode = \"bridge\"",
+        "network.mode",
+        "one of \"none\", \"host\"",
+    );
+}

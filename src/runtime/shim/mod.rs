@@ -1,0 +1,258 @@
+//! The init shim: superd's own binary, executed from a sealed memfd as PID 1 of a new container.
+//!
+//! It is single-threaded (it runs before any tokio runtime exists), so it may do what the forked
+//! child of the multithreaded daemon may not: read its config, build the rootfs, pivot_root, and
+//! then either stay as PID 1 (reaping every zombie and forwarding every catchable signal to the
+//! workload, exiting with the workload's status) or exec the workload itself (`init = false`).
+
+pub mod process;
+pub mod rootfs;
+
+use crate::runtime::sync::{FromShim, ShimConfig, ToShim, MAX_PACKET, SHIM_SYNC_FD};
+use rootfs::StepError;
+use std::io::IoSlice;
+use std::os::fd::{BorrowedFd, RawFd};
+
+fn send(msg: &FromShim, creds_pid: Option<i32>) {
+    let Ok(bytes) = serde_json::to_vec(msg) else {
+        return;
+    };
+    let iov = [IoSlice::new(&bytes)];
+    let res = match creds_pid {
+        Some(pid) => {
+            let creds = nix::sys::socket::UnixCredentials::from(libc::ucred {
+                pid,
+                uid: 0,
+                gid: 0,
+            });
+            let cmsg = [nix::sys::socket::ControlMessage::ScmCredentials(&creds)];
+            nix::sys::socket::sendmsg::<()>(
+                SHIM_SYNC_FD,
+                &iov,
+                &cmsg,
+                nix::sys::socket::MsgFlags::empty(),
+                None,
+            )
+        }
+        None => nix::sys::socket::sendmsg::<()>(
+            SHIM_SYNC_FD,
+            &iov,
+            &[],
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        ),
+    };
+    if let Err(e) = res {
+        eprintln!("superd-init: reporting to superd failed: {e}");
+    }
+}
+
+fn recv() -> Result<ToShim, StepError> {
+    let mut buf = vec![0u8; MAX_PACKET];
+    // SAFETY: SHIM_SYNC_FD was placed by the spawner and stays open for our whole life.
+    let fd = unsafe { BorrowedFd::borrow_raw(SHIM_SYNC_FD) };
+    let n = loop {
+        match nix::sys::socket::recv(
+            fd.as_fd_raw(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(fail("reading from superd", e)),
+        }
+    };
+    if n == 0 {
+        return Err(fail("reading from superd", "superd closed the sync socket"));
+    }
+    serde_json::from_slice(&buf[..n]).map_err(|e| fail("decoding superd's message", e))
+}
+
+trait AsFdRaw {
+    fn as_fd_raw(&self) -> RawFd;
+}
+impl AsFdRaw for BorrowedFd<'_> {
+    fn as_fd_raw(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.as_raw_fd()
+    }
+}
+
+fn fail(step: impl Into<String>, e: impl std::fmt::Display) -> StepError {
+    StepError {
+        step: step.into(),
+        message: e.to_string(),
+    }
+}
+
+fn report_and_exit(e: StepError) -> ! {
+    eprintln!("superd-init: {}: {}", e.step, e.message);
+    send(
+        &FromShim::Failed {
+            step: e.step,
+            message: e.message,
+        },
+        None,
+    );
+    std::process::exit(127)
+}
+
+/// Entry point of the shim role. Never returns.
+pub fn main() -> ! {
+    let cfg = match recv() {
+        Ok(ToShim::Config(cfg)) => cfg,
+        Ok(other) => report_and_exit(fail("reading the config", format!("unexpected {other:?}"))),
+        Err(e) => report_and_exit(e),
+    };
+    if let Err(e) = setup(&cfg) {
+        report_and_exit(e);
+    }
+    send(&FromShim::SetupDone, None);
+    match recv() {
+        Ok(ToShim::Go) => {}
+        Ok(other) => report_and_exit(fail("waiting for go", format!("unexpected {other:?}"))),
+        Err(e) => report_and_exit(e),
+    }
+    let prepared = match process::prepare(&cfg) {
+        Ok(p) => p,
+        Err(e) => report_and_exit(e),
+    };
+    if cfg.init {
+        run_init(&prepared)
+    } else {
+        send(&FromShim::Started, None);
+        report_and_exit(process::exec(&prepared))
+    }
+}
+
+/// Everything before the workload may run.
+fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
+    let _ = nix::sys::prctl::set_name(c"superd-init");
+    // CLONE_NEWCGROUP roots the namespace where we are now: already inside the workload cgroup
+    // (the spawner's child joined it before exec), so /proc/self/cgroup reads `0::/`.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| fail("creating the cgroup namespace", e))?;
+    // The workload must not be able to ptrace us or open our fds (CVE-2016-9962).
+    nix::sys::prctl::set_dumpable(false).map_err(|e| fail("making the shim non-dumpable", e))?;
+    rootfs::build(cfg)?;
+    if cfg.own_netns {
+        loopback_up().map_err(|e| fail("bringing lo up", e))?;
+    }
+    Ok(())
+}
+
+/// `ip link set lo up` through an ioctl (we are inside the new network namespace).
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq with a NUL-terminated name.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(s);
+        if r < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// PID 1 duty: fork the workload, forward signals, reap everything, exit with its status.
+fn run_init(p: &process::Prepared) -> ! {
+    // Drop what neither we nor the workload needs before it exists.
+    if let Err(e) = process::restrict_bounding(process::is_root(p)) {
+        report_and_exit(e);
+    }
+    // Block every signal: we take them synchronously with sigwaitinfo.
+    // SAFETY: sigset manipulation on a local set.
+    let all = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        set
+    };
+    // A close-on-exec pipe tells us whether exec succeeded (EOF) or failed (a message).
+    let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => report_and_exit(fail("creating the exec pipe", e)),
+    };
+    // SAFETY: we are single-threaded, so fork is unrestricted here.
+    let child = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            let e = process::exec(p);
+            let msg = format!("{}: {}", e.step, e.message);
+            let _ = nix::unistd::write(&wr, msg.as_bytes());
+            // SAFETY: terminate the failed child without running destructors twice.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+        Err(e) => report_and_exit(fail("forking the workload", e)),
+    };
+    drop(wr);
+    let mut buf = [0u8; 4096];
+    let n = loop {
+        match nix::unistd::read(&rd, &mut buf) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(n) => break n,
+            Err(_) => break 0,
+        }
+    };
+    if n > 0 {
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let (step, message) = msg
+            .split_once(": ")
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or((msg.clone(), String::new()));
+        report_and_exit(StepError { step, message });
+    }
+    drop(rd);
+    send(&FromShim::Started, Some(child));
+    // From here on we only write; the workload cannot reach the socket (it was close-on-exec,
+    // and we are non-dumpable).
+    let _ = nix::sys::socket::shutdown(SHIM_SYNC_FD, nix::sys::socket::Shutdown::Read);
+
+    loop {
+        // SAFETY: `info` is an out-parameter; `all` is a valid set.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        if sig == libc::SIGCHLD {
+            loop {
+                let mut status = 0;
+                // SAFETY: valid out-pointer; WNOHANG.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                if pid == child {
+                    send(&FromShim::Exited { status }, None);
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    std::process::exit(code);
+                }
+            }
+        } else {
+            // Forward everything else to the workload.
+            // SAFETY: kill(2) on our child's PID.
+            unsafe { libc::kill(child, sig) };
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! Builds the container's root filesystem inside the shim's private mount namespace and pivots
+//! into it. Every path under the rootfs is reached through fds (SECURITY.md).
+
+use crate::runtime::sync::{MountCfg, ShimConfig};
+use crate::runtime::sys::{
+    clone_tree, fd_path, lstat_at, mkdir_at, move_mount_fd, open_path, openat_in_root,
+    openat_nofollow, set_mount_attr,
+};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// A failed setup step: what was being done and why it failed.
+#[derive(Debug)]
+pub struct StepError {
+    /// The step, e.g. `mounting /proc`.
+    pub step: String,
+    /// The error.
+    pub message: String,
+}
+
+impl StepError {
+    fn new(step: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        StepError {
+            step: step.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StepError>;
+
+trait Ctx<T> {
+    fn ctx(self, step: impl FnOnce() -> String) -> Result<T>;
+}
+impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
+    fn ctx(self, step: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| StepError::new(step(), e))
+    }
+}
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Paths masked with an empty read-only tmpfs (dirs) or /dev/null (files).
+pub const MASKED: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// Paths made read-only.
+pub const READONLY: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+fn mnt(
+    src: &str,
+    target: &impl AsRawFd,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    mount(
+        Some(src),
+        fd_path(target).as_str(),
+        Some(fstype),
+        flags,
+        data,
+    )
+}
+
+fn reopen_dir(parent: RawFd, name: &str) -> io::Result<OwnedFd> {
+    openat_nofollow(parent, name, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+fn is_symlink(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// Builds the rootfs and pivots into it. On return the process's `/` is the container root.
+pub fn build(cfg: &ShimConfig) -> Result<()> {
+    // Nothing we mount may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "making / rslave".into())?;
+
+    // A scratch tmpfs holds the new root's mountpoint and the overlay's upper and work dirs.
+    mount(
+        Some("superd-scratch"),
+        cfg.scratch_dir.as_str(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=65536k"),
+    )
+    .ctx(|| format!("mounting the scratch tmpfs on {}", cfg.scratch_dir))?;
+    mount(
+        None::<&str>,
+        cfg.scratch_dir.as_str(),
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx(|| "making the scratch tmpfs private".into())?;
+    let scratch = open_path(&cfg.scratch_dir, libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .ctx(|| format!("opening {}", cfg.scratch_dir))?;
+    for d in ["root", "upper", "work"] {
+        mkdir_at(scratch.as_raw_fd(), d, 0o755).ctx(|| format!("creating scratch/{d}"))?;
+    }
+    let mountpoint =
+        reopen_dir(scratch.as_raw_fd(), "root").ctx(|| "opening scratch/root".into())?;
+
+    match &cfg.rootfs {
+        None => {
+            let host = open_path("/", libc::O_DIRECTORY).ctx(|| "opening /".into())?;
+            let tree = clone_tree(host.as_raw_fd(), true).ctx(|| "cloning the host root".into())?;
+            set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+                .ctx(|| "making the host root read-only".into())?;
+            move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
+                .ctx(|| "attaching the host root".into())?;
+        }
+        Some(dir) => {
+            let lower =
+                open_path(dir, libc::O_DIRECTORY).ctx(|| format!("opening rootfs {dir}"))?;
+            if cfg.writable {
+                let upper =
+                    reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
+                let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
+                let opts = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    fd_path(&lower),
+                    fd_path(&upper),
+                    fd_path(&work)
+                );
+                mnt(
+                    "overlay",
+                    &mountpoint,
+                    "overlay",
+                    MsFlags::empty(),
+                    Some(&opts),
+                )
+                .ctx(|| format!("mounting the overlay over {dir}"))?;
+            } else {
+                let tree = clone_tree(lower.as_raw_fd(), true).ctx(|| format!("cloning {dir}"))?;
+                set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+                    .ctx(|| format!("making {dir} read-only"))?;
+                move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
+                    .ctx(|| format!("attaching {dir}"))?;
+            }
+        }
+    }
+    // The fd above still names the covered directory: open the new mount.
+    let root = reopen_dir(scratch.as_raw_fd(), "root").ctx(|| "opening the new root".into())?;
+    let rootfd = root.as_raw_fd();
+
+    let proc_dir = special_dir(rootfd, "proc", cfg.writable)?;
+    mnt(
+        "proc",
+        &proc_dir,
+        "proc",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+    .ctx(|| "mounting /proc".into())?;
+    let proc_mnt = reopen_dir(rootfd, "proc").ctx(|| "opening the new /proc".into())?;
+    let st = nix::sys::statfs::fstatfs(&proc_mnt).ctx(|| "statfs /proc".into())?;
+    if st.filesystem_type().0 != PROC_SUPER_MAGIC {
+        return Err(StepError::new("checking /proc", "not a procfs"));
+    }
+
+    let dev_null = build_dev(rootfd, cfg.writable)?;
+
+    let sys_dir = special_dir(rootfd, "sys", cfg.writable)?;
+    mnt(
+        "sysfs",
+        &sys_dir,
+        "sysfs",
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+    .ctx(|| "mounting /sys".into())?;
+
+    for d in ["tmp", "run"] {
+        let dir = special_dir(rootfd, d, cfg.writable)?;
+        mnt(
+            "tmpfs",
+            &dir,
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(if d == "tmp" { "mode=1777" } else { "mode=0755" }),
+        )
+        .ctx(|| format!("mounting /{d}"))?;
+    }
+
+    for m in &cfg.mounts {
+        bind_mount(rootfd, m)?;
+    }
+
+    for path in MASKED {
+        mask(rootfd, path, &dev_null)?;
+    }
+    for path in READONLY {
+        match openat_in_root(rootfd, path, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => {
+                let tree = clone_tree(fd.as_raw_fd(), true).ctx(|| format!("cloning /{path}"))?;
+                set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+                    .ctx(|| format!("making /{path} read-only"))?;
+                move_mount_fd(tree.as_raw_fd(), fd.as_raw_fd())
+                    .ctx(|| format!("remounting /{path} read-only"))?;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(StepError::new(format!("opening /{path}"), e)),
+        }
+    }
+
+    nix::unistd::sethostname(&cfg.hostname).ctx(|| format!("setting hostname {}", cfg.hostname))?;
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detach it at once.
+    nix::unistd::fchdir(&root).ctx(|| "entering the new root".into())?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// Opens `/proc`, `/sys`, `/dev`, `/tmp` or `/run` in the new root, refusing symlinks
+/// (CVE-2019-19921 and friends) and creating the directory when the rootfs is writable.
+fn special_dir(rootfd: RawFd, name: &str, writable: bool) -> Result<OwnedFd> {
+    match lstat_at(rootfd, name) {
+        Ok(st) if is_symlink(&st) => {
+            return Err(StepError::new(
+                format!("checking /{name}"),
+                format!("the rootfs's /{name} is a symlink; refusing to mount over it"),
+            ))
+        }
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            return Err(StepError::new(
+                format!("checking /{name}"),
+                format!("the rootfs's /{name} is not a directory"),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && writable => {
+            mkdir_at(rootfd, name, 0o755).ctx(|| format!("creating /{name}"))?;
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(StepError::new(
+                format!("checking /{name}"),
+                format!(
+                "the rootfs has no /{name} and is read-only (create the directory in the rootfs)"
+            ),
+            ))
+        }
+        Err(e) => return Err(StepError::new(format!("checking /{name}"), e)),
+    }
+    reopen_dir(rootfd, name).ctx(|| format!("opening /{name}"))
+}
+
+/// Mounts a fresh tmpfs on /dev with only the standard nodes; returns an fd of its null device.
+fn build_dev(rootfd: RawFd, writable: bool) -> Result<OwnedFd> {
+    let dev = special_dir(rootfd, "dev", writable)?;
+    mnt(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=65536k"),
+    )
+    .ctx(|| "mounting /dev".into())?;
+    let dev = reopen_dir(rootfd, "dev").ctx(|| "opening /dev".into())?;
+    // O_PATH fds cannot be used for mknodat's dirfd on all kernels: use a real directory fd.
+    let devdir = openat_nofollow(dev.as_raw_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY)
+        .ctx(|| "opening /dev".into())?;
+    let d = devdir.as_raw_fd();
+    // SAFETY: umask only changes this process's file creation mask.
+    let old = unsafe { libc::umask(0) };
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let c = std::ffi::CString::new(name).ctx(|| "node name".into())?;
+        // SAFETY: valid C string, dirfd owned by us.
+        let r = unsafe {
+            libc::mknodat(
+                d,
+                c.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
+        if r < 0 {
+            // SAFETY: restoring the umask.
+            unsafe { libc::umask(old) };
+            return Err(StepError::new(
+                format!("creating /dev/{name}"),
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    // SAFETY: restoring the umask.
+    unsafe { libc::umask(old) };
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        nix::unistd::symlinkat(target, &devdir, link).ctx(|| format!("creating /dev/{link}"))?;
+    }
+    for sub in ["pts", "shm"] {
+        mkdir_at(d, sub, 0o755).ctx(|| format!("creating /dev/{sub}"))?;
+    }
+    let pts = reopen_dir(d, "pts").ctx(|| "opening /dev/pts".into())?;
+    mnt(
+        "devpts",
+        &pts,
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .ctx(|| "mounting /dev/pts".into())?;
+    let shm = reopen_dir(d, "shm").ctx(|| "opening /dev/shm".into())?;
+    mnt(
+        "shm",
+        &shm,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .ctx(|| "mounting /dev/shm".into())?;
+    let null = openat_nofollow(d, "null", libc::O_PATH).ctx(|| "opening /dev/null".into())?;
+    let st = lstat_at(null.as_raw_fd(), "").ctx(|| "stat /dev/null".into())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(StepError::new(
+            "checking /dev/null",
+            "not the character device 1:3",
+        ));
+    }
+    Ok(null)
+}
+
+/// Masks `path` (relative to the root): an empty read-only tmpfs on a directory, /dev/null on a
+/// file. Missing paths are fine.
+fn mask(rootfd: RawFd, path: &str, dev_null: &OwnedFd) -> Result<()> {
+    let fd = match openat_in_root(rootfd, path, libc::O_PATH | libc::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(StepError::new(format!("opening /{path} to mask it"), e)),
+    };
+    let st = lstat_at(fd.as_raw_fd(), "").ctx(|| format!("stat /{path}"))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        mnt(
+            "tmpfs",
+            &fd,
+            "tmpfs",
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=0"),
+        )
+        .ctx(|| format!("masking /{path}"))?;
+    } else {
+        let tree = clone_tree(dev_null.as_raw_fd(), false).ctx(|| "cloning /dev/null".into())?;
+        move_mount_fd(tree.as_raw_fd(), fd.as_raw_fd()).ctx(|| format!("masking /{path}"))?;
+    }
+    Ok(())
+}
+
+/// Bind-mounts a host path onto a target resolved inside the rootfs.
+fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
+    let src = open_path(&m.source, 0).ctx(|| format!("opening mount source {}", m.source))?;
+    let st = lstat_at(src.as_raw_fd(), "").ctx(|| format!("stat {}", m.source))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let rel = m.target.trim_start_matches('/');
+    let target = match openat_in_root(rootfd, rel, libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_target(rootfd, rel, is_dir)
+            .map_err(|e| {
+                let hint = if e.raw_os_error() == Some(libc::EROFS) {
+                    " (the target does not exist and that part of the rootfs is read-only)"
+                } else {
+                    ""
+                };
+                StepError::new(
+                    format!("creating mount target {}", m.target),
+                    format!("{e}{hint}"),
+                )
+            })?,
+        Err(e) => {
+            return Err(StepError::new(
+                format!("opening mount target {}", m.target),
+                e,
+            ))
+        }
+    };
+    let tree = clone_tree(src.as_raw_fd(), true).ctx(|| format!("cloning {}", m.source))?;
+    if m.readonly {
+        set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+            .ctx(|| format!("making {} read-only", m.target))?;
+    }
+    move_mount_fd(tree.as_raw_fd(), target.as_raw_fd())
+        .ctx(|| format!("mounting {} on {}", m.source, m.target))
+}
+
+/// Creates the missing components of `rel` inside the root (directories, and a file as the last
+/// component when the source is a file), resolving each step inside the root.
+fn create_target(rootfd: RawFd, rel: &str, is_dir: bool) -> io::Result<OwnedFd> {
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let mut cur = openat_in_root(rootfd, ".", libc::O_PATH | libc::O_DIRECTORY)?;
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let sofar = comps[..=i].join("/");
+        match openat_in_root(rootfd, &sofar, libc::O_PATH) {
+            Ok(fd) => {
+                cur = fd;
+                continue;
+            }
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            Err(_) => {}
+        }
+        let dir = openat_nofollow(cur.as_raw_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        if last && !is_dir {
+            let name = std::ffi::CString::new(*c)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: valid C string and dirfd; the new fd is closed at once.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: closing the fd we just created.
+            unsafe { libc::close(fd) };
+        } else {
+            mkdir_at(dir.as_raw_fd(), c, 0o755)?;
+        }
+        cur = openat_in_root(rootfd, &sofar, libc::O_PATH)?;
+    }
+    Ok(cur)
+}

@@ -1,0 +1,136 @@
+//! The parent ↔ shim protocol over a `SOCK_SEQPACKET` socketpair: one JSON message per packet.
+//!
+//! ```text
+//! parent                         shim (PID 1 of the container)
+//!   ── ToShim::Config ──────────►  unshare cgroupns, build rootfs, pivot_root, hostname, lo
+//!   ◄───────── FromShim::SetupDone
+//!   (network setup in the netns)
+//!   ── ToShim::Go ──────────────►  fork + exec the workload (or exec itself with init = false)
+//!   ◄───────── FromShim::Started   (+ SCM_CREDENTIALS: the workload's PID, translated by the kernel)
+//!   ◄───────── FromShim::Exited    (raw wait status of the workload, init = true only)
+//!   ◄───────── FromShim::Failed    (any step; the shim exits afterwards)
+//! ```
+//! The child created by `clone` can fail before the shim runs; it then writes a raw
+//! [`EARLY_FAILURE`] packet (`b'E'`, step, errno) because it may not allocate.
+
+use serde::{Deserialize, Serialize};
+
+/// First byte of a packet written by the pre-exec child on failure.
+pub const EARLY_FAILURE: u8 = b'E';
+/// Pre-exec step: joining the cgroup.
+pub const STEP_CGROUP: u8 = 1;
+/// Pre-exec step: arranging file descriptors.
+pub const STEP_FDS: u8 = 2;
+/// Pre-exec step: executing the shim.
+pub const STEP_EXEC: u8 = 3;
+/// The fd number the shim finds its sync socket on.
+pub const SHIM_SYNC_FD: i32 = 3;
+/// The argv[0] prefix that selects the shim role of the superd binary.
+pub const SHIM_ARGV0_PREFIX: &str = "superd-init:";
+/// Largest packet either side accepts.
+pub const MAX_PACKET: usize = 1 << 20;
+
+/// A bind mount as the shim receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountCfg {
+    /// Host path.
+    pub source: String,
+    /// Path in the container.
+    pub target: String,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+/// Everything the shim needs to build the container and run the workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimConfig {
+    /// Workload name (for messages and the process title).
+    pub name: String,
+    /// argv of the workload; argv[0] is resolved through PATH inside the container.
+    pub argv: Vec<String>,
+    /// Environment from the manifest (PATH, HOME and HOSTNAME are added by the shim).
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the container.
+    pub workdir: String,
+    /// User part of `user` (`None` = 0).
+    pub user: UserCfg,
+    /// UTS hostname.
+    pub hostname: String,
+    /// Run a PID-1 init (true) or exec the workload as PID 1 (false).
+    pub init: bool,
+    /// `None` = host root read-only; `Some(dir)` = a rootfs directory.
+    pub rootfs: Option<String>,
+    /// Overlay with a tmpfs upper layer (directory rootfs only).
+    pub writable: bool,
+    /// Bind mounts.
+    pub mounts: Vec<MountCfg>,
+    /// Bring `lo` up in the new network namespace.
+    pub own_netns: bool,
+    /// An empty host directory the shim mounts its scratch tmpfs on (in its own mount namespace).
+    pub scratch_dir: String,
+}
+
+/// `user = ...` as the shim resolves it against the container's /etc/passwd and /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCfg {
+    /// Numeric uid or a user name.
+    pub user: IdOrNameCfg,
+    /// Numeric gid or a group name; `None` = the user's primary group.
+    pub group: Option<IdOrNameCfg>,
+}
+
+/// A numeric id or a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdOrNameCfg {
+    /// Numeric.
+    Id(u32),
+    /// By name.
+    Name(String),
+}
+
+/// Parent → shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToShim {
+    /// The container to build.
+    Config(Box<ShimConfig>),
+    /// Network and everything else is ready: run the workload.
+    Go,
+}
+
+/// Shim → parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromShim {
+    /// The container is built; waiting for `Go`.
+    SetupDone,
+    /// The workload is running (with init) or about to be exec'd (init = false).
+    /// With init, SCM_CREDENTIALS carry the workload's PID.
+    Started,
+    /// A setup step failed.
+    Failed {
+        /// The step, e.g. `mounting /proc`.
+        step: String,
+        /// The error.
+        message: String,
+    },
+    /// The workload exited with this raw wait status (init = true).
+    Exited {
+        /// Raw `waitpid` status.
+        status: i32,
+    },
+}
+
+/// Describes a pre-exec failure packet.
+pub fn describe_early_failure(packet: &[u8]) -> String {
+    let step = match packet.get(1) {
+        Some(&STEP_CGROUP) => "joining the workload cgroup",
+        Some(&STEP_FDS) => "arranging file descriptors",
+        Some(&STEP_EXEC) => "executing the init shim",
+        _ => "preparing the container process",
+    };
+    let errno = packet
+        .get(2..6)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_ne_bytes)
+        .unwrap_or(0);
+    format!("{step}: {}", std::io::Error::from_raw_os_error(errno))
+}

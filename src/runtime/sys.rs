@@ -1,0 +1,207 @@
+//! Thin, safe wrappers over the syscalls that nix 0.31 does not cover: `openat2`, the new mount
+//! API (`open_tree`, `mount_setattr`, `move_mount`), `execveat` and sealed memfds.
+//!
+//! Everything that touches a path under a workload's rootfs goes through file descriptors
+//! (SECURITY.md, "Paths are file descriptors").
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Opens `path` relative to `dirfd` as if `dirfd` were `/`: `..` and absolute symlinks cannot
+/// escape it (`RESOLVE_IN_ROOT`), and magic links (`/proc/self/fd/N`) are refused.
+pub fn openat_in_root(dirfd: RawFd, path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: open_how is plain old data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `p` is a valid NUL-terminated string and `how` a fully initialised struct whose
+    // size we pass; the kernel returns a new fd or -1.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            p.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: the fd was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Opens `name` (one path component, no symlink following) relative to `dirfd`.
+pub fn openat_nofollow(dirfd: RawFd, name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let p = cstr(name)?;
+    // SAFETY: valid C string; returns a new fd or -1.
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            p.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a host path with `O_PATH` (no symlink following on the last component).
+pub fn open_path(path: &str, extra: libc::c_int) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: valid C string; returns a new fd or -1.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | extra) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`; `name` empty means the fd itself.
+pub fn lstat_at(dirfd: RawFd, name: &str) -> io::Result<libc::stat> {
+    let p = cstr(name)?;
+    let flags = if name.is_empty() {
+        libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    // SAFETY: `st` is plain old data the kernel fills in; the path is a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe { libc::fstatat(dirfd, p.as_ptr(), &mut st, flags) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// `mkdirat` relative to a directory fd; an existing directory is fine.
+pub fn mkdir_at(dirfd: RawFd, name: &str, mode: libc::mode_t) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: valid C string.
+    if unsafe { libc::mkdirat(dirfd, p.as_ptr(), mode) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `open_tree(dirfd, "", OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the mount at `fd`.
+pub fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
+    let empty = c"";
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: empty C string with AT_EMPTY_PATH refers to `fd` itself; returns a new fd or -1.
+    let r = check(unsafe { libc::syscall(libc::SYS_open_tree, fd, empty.as_ptr(), flags) })?;
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Sets mount attributes (e.g. `MOUNT_ATTR_RDONLY`) on the mount at `fd`, optionally recursively.
+pub fn set_mount_attr(fd: RawFd, attr_set: u64, recursive: bool) -> io::Result<()> {
+    let empty = c"";
+    let attr = libc::mount_attr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `attr` is initialised and its size passed; the path is empty with AT_EMPTY_PATH.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches the detached mount `from` onto the directory or file open as `to`.
+pub fn move_mount_fd(from: RawFd, to: RawFd) -> io::Result<()> {
+    let empty = c"";
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both paths are empty C strings referring to the fds themselves.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            empty.as_ptr(),
+            to,
+            empty.as_ptr(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+/// The `/proc/self/fd/N` path of an fd, for the legacy `mount(2)` calls that need a path. The
+/// target is the inode already open, so no path is re-resolved.
+pub fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Creates a sealed, close-on-exec memfd copy of the running executable (CVE-2019-5736: the
+/// container can never reach a writable host binary through `/proc/1/exe`).
+pub fn sealed_self_copy() -> io::Result<OwnedFd> {
+    use std::io::{Read, Write};
+    let name = c"superd-init";
+    // SAFETY: valid C string; returns a new fd or -1.
+    let raw =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel.
+    let memfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut src = std::fs::File::open("/proc/self/exe")?;
+    let mut dst = std::fs::File::from(memfd.try_clone()?);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n])?;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(memfd)
+}
+
+/// Writes `data` to a file (no create, no truncate), used for procfs/cgroupfs control files.
+pub fn write_file(path: &str, data: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(data.as_bytes())
+}

@@ -1,0 +1,516 @@
+//! The supervisor: the single owner of all workload state.
+//!
+//! One tokio task receives every input as a message — the desired set from the watcher, events
+//! from instance drivers, stop timeouts, control requests, shutdown — updates its state, asks
+//! the pure planner what to do (`reconcile::plan`) and carries the actions out through the
+//! runtime. Nothing else mutates workload state.
+
+pub mod workload;
+
+use crate::api::{Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
+use crate::manifest::{Desired, Signal, Spec};
+use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
+use crate::runtime::{Event, Runtime};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use workload::Workload;
+
+/// Inputs of the supervisor.
+#[derive(Debug)]
+pub enum Msg {
+    /// The whole desired set, re-read from the manifest directory.
+    Desired(Desired),
+    /// A workload's stop timeout elapsed.
+    StopTimeout {
+        /// Workload.
+        name: String,
+        /// Instance generation the timeout was armed for.
+        gen: u64,
+    },
+    /// Stop everything, then answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The supervisor's state. Create with [`Supervisor::new`], then [`Supervisor::run`] it.
+pub struct Supervisor {
+    runtime: Arc<Runtime>,
+    desired: Desired,
+    workloads: BTreeMap<String, Workload>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    self_tx: mpsc::Sender<Msg>,
+    wake_at: Option<Instant>,
+    shutdown: Vec<oneshot::Sender<()>>,
+    shutting_down: bool,
+    next_gen: u64,
+}
+
+/// The receiving ends the supervisor task drains.
+pub struct Inbox {
+    /// Watcher, timers, shutdown.
+    pub msgs: mpsc::Receiver<Msg>,
+    /// Instance drivers.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Control requests.
+    pub api: mpsc::Receiver<(Request, oneshot::Sender<Response>)>,
+}
+
+impl Supervisor {
+    /// Builds a supervisor; `self_tx` must be the sender of `inbox.msgs`.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        self_tx: mpsc::Sender<Msg>,
+        events_tx: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Supervisor {
+            runtime,
+            desired: Desired::new(),
+            workloads: BTreeMap::new(),
+            events_tx,
+            self_tx,
+            wake_at: None,
+            shutdown: Vec::new(),
+            shutting_down: false,
+            next_gen: 1,
+        }
+    }
+
+    /// Runs until a shutdown request has stopped every workload.
+    pub async fn run(mut self, mut inbox: Inbox) {
+        loop {
+            let wake = self.wake_at.map(tokio::time::Instant::from_std);
+            tokio::select! {
+                Some(msg) = inbox.msgs.recv() => self.on_msg(msg),
+                Some(ev) = inbox.events.recv() => self.on_event(ev),
+                Some((req, reply)) = inbox.api.recv() => {
+                    let resp = self.on_request(req);
+                    let _ = reply.send(resp);
+                }
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+            self.reconcile();
+            if self.shutting_down && self.workloads.is_empty() {
+                for tx in self.shutdown.drain(..) {
+                    let _ = tx.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Desired(d) => {
+                if !self.shutting_down {
+                    for (name, entry) in &d {
+                        if let Err(e) = &entry.spec {
+                            let changed = self
+                                .desired
+                                .get(name)
+                                .map(|old| old.spec.as_ref().err() != Some(e))
+                                .unwrap_or(true);
+                            if changed {
+                                tracing::error!(workload = %name, "invalid manifest (the workload keeps its last good spec):\n{e}");
+                            }
+                        }
+                    }
+                    self.desired = d;
+                }
+            }
+            Msg::StopTimeout { name, gen } => {
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    if let (Phase::Stopping { .. }, Some(inst)) = (w.phase, &w.instance) {
+                        if inst.gen == gen {
+                            tracing::warn!(workload = %name, "did not stop within {:?}; killing every process in its cgroup", w.spec.stop.timeout);
+                            w.escalated = true;
+                            if let Err(e) = inst.kill_all() {
+                                tracing::error!(workload = %name, "killing: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            Msg::Shutdown(reply) => {
+                self.shutting_down = true;
+                self.shutdown.push(reply);
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Started {
+                name,
+                gen,
+                pid,
+                init_pid,
+            } => {
+                let Some(w) = self.workloads.get_mut(&name) else {
+                    return;
+                };
+                if w.instance.as_ref().map(|i| i.gen) != Some(gen) {
+                    return;
+                }
+                w.pid = Some(pid);
+                w.init_pid = init_pid;
+                w.started_wall = Some(SystemTime::now());
+                w.started_mono = Some(Instant::now());
+                w.start_error = None;
+                if w.phase == Phase::Starting {
+                    w.phase = Phase::Running {
+                        since: Instant::now(),
+                    };
+                    announce(&name, w, None);
+                }
+            }
+            Event::Ended {
+                name,
+                gen,
+                end,
+                reason,
+                error,
+            } => {
+                let Some(w) = self.workloads.get_mut(&name) else {
+                    return;
+                };
+                if w.instance.as_ref().map(|i| i.gen) != Some(gen) {
+                    return;
+                }
+                w.instance = None;
+                w.pid = None;
+                w.init_pid = None;
+                let ran_for = w
+                    .started_mono
+                    .take()
+                    .map(|s| s.elapsed())
+                    .unwrap_or_default();
+                let reason = if w.escalated {
+                    crate::api::ExitReason::StopTimeout
+                } else {
+                    reason
+                };
+                w.escalated = false;
+                w.last_exit = Some(last_exit(end, reason));
+                if let Some(e) = &error {
+                    tracing::error!(workload = %name, "start failed: {e}");
+                }
+                w.start_error = error;
+                match w.phase {
+                    Phase::Stopping {
+                        then: AfterStop::Remove,
+                    } => {
+                        w.phase = Phase::Done;
+                        announce(&name, w, Some("removed"));
+                        self.workloads.remove(&name);
+                    }
+                    Phase::Stopping {
+                        then: AfterStop::Start,
+                    } => {
+                        w.phase = Phase::Backoff {
+                            until: Instant::now(),
+                        };
+                    }
+                    _ => {
+                        w.phase = Phase::Ended { end, ran_for };
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request) -> Response {
+        match req {
+            Request::Status { name: None } => Response::Status(StatusResponse {
+                workloads: self.statuses(),
+            }),
+            Request::Status { name: Some(n) } => {
+                match self.statuses().into_iter().find(|s| s.name == n) {
+                    Some(s) => Response::Status(StatusResponse { workloads: vec![s] }),
+                    None => Response::NotFound(format!("no workload named {n}")),
+                }
+            }
+            Request::Restart { name } => {
+                let Some(w) = self.workloads.get_mut(&name) else {
+                    return Response::NotFound(format!("no workload named {name}"));
+                };
+                w.failures = 0;
+                match w.phase {
+                    Phase::Starting | Phase::Running { .. } => {
+                        self.stop(&name, AfterStop::Start);
+                    }
+                    Phase::Stopping { .. } => {
+                        w.phase = Phase::Stopping {
+                            then: AfterStop::Start,
+                        };
+                    }
+                    Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
+                        w.phase = Phase::Backoff {
+                            until: Instant::now(),
+                        };
+                    }
+                }
+                Response::Ack(Ack {
+                    message: format!("restarting {name}"),
+                })
+            }
+        }
+    }
+
+    fn statuses(&self) -> Vec<WorkloadStatus> {
+        let mut names: Vec<&String> = self.desired.keys().chain(self.workloads.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let entry = self.desired.get(name);
+                let file = entry.map(|e| e.file.display().to_string());
+                let merr = entry.and_then(|e| e.spec.as_ref().err().map(|e| e.to_string()));
+                match self.workloads.get(name) {
+                    Some(w) => w.status(name, file, merr),
+                    None => WorkloadStatus {
+                        name: name.clone(),
+                        state: if merr.is_some() {
+                            State::Failed
+                        } else {
+                            State::Starting
+                        },
+                        pid: None,
+                        init_pid: None,
+                        restarts: 0,
+                        last_exit: None,
+                        error: merr,
+                        memory_bytes: None,
+                        spec_hash: entry.and_then(|e| e.spec.as_ref().ok().map(|s| s.hash())),
+                        next_restart_at: None,
+                        started_at: None,
+                        uptime_seconds: None,
+                        manifest: file,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Asks the planner and executes its actions until nothing is left to do now.
+    fn reconcile(&mut self) {
+        for _ in 0..8 {
+            let now = Instant::now();
+            let desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
+                BTreeMap::new()
+            } else {
+                self.desired
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.spec.as_ref().ok().cloned()))
+                    .collect()
+            };
+            let observed: BTreeMap<String, Observed> = self
+                .workloads
+                .iter()
+                .map(|(k, w)| {
+                    (
+                        k.clone(),
+                        Observed {
+                            spec: w.spec.clone(),
+                            phase: w.phase,
+                            failures: w.failures,
+                        },
+                    )
+                })
+                .collect();
+            let plan = reconcile::plan(&desired, &observed, now);
+            self.wake_at = plan.wake_at;
+            if plan.actions.is_empty() {
+                return;
+            }
+            for action in plan.actions {
+                self.execute(action, now);
+            }
+        }
+    }
+
+    fn desired_spec(&self, name: &str) -> Option<Arc<Spec>> {
+        self.desired
+            .get(name)
+            .and_then(|e| e.spec.as_ref().ok().cloned())
+    }
+
+    fn execute(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Start { name } => self.start(&name),
+            Action::Stop { name, then } => self.stop(&name, then),
+            Action::UpdateLive { name } => self.update_live(&name),
+            Action::ScheduleRestart { name, at, failures } => {
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    w.phase = Phase::Backoff { until: at };
+                    w.failures = failures;
+                    w.next_restart_wall =
+                        Some(SystemTime::now() + at.saturating_duration_since(now));
+                    announce(&name, w, None);
+                }
+            }
+            Action::Finish { name, failed } => {
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    w.phase = if failed { Phase::Failed } else { Phase::Done };
+                    if failed {
+                        w.start_error.get_or_insert_with(|| {
+                            format!(
+                                "gave up after {} failed restarts",
+                                w.spec.restart.max_retries
+                            )
+                        });
+                    }
+                    announce(&name, w, None);
+                }
+            }
+            Action::Forget { name } => {
+                self.workloads.remove(&name);
+                tracing::info!("superd: {name} removed");
+            }
+        }
+    }
+
+    fn start(&mut self, name: &str) {
+        let spec = match (self.desired_spec(name), self.workloads.get(name)) {
+            (Some(s), _) => s,
+            (None, Some(w)) => w.spec.clone(),
+            (None, None) => return,
+        };
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let w = self
+            .workloads
+            .entry(name.to_string())
+            .or_insert_with(|| Workload::new(spec.clone()));
+        if *w.spec != *spec {
+            w.failures = 0;
+        }
+        if w.ever_started {
+            w.restarts += 1;
+        }
+        w.ever_started = true;
+        w.spec = spec.clone();
+        w.next_restart_wall = None;
+        match self.runtime.start(&spec, gen, self.events_tx.clone()) {
+            Ok(inst) => {
+                w.instance = Some(inst);
+                w.phase = Phase::Starting;
+                announce(name, w, None);
+            }
+            Err(e) => {
+                tracing::error!(workload = %name, "start failed: {e}");
+                w.start_error = Some(e.to_string());
+                w.last_exit = Some(last_exit(
+                    RunEnd::StartFailed,
+                    crate::api::ExitReason::StartFailed,
+                ));
+                w.phase = Phase::Ended {
+                    end: RunEnd::StartFailed,
+                    ran_for: Duration::ZERO,
+                };
+            }
+        }
+    }
+
+    fn stop(&mut self, name: &str, then: AfterStop) {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return;
+        };
+        if let Phase::Stopping { .. } = w.phase {
+            w.phase = Phase::Stopping { then };
+            return;
+        }
+        let starting = w.phase == Phase::Starting;
+        w.phase = Phase::Stopping { then };
+        announce(name, w, None);
+        let Some(inst) = &w.instance else { return };
+        if starting {
+            // The container is not built yet: nothing to shut down gracefully.
+            w.escalated = false;
+            let _ = inst.kill_all();
+            return;
+        }
+        inst.signal(w.spec.stop.signal.number);
+        let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen, w.spec.stop.timeout);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = tx.send(Msg::StopTimeout { name, gen }).await;
+        });
+    }
+
+    fn update_live(&mut self, name: &str) {
+        let Some(new) = self.desired_spec(name) else {
+            return;
+        };
+        let Some(w) = self.workloads.get_mut(name) else {
+            return;
+        };
+        let result = match &w.instance {
+            Some(inst) => inst.update(&new.resources),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(workload = %name, "applied [resources], [restart] and [stop] live");
+                w.spec = new;
+            }
+            Err(e) => {
+                tracing::warn!(workload = %name, "live update refused ({e}); recreating with the new spec");
+                w.start_error = Some(format!(
+                    "live update refused: {e}; recreated with the new spec"
+                ));
+                self.stop(name, AfterStop::Start);
+            }
+        }
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn last_exit(end: RunEnd, reason: crate::api::ExitReason) -> LastExit {
+    match end {
+        RunEnd::Exited(code) => LastExit {
+            code: Some(code),
+            signal: None,
+            reason,
+        },
+        RunEnd::Signaled(sig) => LastExit {
+            code: None,
+            signal: Some(
+                Signal::from_number(sig)
+                    .map(|s| s.name.to_string())
+                    .unwrap_or_else(|| format!("SIG{sig}")),
+            ),
+            reason,
+        },
+        RunEnd::StartFailed => LastExit {
+            code: None,
+            signal: None,
+            reason,
+        },
+    }
+}
+
+/// One log line per state change: `superd: <name> <state> [code=<n>] [signal=<NAME>] [reason=<r>]`.
+fn announce(name: &str, w: &Workload, state: Option<&str>) {
+    let mut line = format!("superd: {name} {}", state.unwrap_or(w.state().as_str()));
+    if matches!(w.phase, Phase::Done | Phase::Failed | Phase::Backoff { .. }) || state.is_some() {
+        if let Some(le) = &w.last_exit {
+            if let Some(c) = le.code {
+                line.push_str(&format!(" code={c}"));
+            }
+            if let Some(s) = &le.signal {
+                line.push_str(&format!(" signal={s}"));
+            }
+            line.push_str(&format!(" reason={}", le.reason.as_str()));
+        }
+    }
+    tracing::info!("{line}");
+}

@@ -1,0 +1,122 @@
+//! One workload as the supervisor tracks it, and its conversion to the operator's view.
+
+use crate::api::{LastExit, State, WorkloadStatus};
+use crate::manifest::Spec;
+use crate::reconcile::{Phase, RunEnd};
+use crate::runtime::Instance;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Everything the supervisor knows about one workload. Only the supervisor task touches it.
+#[derive(Debug)]
+pub struct Workload {
+    /// The spec being run (or last run).
+    pub spec: Arc<Spec>,
+    /// Lifecycle phase, as the planner sees it.
+    pub phase: Phase,
+    /// Consecutive runs that counted toward backoff.
+    pub failures: u32,
+    /// Restarts since the workload was first started.
+    pub restarts: u32,
+    /// The running instance, if any.
+    pub instance: Option<Instance>,
+    /// Host PID of the workload's main process.
+    pub pid: Option<u32>,
+    /// Host PID of the shim.
+    pub init_pid: Option<u32>,
+    /// When the current run started (wall clock, for status).
+    pub started_wall: Option<SystemTime>,
+    /// When the current run started (monotonic, for reset_after).
+    pub started_mono: Option<Instant>,
+    /// How the last run ended.
+    pub last_exit: Option<LastExit>,
+    /// The last start error (cleared once a run starts).
+    pub start_error: Option<String>,
+    /// The stop timeout fired and everything was SIGKILLed.
+    pub escalated: bool,
+    /// When the next restart is due (wall clock, for status).
+    pub next_restart_wall: Option<SystemTime>,
+    /// At least one start was attempted (later starts count as restarts).
+    pub ever_started: bool,
+}
+
+impl Workload {
+    /// A workload that has not been started yet.
+    pub fn new(spec: Arc<Spec>) -> Self {
+        Workload {
+            spec,
+            phase: Phase::Ended {
+                end: RunEnd::Exited(0),
+                ran_for: std::time::Duration::ZERO,
+            },
+            failures: 0,
+            restarts: 0,
+            instance: None,
+            pid: None,
+            init_pid: None,
+            started_wall: None,
+            started_mono: None,
+            last_exit: None,
+            start_error: None,
+            escalated: false,
+            next_restart_wall: None,
+            ever_started: false,
+        }
+    }
+
+    /// The state shown to operators.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Starting => State::Starting,
+            Phase::Running { .. } => State::Running,
+            Phase::Stopping { .. } => State::Stopping,
+            Phase::Ended { .. } | Phase::Backoff { .. } => State::Backoff,
+            Phase::Done => State::Exited,
+            Phase::Failed => State::Failed,
+        }
+    }
+
+    /// Builds the status row; `manifest_error` wins over a start error.
+    pub fn status(
+        &self,
+        name: &str,
+        manifest: Option<String>,
+        manifest_error: Option<String>,
+    ) -> WorkloadStatus {
+        let running = matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. });
+        let now = SystemTime::now();
+        WorkloadStatus {
+            name: name.to_string(),
+            state: self.state(),
+            pid: self.pid,
+            init_pid: self.init_pid,
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            error: manifest_error.or_else(|| self.start_error.clone()),
+            memory_bytes: self.instance.as_ref().and_then(|i| i.memory_bytes()),
+            spec_hash: Some(self.spec.hash()),
+            next_restart_at: match self.phase {
+                Phase::Backoff { .. } => self.next_restart_wall.map(rfc3339),
+                _ => None,
+            },
+            started_at: if running {
+                self.started_wall.map(rfc3339)
+            } else {
+                None
+            },
+            uptime_seconds: if running {
+                self.started_wall
+                    .and_then(|s| now.duration_since(s).ok())
+                    .map(|d| d.as_secs())
+            } else {
+                None
+            },
+            manifest,
+        }
+    }
+}
+
+/// RFC 3339 UTC with millisecond precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
