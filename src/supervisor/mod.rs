@@ -426,12 +426,13 @@ impl Supervisor {
         announce(name, w, None);
         let Some(inst) = &w.instance else { return };
         if starting {
-            // The container is not built yet: nothing to shut down gracefully.
-            w.escalated = false;
+            // The container is not built yet: nothing to shut down gracefully. The cloned child
+            // may not have joined its cgroup yet, so kill the shim by PID as well.
+            inst.signal(libc::SIGKILL);
             let _ = inst.kill_all();
-            return;
+        } else {
+            inst.signal(w.spec.stop.signal.number);
         }
-        inst.signal(w.spec.stop.signal.number);
         let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen, w.spec.stop.timeout);
         let name = name.to_string();
         tokio::spawn(async move {

@@ -1,0 +1,360 @@
+//! Shared sandbox for integration tests: starts the real `superd` binary in a fresh network
+//! namespace with its own manifest dir, state dir, socket and a cgroup root below the test's
+//! own cgroup, and fails the test if anything it made is left behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use superd::api::{StatusResponse, WorkloadStatus};
+use superd::ctl::Client;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// One running superd and everything it was given.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub cgroup_root: String,
+    child: Option<Child>,
+    mounts_before: Vec<String>,
+    seen_pids: Vec<u32>,
+}
+
+fn mounts() -> Vec<String> {
+    let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string())
+        .collect();
+    m.sort();
+    m
+}
+
+/// The directory of this process's cgroup in a v1 controller hierarchy.
+pub fn own_cgroup_dir(controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if ctrls.split(',').any(|c| c == controller) {
+            return Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'));
+        }
+    }
+    panic!("no {controller} hierarchy");
+}
+
+impl Sandbox {
+    /// Starts superd with an empty manifest directory.
+    pub fn start(test: &str) -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("superd-{test}-"))
+            .tempdir()
+            .unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let state = dir.path().join("state");
+        let socket = dir.path().join("run/superd.sock");
+        let cgroup_root = format!("superd-test-{}-{n}", std::process::id());
+        let mounts_before = mounts();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
+        cmd.arg("--manifests")
+            .arg(&manifests)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--cgroup-root")
+            .arg(&cgroup_root)
+            .env("SUPERD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.path().join("superd.log"))
+                    .map(Stdio::from)
+                    .unwrap(),
+            );
+        // SAFETY: unshare(2) is async-signal-safe; the child then execs superd in a network
+        // namespace of its own, so nothing it does to links touches the host.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawning superd");
+        let sb = Sandbox {
+            dir,
+            manifests,
+            state,
+            socket,
+            cgroup_root,
+            child: Some(child),
+            mounts_before,
+            seen_pids: Vec::new(),
+        };
+        sb.wait_until("control socket is up", Duration::from_secs(20), |s| {
+            s.try_status().is_some()
+        });
+        sb
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket).with_timeout(Duration::from_secs(5))
+    }
+
+    pub fn try_status(&self) -> Option<StatusResponse> {
+        self.client().status(None).ok()
+    }
+
+    pub fn status(&mut self) -> StatusResponse {
+        let s = self.client().status(None).expect("status");
+        for w in &s.workloads {
+            self.seen_pids.extend(w.pid);
+            self.seen_pids.extend(w.init_pid);
+        }
+        s
+    }
+
+    pub fn workload(&mut self, name: &str) -> Option<WorkloadStatus> {
+        self.status().workloads.into_iter().find(|w| w.name == name)
+    }
+
+    /// Writes a manifest atomically (write a temp file, rename over).
+    pub fn write_manifest(&self, name: &str, text: &str) {
+        let tmp = self.manifests.join(format!(".{name}.toml.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.manifests.join(format!("{name}.toml"))).unwrap();
+    }
+
+    pub fn remove_manifest(&self, name: &str) {
+        std::fs::remove_file(self.manifests.join(format!("{name}.toml"))).unwrap();
+    }
+
+    /// Polls `cond` every 20 ms until it holds or the deadline passes (then panics with `what`
+    /// and superd's log).
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for: {what}\nsuperd log:\n{}",
+                    self.superd_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until workload `name` satisfies `pred` and returns its status.
+    pub fn wait_for(
+        &mut self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&WorkloadStatus) -> bool,
+    ) -> WorkloadStatus {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(w) = self.workload(name) {
+                if pred(&w) {
+                    return w;
+                }
+                last = Some(w);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {name}: {what}\nlast status: {last:#?}\nsuperd log:\n{}\nworkload log:\n{}",
+                    self.superd_log(),
+                    self.workload_log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_running(&mut self, name: &str) -> WorkloadStatus {
+        self.wait_for(name, "running", Duration::from_secs(20), |w| {
+            w.state == superd::api::State::Running
+        })
+    }
+
+    pub fn superd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("superd.log")).unwrap_or_default()
+    }
+
+    pub fn workload_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Waits until the workload's log contains `needle`.
+    pub fn wait_log(&self, name: &str, needle: &str) -> String {
+        self.wait_until(
+            &format!("`{needle}` in {name}.log"),
+            Duration::from_secs(20),
+            |s| s.workload_log(name).contains(needle),
+        );
+        self.workload_log(name)
+    }
+
+    /// The workload's cgroup directory in a v1 hierarchy.
+    pub fn cgroup_dir(&self, controller: &str, name: &str) -> PathBuf {
+        own_cgroup_dir(controller)
+            .join(&self.cgroup_root)
+            .join(name)
+    }
+
+    /// A busybox-static rootfs inside this sandbox's temp dir (removed with it).
+    pub fn busybox_rootfs(&self) -> PathBuf {
+        let root = self.dir.path().join("rootfs");
+        if !root.join("bin/busybox").exists() {
+            build_busybox_rootfs(&root);
+        }
+        root
+    }
+
+    pub fn superd_pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGTERMs superd and checks that it exits 0 and leaves nothing behind.
+    pub fn shutdown(mut self) {
+        self.shutdown_inner(true);
+    }
+
+    fn shutdown_inner(&mut self, check: bool) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the PID of the superd we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut problems = Vec::new();
+        if status.map(|s| s.success()) != Some(true) {
+            problems.push(format!("superd did not exit 0 after SIGTERM: {status:?}"));
+        }
+        // Leftovers: cgroup dirs, processes, mounts.
+        for ctrl in ["memory", "pids", "cpu", "freezer"] {
+            let root = own_cgroup_dir(ctrl).join(&self.cgroup_root);
+            if root.exists() {
+                problems.push(format!("cgroup root left behind: {}", root.display()));
+                force_remove_cgroup(&root);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for pid in &self.seen_pids {
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                // PID reuse: only complain about our own shim or workload processes.
+                let cmdline =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.contains("superd-init") || stat.contains(&self.cgroup_root) {
+                    problems.push(format!("process {pid} left behind: {cmdline}"));
+                }
+            }
+        }
+        if mounts() != self.mounts_before {
+            problems.push("mount table changed".into());
+        }
+        if check && !problems.is_empty() {
+            panic!(
+                "{}\nsuperd log:\n{}",
+                problems.join("\n"),
+                self.superd_log()
+            );
+        }
+    }
+}
+
+/// Last-resort cleanup after a failed test: kill what is in the cgroups, remove them.
+fn force_remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                force_remove_cgroup(&e.path());
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) on a PID inside the test's own cgroup subtree.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for _ in 0..100 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A test that panicked still cleans up (without a second panic).
+        if self.child.is_some() {
+            let panicking = std::thread::panicking();
+            self.shutdown_inner(!panicking);
+        }
+    }
+}
+
+/// Builds a busybox rootfs at `root` (bin/ with every applet, etc/passwd and group, the usual
+/// empty mount points).
+pub fn build_busybox_rootfs(root: &Path) {
+    let _ = std::fs::remove_dir_all(root);
+    for d in [
+        "bin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "home/app", "data",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is not installed (packaging/deps.sh installs it)");
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+}
