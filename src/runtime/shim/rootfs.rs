@@ -422,48 +422,83 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
         .ctx(|| format!("mounting {} on {}", m.source, m.target))
 }
 
-/// Creates the missing components of `rel` inside the root (directories, and a file as the last
-/// component when the source is a file), resolving each step inside the root.
+/// Creates the missing components of `rel` inside the root, like `mkdir -p` with every
+/// symlink resolved as if the root were `/` (runc's `MkdirAllInRoot`): `..` stops at the root
+/// and absolute links restart from it. The last component becomes an empty file when the mount
+/// source is a file.
 fn create_target(rootfd: RawFd, rel: &str, is_dir: bool) -> io::Result<OwnedFd> {
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
-    let mut cur = openat_in_root(rootfd, ".", libc::O_PATH | libc::O_DIRECTORY)?;
-    for (i, c) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
-        let sofar = comps[..=i].join("/");
-        match openat_in_root(rootfd, &sofar, libc::O_PATH) {
-            Ok(fd) => {
-                cur = fd;
+    let mut todo: std::collections::VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
                 continue;
             }
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-            Err(_) => {}
+            _ => {}
         }
-        let dir = openat_nofollow(cur.as_raw_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY)?;
-        if last && !is_dir {
-            let name = std::ffi::CString::new(*c)
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            // SAFETY: valid C string and dirfd; the new fd is closed at once.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_CLOEXEC
-                        | libc::O_NOFOLLOW,
-                    0o644,
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: closing the fd we just created.
-            unsafe { libc::close(fd) };
+        let here = if done.is_empty() {
+            ".".to_string()
         } else {
-            mkdir_at(dir.as_raw_fd(), c, 0o755)?;
+            done.join("/")
+        };
+        let dir = openat_in_root(rootfd, &here, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        match lstat_at(dir.as_raw_fd(), &c) {
+            Ok(st) if is_symlink(&st) => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(&dir, c.as_str())?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for (i, t) in target.split('/').filter(|t| !t.is_empty()).enumerate() {
+                    todo.insert(i, t.to_string());
+                }
+            }
+            Ok(_) => done.push(c),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if todo.is_empty() && !is_dir {
+                    let name = std::ffi::CString::new(c.as_str())
+                        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                    // SAFETY: valid C string and dirfd; the new fd is closed at once.
+                    let fd = unsafe {
+                        libc::openat(
+                            dir.as_raw_fd(),
+                            name.as_ptr(),
+                            libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_WRONLY
+                                | libc::O_CLOEXEC
+                                | libc::O_NOFOLLOW,
+                            0o644,
+                        )
+                    };
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // SAFETY: closing the fd we just created.
+                    unsafe { libc::close(fd) };
+                } else {
+                    mkdir_at(dir.as_raw_fd(), &c, 0o755)?;
+                }
+                done.push(c);
+            }
+            Err(e) => return Err(e),
         }
-        cur = openat_in_root(rootfd, &sofar, libc::O_PATH)?;
     }
-    Ok(cur)
+    let path = if done.is_empty() {
+        ".".to_string()
+    } else {
+        done.join("/")
+    };
+    openat_in_root(rootfd, &path, libc::O_PATH)
 }
