@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages superd's demo, tests and benchmarks need (Debian/Ubuntu).
 set -euo pipefail
-pkgs=(busybox-static crun curl)
+pkgs=(busybox-static crun curl python3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
