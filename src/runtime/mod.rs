@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use sync::{
-    FromShim, IdOrNameCfg, MountCfg, ShimConfig, ToShim, UserCfg, EARLY_FAILURE, MAX_PACKET,
+    FromShim, IdOrNameCfg, MountCfg, ShimConfig, ToShim, UserCfg, EARLY_FAILURE, MAX_REPORT,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -98,6 +98,7 @@ pub struct Instance {
     pub gen: u64,
     /// Host PID of the shim (== the workload's with `init = false`).
     pub shim_pid: i32,
+    pidfd: OwnedFd,
     cgroup: Arc<WorkloadCgroup>,
     workload_pid: Arc<AtomicI32>,
 }
@@ -105,9 +106,17 @@ pub struct Instance {
 impl Instance {
     /// Sends `sig` to the container's PID 1 (the shim forwards it to the workload).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the PID of a child we have not reaped yet (the driver task holds
-        // the reaper subscription, so the PID cannot be reused while this handle exists).
-        unsafe { libc::kill(self.shim_pid, sig) };
+        // SAFETY: pidfd_send_signal on our own pidfd with no siginfo; an already exited shim
+        // yields ESRCH, never a signal to an unrelated process.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        };
     }
 
     /// SIGKILLs every process in the workload's cgroup.
@@ -264,6 +273,7 @@ impl Runtime {
             }
         };
         let shim_pid = spawned.pid;
+        let pidfd = spawned.pidfd;
         // SAFETY: the fd is owned by the AsyncFd and stays open until it is dropped.
         let sock = match unsafe { AsyncFd::register(spawned.sock) } {
             Ok(s) => s,
@@ -290,6 +300,7 @@ impl Runtime {
         Ok(Instance {
             gen,
             shim_pid,
+            pidfd,
             cgroup,
             workload_pid,
         })
@@ -384,7 +395,7 @@ impl Driver {
         let mut error: Option<String> = None;
         let mut started = false;
         let mut workload_status: Option<i32> = None;
-        let mut buf = vec![0u8; MAX_PACKET];
+        let mut buf = vec![0u8; MAX_REPORT];
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
         if let Err(e) = send_packet(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {

@@ -57,6 +57,9 @@ pub struct SpawnArgs<'a> {
 pub struct Spawned {
     /// Host PID of the shim.
     pub pid: i32,
+    /// A pidfd for the shim, taken atomically by `clone(CLONE_PIDFD)`: signals sent through it
+    /// can never reach a process that reused the PID after the reaper collected the shim.
+    pub pidfd: OwnedFd,
     /// Parent end of the sync socket (non-blocking, close-on-exec).
     pub sock: OwnedFd,
     /// Resolves with the shim's raw wait status (from the single reaper).
@@ -118,16 +121,19 @@ pub fn spawn_shim(
         envp: envp.as_ptr(),
     };
 
+    let mut pidfd: libc::c_int = -1;
+    let pidfd_ptr: *mut libc::c_int = &mut pidfd;
     let (pid, exit) = reaper.spawn_with(|| {
         // SAFETY: a fork-style clone (no new stack, no CLONE_VM): the child gets a copy of the
         // address space and only runs `child_main`, which makes async-signal-safe syscalls on
-        // data prepared above and never returns.
+        // data prepared above and never returns. With CLONE_PIDFD the kernel stores a pidfd
+        // at `pidfd_ptr` (the parent_tid argument), which points to a live local.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,
-                (flags | libc::SIGCHLD) as libc::c_ulong,
+                (flags | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
                 0usize,
-                0usize,
+                pidfd_ptr,
                 0usize,
                 0usize,
             )
@@ -144,8 +150,16 @@ pub fn spawn_shim(
     drop(child_sock);
     drop(procs);
     drop(devnull);
+    if pidfd < 0 {
+        return Err(prep("clone returned no pidfd")(
+            io::ErrorKind::Unsupported.into(),
+        ));
+    }
+    // SAFETY: the kernel just created this fd for us.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     Ok(Spawned {
         pid,
+        pidfd,
         sock: parent_sock,
         exit,
     })
@@ -232,12 +246,4 @@ pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Wraps a raw fd we just received ownership of.
-///
-/// # Safety
-/// `fd` must be open and owned by nobody else.
-pub unsafe fn owned(fd: RawFd) -> OwnedFd {
-    OwnedFd::from_raw_fd(fd)
 }

@@ -27,8 +27,23 @@ pub const STEP_EXEC: u8 = 3;
 pub const SHIM_SYNC_FD: i32 = 3;
 /// The argv[0] prefix that selects the shim role of the superd binary.
 pub const SHIM_ARGV0_PREFIX: &str = "superd-init:";
-/// Largest packet either side accepts.
+/// Largest packet the shim accepts (the config: argv and environment).
 pub const MAX_PACKET: usize = 1 << 20;
+/// Largest packet superd accepts from a shim (reports are small; error texts are truncated to
+/// fit). Kept small because every running instance holds one receive buffer.
+pub const MAX_REPORT: usize = 8 << 10;
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
 
 /// A bind mount as the shim receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,8 +85,10 @@ fn fail(step: impl Into<String>, e: impl std::fmt::Display) -> StepError {
     }
 }
 
-fn report_and_exit(e: StepError) -> ! {
+fn report_and_exit(mut e: StepError) -> ! {
     eprintln!("superd-init: {}: {}", e.step, e.message);
+    crate::runtime::sync::truncate(&mut e.step, 1024);
+    crate::runtime::sync::truncate(&mut e.message, 4096);
     send(
         &FromShim::Failed {
             step: e.step,
