@@ -25,4 +25,5 @@ while kill -0 "$pid" 2>/dev/null; do
     if [ "${DEMO_SECONDS:-0}" -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then break; fi
     sleep 3
 done
-echo "logs were in $work/state/logs"
+echo "last lines of each workload log ($work/state/logs, removed on exit):"
+tail -n 3 "$work"/state/logs/*.log || true
