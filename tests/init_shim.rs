@@ -188,3 +188,45 @@ fn restart_backoff_grows_and_gives_up_after_max_retries() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn restart_backoff_resets_after_a_long_enough_run() {
+    let Some(()) = privileged("restart_backoff_resets_after_a_long_enough_run") else {
+        return;
+    };
+    let mut sb = Sandbox::start("backoffreset");
+    // Every run lasts 300 ms, longer than reset_after, so each failure is the first again and
+    // the delay stays at initial_delay instead of doubling (100, 200, 400, 800 ms).
+    sb.write_manifest(
+        "flaky",
+        "command = [\"/bin/sh\", \"-c\", \"sleep 0.3; exit 1\"]\n[restart]\ninitial_delay = \"100ms\"\nmax_delay = \"10s\"\nreset_after = \"200ms\"\n",
+    );
+    let mut delays = Vec::new();
+    let mut last_restarts = u32::MAX;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while delays.len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "too few restarts: {delays:?}"
+        );
+        if let Some(w) = sb.workload("flaky") {
+            if let (State::Backoff, Some(at)) = (w.state, w.next_restart_at.as_deref()) {
+                if w.restarts != last_restarts {
+                    last_restarts = w.restarts;
+                    let at = humantime::parse_rfc3339(at).unwrap();
+                    delays.push(
+                        at.duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Without the reset the fourth delay would be 800 ms.
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(150)),
+        "{delays:?}"
+    );
+    sb.shutdown();
+}
