@@ -151,35 +151,10 @@ fn restart_backoff_grows_and_gives_up_after_max_retries() {
         "crash",
         "command = [\"/bin/sh\", \"-c\", \"exit 7\"]\n[restart]\ninitial_delay = \"50ms\"\nmax_delay = \"400ms\"\nmax_retries = 4\n",
     );
-    // Record the scheduled delays: next_restart_at minus the moment we saw the backoff.
-    let mut delays = Vec::new();
-    let mut last_restarts = u32::MAX;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let Some(w) = sb.workload("crash") else {
-            assert!(std::time::Instant::now() < deadline, "crash never appeared");
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        if w.state == State::Failed {
-            assert_eq!(w.restarts, 4);
-            assert_eq!(w.last_exit.unwrap().code, Some(7));
-            assert!(w.error.unwrap().contains("gave up"));
-            break;
-        }
-        if w.state == State::Backoff && w.restarts != last_restarts {
-            if let Some(at) = w.next_restart_at.as_deref() {
-                last_restarts = w.restarts;
-                let at = humantime::parse_rfc3339(at).unwrap();
-                delays.push(
-                    at.duration_since(std::time::SystemTime::now())
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "never failed: {w:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (delays, w) = observe_backoff(&mut sb, "crash", |w, _| w.state == State::Failed);
+    assert_eq!(w.restarts, 4);
+    assert_eq!(w.last_exit.unwrap().code, Some(7));
+    assert!(w.error.unwrap().contains("gave up"));
     // Delays double (50, 100, 200, 400 ms); allow for polling slack on the early ones.
     assert!(delays.len() >= 3, "{delays:?}");
     assert!(
@@ -201,32 +176,45 @@ fn restart_backoff_resets_after_a_long_enough_run() {
         "flaky",
         "command = [\"/bin/sh\", \"-c\", \"sleep 0.3; exit 1\"]\n[restart]\ninitial_delay = \"100ms\"\nmax_delay = \"10s\"\nreset_after = \"200ms\"\n",
     );
-    let mut delays = Vec::new();
-    let mut last_restarts = u32::MAX;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while delays.len() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "too few restarts: {delays:?}"
-        );
-        if let Some(w) = sb.workload("flaky") {
-            if let (State::Backoff, Some(at)) = (w.state, w.next_restart_at.as_deref()) {
-                if w.restarts != last_restarts {
-                    last_restarts = w.restarts;
-                    let at = humantime::parse_rfc3339(at).unwrap();
-                    delays.push(
-                        at.duration_since(std::time::SystemTime::now())
-                            .unwrap_or_default(),
-                    );
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (delays, _) = observe_backoff(&mut sb, "flaky", |_, seen| seen >= 4);
     // Without the reset the fourth delay would be 800 ms.
     assert!(
         delays.iter().all(|d| *d <= Duration::from_millis(150)),
         "{delays:?}"
     );
     sb.shutdown();
+}
+
+/// Watches `name` and records each scheduled restart delay (next_restart_at minus the moment
+/// the backoff was seen) until `done(status, delays seen)` holds; returns the delays and the
+/// final status.
+fn observe_backoff(
+    sb: &mut Sandbox,
+    name: &str,
+    done: impl Fn(&superd::api::WorkloadStatus, usize) -> bool,
+) -> (Vec<Duration>, superd::api::WorkloadStatus) {
+    let mut delays = Vec::new();
+    let mut last_restarts = u32::MAX;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "{name}: {delays:?}");
+        let Some(w) = sb.workload(name) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        if done(&w, delays.len()) {
+            return (delays, w);
+        }
+        if let (State::Backoff, Some(at)) = (w.state, w.next_restart_at.as_deref()) {
+            if w.restarts != last_restarts {
+                last_restarts = w.restarts;
+                let at = humantime::parse_rfc3339(at).unwrap();
+                delays.push(
+                    at.duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
