@@ -106,17 +106,7 @@ pub struct Instance {
 impl Instance {
     /// Sends `sig` to the container's PID 1 (the shim forwards it to the workload).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: pidfd_send_signal on our own pidfd with no siginfo; an already exited shim
-        // yields ESRCH, never a signal to an unrelated process.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        };
+        pidfd_signal(&self.pidfd, sig);
     }
 
     /// SIGKILLs every process in the workload's cgroup.
@@ -141,6 +131,21 @@ impl Instance {
             _ => None,
         }
     }
+}
+
+/// Sends `sig` through a pidfd: an already exited (and reaped) process yields ESRCH, never a
+/// signal to an unrelated process that reused the PID.
+fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
+    // SAFETY: pidfd_send_signal on an fd we own, with no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
 }
 
 fn id_cfg(i: &IdOrName) -> IdOrNameCfg {
@@ -279,14 +284,22 @@ impl Runtime {
             Ok(s) => s,
             Err(e) => {
                 let e = std::io::Error::other(e.to_string());
-                // SAFETY: kill(2) on the child we just created and have not reaped.
-                unsafe { libc::kill(shim_pid, libc::SIGKILL) };
+                pidfd_signal(&pidfd, libc::SIGKILL);
                 let _ = cgroup.kill_all();
                 return Err(StartError::Register(e));
             }
         };
         let workload_pid = Arc::new(AtomicI32::new(0));
+        let driver_pidfd = match pidfd.try_clone() {
+            Ok(fd) => fd,
+            Err(e) => {
+                pidfd_signal(&pidfd, libc::SIGKILL);
+                let _ = cgroup.kill_all();
+                return Err(StartError::Register(e));
+            }
+        };
         let driver = Driver {
+            pidfd: driver_pidfd,
             name,
             gen,
             init: spec.init,
@@ -309,6 +322,7 @@ impl Runtime {
 
 /// The per-instance task: speaks the sync protocol, waits for the exit, cleans the cgroup up.
 struct Driver {
+    pidfd: OwnedFd,
     name: String,
     gen: u64,
     init: bool,
@@ -413,6 +427,8 @@ impl Driver {
                             "container setup did not finish within {}s",
                             SETUP_TIMEOUT.as_secs()
                         ));
+                        // The shim may not have joined its cgroup: kill it by pidfd too.
+                        pidfd_signal(&self.pidfd, libc::SIGKILL);
                         let _ = self.cgroup.kill_all();
                         continue;
                     }
