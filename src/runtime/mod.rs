@@ -109,9 +109,10 @@ impl Instance {
         pidfd_signal(&self.pidfd, sig);
     }
 
-    /// SIGKILLs every process in the workload's cgroup.
+    /// SIGKILLs the shim (through its pidfd, in case it has not joined its cgroup yet) and
+    /// every process in the workload's cgroup.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
-        self.cgroup.kill_all()
+        kill_instance(&self.pidfd, &self.cgroup)
     }
 
     /// Applies new limits to the running instance.
@@ -146,6 +147,12 @@ fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
             0u32,
         )
     };
+}
+
+/// SIGKILLs a shim through its pidfd and then everything in its cgroup.
+fn kill_instance(pidfd: &OwnedFd, cgroup: &WorkloadCgroup) -> Result<(), CgroupError> {
+    pidfd_signal(pidfd, libc::SIGKILL);
+    cgroup.kill_all()
 }
 
 fn id_cfg(i: &IdOrName) -> IdOrNameCfg {
@@ -284,8 +291,7 @@ impl Runtime {
             Ok(s) => s,
             Err(e) => {
                 let e = std::io::Error::other(e.to_string());
-                pidfd_signal(&pidfd, libc::SIGKILL);
-                let _ = cgroup.kill_all();
+                let _ = kill_instance(&pidfd, &cgroup);
                 return Err(StartError::Register(e));
             }
         };
@@ -293,8 +299,7 @@ impl Runtime {
         let driver_pidfd = match pidfd.try_clone() {
             Ok(fd) => fd,
             Err(e) => {
-                pidfd_signal(&pidfd, libc::SIGKILL);
-                let _ = cgroup.kill_all();
+                let _ = kill_instance(&pidfd, &cgroup);
                 return Err(StartError::Register(e));
             }
         };
@@ -427,9 +432,7 @@ impl Driver {
                             "container setup did not finish within {}s",
                             SETUP_TIMEOUT.as_secs()
                         ));
-                        // The shim may not have joined its cgroup: kill it by pidfd too.
-                        pidfd_signal(&self.pidfd, libc::SIGKILL);
-                        let _ = self.cgroup.kill_all();
+                        let _ = kill_instance(&self.pidfd, &self.cgroup);
                         continue;
                     }
                 }

@@ -426,9 +426,7 @@ impl Supervisor {
         announce(name, w, None);
         let Some(inst) = &w.instance else { return };
         if starting {
-            // The container is not built yet: nothing to shut down gracefully. The cloned child
-            // may not have joined its cgroup yet, so kill the shim by PID as well.
-            inst.signal(libc::SIGKILL);
+            // The container is not built yet: nothing to shut down gracefully.
             let _ = inst.kill_all();
         } else {
             inst.signal(w.spec.stop.signal.number);

@@ -272,13 +272,11 @@ impl Sandbox {
         }
         std::thread::sleep(Duration::from_millis(50));
         for pid in &self.seen_pids {
-            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                // PID reuse: only complain about our own shim or workload processes.
-                let cmdline =
-                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if cmdline.contains("superd-init") || stat.contains(&self.cgroup_root) {
-                    problems.push(format!("process {pid} left behind: {cmdline}"));
-                }
+            // PID reuse: only complain about our own shim or workload processes.
+            let cmdline =
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.contains("superd-init") {
+                problems.push(format!("process {pid} left behind: {cmdline}"));
             }
         }
         if mounts() != self.mounts_before {

@@ -443,12 +443,7 @@ fn create_target(rootfd: RawFd, rel: &str, is_dir: bool) -> io::Result<OwnedFd> 
             }
             _ => {}
         }
-        let here = if done.is_empty() {
-            ".".to_string()
-        } else {
-            done.join("/")
-        };
-        let dir = openat_in_root(rootfd, &here, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let dir = openat_in_root(rootfd, &rel_path(&done), libc::O_RDONLY | libc::O_DIRECTORY)?;
         match lstat_at(dir.as_raw_fd(), &c) {
             Ok(st) if is_symlink(&st) => {
                 links += 1;
@@ -467,26 +462,13 @@ fn create_target(rootfd: RawFd, rel: &str, is_dir: bool) -> io::Result<OwnedFd> 
             Ok(_) => done.push(c),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 if todo.is_empty() && !is_dir {
-                    let name = std::ffi::CString::new(c.as_str())
-                        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-                    // SAFETY: valid C string and dirfd; the new fd is closed at once.
-                    let fd = unsafe {
-                        libc::openat(
-                            dir.as_raw_fd(),
-                            name.as_ptr(),
-                            libc::O_CREAT
-                                | libc::O_EXCL
-                                | libc::O_WRONLY
-                                | libc::O_CLOEXEC
-                                | libc::O_NOFOLLOW,
-                            0o644,
-                        )
-                    };
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // SAFETY: closing the fd we just created.
-                    unsafe { libc::close(fd) };
+                    let flags = nix::fcntl::OFlag::O_CREAT
+                        | nix::fcntl::OFlag::O_EXCL
+                        | nix::fcntl::OFlag::O_WRONLY
+                        | nix::fcntl::OFlag::O_CLOEXEC
+                        | nix::fcntl::OFlag::O_NOFOLLOW;
+                    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+                    drop(nix::fcntl::openat(&dir, c.as_str(), flags, mode)?);
                 } else {
                     mkdir_at(dir.as_raw_fd(), &c, 0o755)?;
                 }
@@ -495,10 +477,14 @@ fn create_target(rootfd: RawFd, rel: &str, is_dir: bool) -> io::Result<OwnedFd> 
             Err(e) => return Err(e),
         }
     }
-    let path = if done.is_empty() {
+    openat_in_root(rootfd, &rel_path(&done), libc::O_PATH)
+}
+
+/// Joins resolved components into a path relative to the root (`.` for the root itself).
+fn rel_path(components: &[String]) -> String {
+    if components.is_empty() {
         ".".to_string()
     } else {
-        done.join("/")
-    };
-    openat_in_root(rootfd, &path, libc::O_PATH)
+        components.join("/")
+    }
 }
