@@ -9,25 +9,15 @@ Usage: start_latency.py SUPERD SUPERCTL [--quick]   (run as root; see start_late
 """
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 QUICK = "--quick" in sys.argv
 SUPERD, SUPERCTL = sys.argv[1], sys.argv[2]
 N_SINGLE = 3 if QUICK else 25
 N_BATCH = 10 if QUICK else 100
 BATCH_ROUNDS = 1 if QUICK else 3
 N_CRUN = 3 if QUICK else 25
-
-
-def busybox_rootfs(root):
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "bench"]:
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    bb = shutil.which("busybox") or "/bin/busybox"
-    shutil.copy(bb, os.path.join(root, "bin/busybox"))
-    for a in ["sh", "sleep", "echo", "cat"]:
-        os.symlink("busybox", os.path.join(root, "bin", a))
-    with open(os.path.join(root, "etc/passwd"), "w") as f:
-        f.write("root:x:0:0:root:/:/bin/sh\n")
-    with open(os.path.join(root, "etc/group"), "w") as f:
-        f.write("root:x:0:\n")
 
 
 def rss_pss(pid):
@@ -43,17 +33,13 @@ def rss_pss(pid):
     return rss, pss  # KiB
 
 
-def status(sock):
-    out = subprocess.run([SUPERCTL, "--socket", sock, "status", "--json"], capture_output=True, check=True)
-    return json.loads(out.stdout)["workloads"]
-
-
 def manifest(rootfs, bench, name, fifo):
     return (
         f'command = ["/bin/sh", "-c", "echo {name} > /bench/{fifo}; exec sleep 100000"]\n'
         f'[rootfs]\npath = "{rootfs}"\n'
         f'[[mounts]]\nsource = "{bench}"\ntarget = "/bench"\n'
         f'[stop]\ntimeout = "1s"\n'
+        f'[network]\nmode = "none"\n'  # like crun's default spec: own netns, no interfaces
     )
 
 
@@ -73,7 +59,7 @@ def bench_superd(work, rootfs):
         deadline = time.time() + 20
         while True:
             try:
-                status(sock)
+                benchlib.status(SUPERCTL, sock)
                 break
             except Exception:
                 if time.time() > deadline:
@@ -97,7 +83,7 @@ def bench_superd(work, rootfs):
             os.unlink(os.path.join(mdir, name + ".toml"))
         # wait until the singles are gone
         deadline = time.time() + 30
-        while status(sock) and time.time() < deadline:
+        while benchlib.status(SUPERCTL, sock) and time.time() < deadline:
             time.sleep(0.05)
         # 2) N_BATCH manifests dropped at once
         batch_totals, batch_each = [], []
@@ -126,7 +112,7 @@ def bench_superd(work, rootfs):
             os.close(rfd)
             if r == BATCH_ROUNDS - 1:
                 time.sleep(0.5)
-                wl = status(sock)
+                wl = benchlib.status(SUPERCTL, sock)
                 rss, pss = rss_pss(superd_pid)
                 shim = next(w for w in wl if w["init_pid"])
                 srss, spss = rss_pss(shim["init_pid"])
@@ -134,7 +120,7 @@ def bench_superd(work, rootfs):
             for n in names:
                 os.unlink(os.path.join(mdir, n + ".toml"))
             deadline = time.time() + 60
-            while status(sock) and time.time() < deadline:
+            while benchlib.status(SUPERCTL, sock) and time.time() < deadline:
                 time.sleep(0.05)
         return {
             "single": single, "batch_total": batch_totals, "batch_median": batch_each,
@@ -198,7 +184,7 @@ def main():
     work = tempfile.mkdtemp(prefix="superd-bench-")
     try:
         rootfs = os.path.join(work, "rootfs")
-        busybox_rootfs(rootfs)
+        benchlib.busybox_rootfs(rootfs)
         sd = bench_superd(work, rootfs)
         # crun needs a cgroup layout it understands: hide the hybrid cgroup2 in a private mount ns.
         script = f"umount -l /sys/fs/cgroup/unified 2>/dev/null; exec {sys.executable} {os.path.abspath(__file__)} {SUPERD} {SUPERCTL} {'--quick' if QUICK else ''} --crun-only {work} {rootfs}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds superd and runs it on the shipped manifests/ (a web server, a memory-limited worker and a
-# crash-looping job), printing `superctl status` every few seconds. Ctrl-C stops superd, which
-# stops every workload and removes every cgroup it made.
+# Builds superd and runs it on the shipped manifests/ (a web server published on port 8080, a
+# memory-limited worker that reaches it by name, and a crash-looping job), printing
+# `superctl status` every few seconds. Ctrl-C stops superd, which stops every workload and
+# removes every cgroup, link and nftables rule it made (the bridge superd0, 10.77.0.0/16).
 #   sudo examples/demo.sh            run until Ctrl-C
 #   DEMO_SECONDS=20 sudo examples/demo.sh   run for 20 seconds
 set -euo pipefail
@@ -21,6 +22,8 @@ end=$(( $(date +%s) + ${DEMO_SECONDS:-0} ))
 sleep 1
 while kill -0 "$pid" 2>/dev/null; do
     ./target/release/superctl --socket "$sock" status || true
+    curl -s -o /dev/null -w "web via its published port 127.0.0.1:8080: HTTP %{http_code}\n" \
+        --max-time 2 http://127.0.0.1:8080/ || true
     echo
     if [ "${DEMO_SECONDS:-0}" -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then break; fi
     sleep 3

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages superd's demo, tests and benchmarks need (Debian/Ubuntu).
 set -euo pipefail
-pkgs=(busybox-static crun curl python3)
+# nftables: NAT and published ports; iproute2 + iperf3: tests and the network benchmark.
+pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -118,6 +118,12 @@ pub struct WorkloadStatus {
     pub uptime_seconds: Option<u64>,
     /// The manifest file this workload comes from.
     pub manifest: Option<String>,
+    /// IPv4 address on superd's bridge (bridge mode).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Published ports, canonical form `[host_ip:]host_port:container_port/proto`.
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// `GET /v1/status` body.

@@ -8,22 +8,25 @@
 //!    ▼
 //! manifest::load_dir ──► Desired { name → Result<Spec, ManifestError> }     pure
 //!    ▼
+//! network::admit(desired, holders, leases) ──► addresses, rejections, hosts  pure
+//!    ▼
 //! reconcile::plan(desired, observed, now) ──► Vec<Action>                    pure
 //!    ▼
 //! supervisor (the single owner of workload state; one tokio task)
 //!    │  executes actions through runtime; receives exits, timers and API requests as messages
 //!    ▼
-//! runtime: cgroups · rootfs · spawn · reaper ──► init shim (PID 1 in the container) ──► workload
+//! runtime: cgroups · net · rootfs · spawn · reaper ──► init shim (PID 1 in the container) ──► workload
 //!    ▲
 //! ctl (HTTP/JSON on a Unix socket) ◄── superctl
 //! ```
 //!
-//! `manifest` and `reconcile` never touch the kernel: the whole decision engine is unit-tested
+//! `manifest`, `network` and `reconcile` never touch the kernel: the whole decision engine is unit-tested
 //! without root. Every side effect lives under `runtime`.
 
 pub mod api;
 pub mod ctl;
 pub mod manifest;
+pub mod network;
 pub mod reconcile;
 pub mod runtime;
 pub mod supervisor;

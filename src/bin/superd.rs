@@ -37,6 +37,26 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Bridge for `mode = "bridge"` workloads (created on first need, removed on exit).
+    #[arg(long, default_value = "superd0", value_parser = parse_bridge)]
+    bridge: String,
+    /// Subnet of the bridge; the gateway is its first address.
+    #[arg(long, default_value = "10.77.0.0/16")]
+    subnet: superd::network::Subnet,
+    /// Do not enable IPv4 forwarding or masquerade the subnet's outbound traffic.
+    #[arg(long)]
+    no_nat: bool,
+}
+
+/// A Linux interface name: 1-15 bytes, no `/`, whitespace, `:` or NUL, not `.` or `..`.
+fn parse_bridge(s: &str) -> Result<String, String> {
+    let bad = |c: char| c == '/' || c == ':' || c.is_whitespace() || c == '\0';
+    if s.is_empty() || s.len() > 15 || s == "." || s == ".." || s.chars().any(bad) {
+        return Err(format!(
+            "`{s}` is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -90,14 +110,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .log_dir
         .clone()
         .unwrap_or_else(|| cli.state_dir.join("logs"));
-    let rt = runtime::Runtime::new(reaper, cgroups, cli.state_dir.clone(), log_dir)
+    let rt = runtime::Runtime::new(reaper.clone(), cgroups, cli.state_dir.clone(), log_dir)
         .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?;
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    tokio_rt.block_on(daemon(cli, Arc::new(rt)))
+    tokio_rt.block_on(async move {
+        let net_cfg = runtime::net::NetConfig {
+            bridge: cli.bridge.clone(),
+            subnet: cli.subnet,
+            nat: !cli.no_nat,
+            dir: cli.state_dir.join("network"),
+        };
+        let network = runtime::net::Network::new(net_cfg, reaper)
+            .await
+            .context("setting up bridge networking")?;
+        daemon(cli, Arc::new(rt.with_network(Arc::new(network)))).await
+    })
 }
 
 async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
@@ -161,6 +192,9 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
     let _ = rx.await;
     let _ = sup_task.await;
     server.abort();
+    if let Some(net) = rt.network() {
+        net.shutdown().await;
+    }
     let _ = std::fs::remove_file(&cli.socket);
     rt.cgroups().remove_root();
     tracing::info!("all workloads stopped; exiting");

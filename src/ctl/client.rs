@@ -240,6 +240,8 @@ mod tests {
             started_at: None,
             uptime_seconds: Some(5),
             manifest: None,
+            address: None,
+            ports: Vec::new(),
         }
     }
 

@@ -5,10 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::api::{ExitReason, LastExit, State, StatusResponse, WorkloadStatus};
 
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "NAME",
     "STATE",
     "PID",
+    "ADDRESS",
     "RESTARTS",
     "UPTIME",
     "MEMORY",
@@ -24,7 +25,7 @@ pub fn render_status(resp: &StatusResponse, now: SystemTime) -> String {
     if resp.workloads.is_empty() {
         return "no workloads\n".to_owned();
     }
-    let rows: Vec<[String; 7]> = resp.workloads.iter().map(|w| row(w, now)).collect();
+    let rows: Vec<[String; 8]> = resp.workloads.iter().map(|w| row(w, now)).collect();
     let mut widths = HEADER.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -48,7 +49,7 @@ pub fn render_status(resp: &StatusResponse, now: SystemTime) -> String {
 }
 
 /// One table row.
-fn row(w: &WorkloadStatus, now: SystemTime) -> [String; 7] {
+fn row(w: &WorkloadStatus, now: SystemTime) -> [String; 8] {
     let uptime = w.uptime_seconds.or_else(|| {
         let started = humantime::parse_rfc3339_weak(w.started_at.as_deref()?).ok()?;
         now.duration_since(started).ok().map(|d| d.as_secs())
@@ -57,6 +58,7 @@ fn row(w: &WorkloadStatus, now: SystemTime) -> [String; 7] {
         clean(&w.name),
         w.state.as_str().to_owned(),
         w.pid.map_or_else(dash, |p| p.to_string()),
+        w.address.as_deref().map_or_else(dash, clean),
         w.restarts.to_string(),
         uptime.map_or_else(dash, format_uptime),
         w.memory_bytes.map_or_else(dash, format_bytes),
@@ -179,6 +181,8 @@ mod tests {
             started_at: None,
             uptime_seconds: None,
             manifest: None,
+            address: None,
+            ports: Vec::new(),
         }
     }
 
@@ -191,6 +195,7 @@ mod tests {
         let now = at("2025-01-01T00:00:00Z");
         let mut web = workload("web", State::Running);
         web.pid = Some(4242);
+        web.address = Some("10.77.0.9".into());
         web.restarts = 2;
         web.uptime_seconds = Some(192);
         web.memory_bytes = Some(12_900_000);
@@ -213,10 +218,10 @@ mod tests {
             workloads: vec![bad, db, web],
         };
         let expected = "\
-NAME      STATE    PID   RESTARTS  UPTIME  MEMORY  LAST-EXIT
-bad       failed   -     0         -       -       -
-database  backoff  -     11        -       -       oom-killed
-web       running  4242  2         3m12s   12.3M   code=1
+NAME      STATE    PID   ADDRESS    RESTARTS  UPTIME  MEMORY  LAST-EXIT
+bad       failed   -     -          0         -       -       -
+database  backoff  -     -          11        -       -       oom-killed
+web       running  4242  10.77.0.9  2         3m12s   12.3M   code=1
 bad: invalid manifest:
        line 3: unknown field `imgae`
 database: next restart at 2025-01-01T00:00:01.200Z (in 1.2s)
@@ -235,7 +240,7 @@ database: next restart at 2025-01-01T00:00:01.200Z (in 1.2s)
         let mut w = workload("w", State::Running);
         w.started_at = Some("2025-01-01T00:00:00Z".into());
         let r = row(&w, at("2025-01-01T02:05:09Z"));
-        assert_eq!(r[4], "2h5m");
+        assert_eq!(r[5], "2h5m");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct DesiredEntry {
     pub file: PathBuf,
     /// The validated spec, or every reason the file was rejected.
     pub spec: Result<Arc<Spec>, ManifestError>,
+    /// The file's text as read (empty when it could not be read), so that problems found
+    /// later, such as a port another workload publishes too, can be shown at their field with
+    /// [`locate`](super::locate).
+    pub text: Arc<str>,
 }
 
 /// The desired state: file stem → entry. A stem that is not a valid workload name still gets
@@ -55,11 +59,17 @@ pub fn load_file(path: &Path) -> Result<Spec, ManifestError> {
 pub fn load_dir(dir: &Path) -> io::Result<Desired> {
     let mut desired = Desired::new();
     for (stem, file) in manifest_files(dir)? {
-        let spec = load_file(&file).map(Arc::new);
+        let (text, spec) = match read_text(&file) {
+            Ok(text) => {
+                let spec = parse(&file, &text).map(Arc::new);
+                (Arc::from(text), spec)
+            }
+            Err(err) => (Arc::from(""), Err(err)),
+        };
         if spec.is_err() && vanished(&file) {
             continue; // removed between listing and reading; the next scan agrees
         }
-        desired.insert(stem, DesiredEntry { file, spec });
+        desired.insert(stem, DesiredEntry { file, spec, text });
     }
     Ok(desired)
 }
@@ -185,6 +195,8 @@ mod tests {
         let web = desired["web"].spec.as_ref().unwrap();
         assert_eq!(web.name.as_str(), "web");
         assert_eq!(desired["web"].file, d.join("web.toml"));
+        assert_eq!(&*desired["web"].text, good);
+        assert_eq!(&*desired["bad"].text, "command = []\n");
         assert_eq!(
             desired["linked"].spec.as_ref().unwrap().name.as_str(),
             "linked"
@@ -198,6 +210,7 @@ mod tests {
             dangling.to_string().contains("cannot read the manifest"),
             "{dangling}"
         );
+        assert_eq!(&*desired["dangling"].text, "");
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //!
 //! Layout: `raw` (the TOML as written, strict serde structs) → `check` + `values` (typed leaves
 //! and their string forms) → `parse` (assemble a `Spec`) ; `load` (files and directories),
-//! `validate` (`superctl validate`), `error` (reporting).
+//! `validate` (`superctl validate`), `error` (reporting), `locate` (positioning errors found
+//! later, by the daemon).
 
 mod check;
 pub mod error;
 mod load;
+mod locate;
 mod parse;
 mod raw;
 pub mod spec;
@@ -26,6 +28,7 @@ pub use error::{FieldError, ManifestError, Snippet};
 pub use load::{
     is_manifest_file_name, load_dir, load_file, Desired, DesiredEntry, MAX_MANIFEST_BYTES,
 };
+pub use locate::locate;
 pub use parse::parse;
 pub use spec::*;
 pub use validate::{validate_paths, warnings, ValidateReport};

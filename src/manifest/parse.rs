@@ -6,8 +6,8 @@ use super::raw::{
     RawManifest, RawMount, RawNetwork, RawResources, RawRestart, RawRootfs, RawStop, Table, Val,
 };
 use super::spec::{
-    AbsPath, Mount, Name, NetworkMode, Resources, Restart, RestartPolicy, Rootfs, Spec, Stop, User,
-    Writable,
+    AbsPath, Mount, Name, Network, NetworkMode, PortMapping, Resources, Restart, RestartPolicy,
+    Rootfs, Spec, Stop, User, Writable,
 };
 use super::values;
 use serde::Deserialize;
@@ -123,7 +123,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let resources = raw.resources.as_ref().map(|r| resources(ck, r));
     let restart = raw.restart.as_ref().map(|r| restart(ck, r));
     let stop = raw.stop.as_ref().map(|s| stop(ck, s));
-    let network = raw.network.as_ref().and_then(|n| network(ck, n));
+    let network = raw.network.as_ref().map(|n| network(ck, n, name.as_ref()));
 
     let mut spec = Spec::with_defaults(name?, command?);
     spec.env = env;
@@ -136,7 +136,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.resources = resources.unwrap_or_default();
     spec.restart = restart.unwrap_or_default();
     spec.stop = stop.unwrap_or_default();
-    spec.network = network.unwrap_or(spec.network);
+    spec.network = network.unwrap_or_default();
     Some(spec)
 }
 
@@ -396,9 +396,161 @@ fn stop(ck: &mut Checker<'_>, raw: &RawStop) -> Stop {
     }
 }
 
-fn network(ck: &mut Checker<'_>, raw: &RawNetwork) -> Option<NetworkMode> {
-    let modes = [("none", NetworkMode::None), ("host", NetworkMode::Host)];
-    raw.mode
+/// `[network]`. Invalid values are reported by their own checks; only valid ones (and a valid
+/// mode) are judged for the "bridge mode only" rule.
+fn network(ck: &mut Checker<'_>, raw: &RawNetwork, own_name: Option<&Name>) -> Network {
+    let modes = [
+        ("bridge", NetworkMode::Bridge),
+        ("none", NetworkMode::None),
+        ("host", NetworkMode::Host),
+    ];
+    let mode = raw
+        .mode
         .as_ref()
-        .and_then(|v| ck.choice(v, "network.mode", &modes))
+        .map(|v| ck.choice(v, "network.mode", &modes));
+    let address = raw.address.as_ref().map(|v| {
+        ck.parsed(
+            v,
+            "network.address",
+            "an IPv4 address string such as \"10.77.0.20\"",
+            values::parse_address,
+        )
+    });
+    let ports = raw.ports.as_ref().map(|v| ports(ck, v));
+    let aliases = raw.aliases.as_ref().map(|v| aliases(ck, v, own_name));
+
+    let mode = match mode {
+        None => NetworkMode::Bridge,
+        Some(Some(mode)) => mode,
+        // Reported; do not judge the other fields against a mode we do not know.
+        Some(None) => return Network::default(),
+    };
+    if mode != NetworkMode::Bridge {
+        let shown = modes
+            .iter()
+            .find(|(_, m)| *m == mode)
+            .map_or("?", |(name, _)| *name);
+        let set = [
+            ("address", &raw.address, matches!(address, Some(Some(_)))),
+            (
+                "ports",
+                &raw.ports,
+                matches!(&ports, Some(Some(p)) if !p.is_empty()),
+            ),
+            (
+                "aliases",
+                &raw.aliases,
+                matches!(&aliases, Some(Some(a)) if !a.is_empty()),
+            ),
+        ];
+        for (key, leaf, is_set) in set {
+            if let (Some(v), true) = (leaf, is_set) {
+                let msg = format!("only valid with mode = \"bridge\" (mode is \"{shown}\")");
+                ck.error(v.span(), &format!("network.{key}"), msg);
+            }
+        }
+    }
+    Network {
+        mode,
+        address: address.flatten(),
+        ports: ports.flatten().unwrap_or_default(),
+        aliases: aliases.flatten().unwrap_or_default(),
+    }
+}
+
+/// The items of an array leaf; a wrong type is reported with `expected`.
+fn array<'v>(
+    ck: &mut Checker<'_>,
+    v: &'v Spanned<Val>,
+    field: &str,
+    expected: &str,
+) -> Option<&'v [Spanned<Val>]> {
+    match v.get_ref() {
+        Val::Array(items) => Some(items),
+        other => {
+            let msg = format!("expected {expected}, found {}", other.type_name());
+            ck.error(v.span(), field, msg);
+            None
+        }
+    }
+}
+
+/// What a mapping occupies on the host, for messages: `8080/tcp` or `127.0.0.1:8080/tcp`.
+fn published(p: &PortMapping) -> String {
+    let port = format!("{}/{}", p.host_port, p.protocol.as_str());
+    match p.host_ip {
+        Some(ip) => format!("{ip}:{port}"),
+        None => port,
+    }
+}
+
+/// `[network] ports`; `None` when anything in it was reported.
+fn ports(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<PortMapping>> {
+    let expected = format!(
+        "an array of port mapping strings ({}) such as [\"8080:80\"]",
+        values::PORT_FORM
+    );
+    let items = array(ck, v, "network.ports", &expected)?;
+    let before = ck.errors.len();
+    let mut ports: Vec<(usize, PortMapping)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("network.ports[{i}]");
+        let expected = format!("a port mapping string ({})", values::PORT_FORM);
+        let Some(p) = ck.parsed(item, &field, &expected, values::parse_port_mapping) else {
+            continue;
+        };
+        let clash = ports.iter().find(|(_, q)| {
+            q.protocol == p.protocol
+                && q.host_port == p.host_port
+                && (q.host_ip == p.host_ip || q.host_ip.is_none() || p.host_ip.is_none())
+        });
+        if let Some((j, q)) = clash {
+            let every = if q.host_ip.is_none() && p.host_ip.is_some() {
+                ", which publishes it on every host address"
+            } else if p.host_ip.is_none() && q.host_ip.is_some() {
+                ", which publishes it on one of them"
+            } else {
+                ""
+            };
+            let msg = format!(
+                "publishes {} again (already in network.ports[{j}]{every})",
+                published(&p)
+            );
+            ck.error(item.span(), &field, msg);
+            continue;
+        }
+        ports.push((i, p));
+    }
+    (ck.errors.len() == before).then(|| ports.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `[network] aliases`; `None` when anything in it was reported.
+fn aliases(ck: &mut Checker<'_>, v: &Spanned<Val>, own_name: Option<&Name>) -> Option<Vec<Name>> {
+    let items = array(
+        ck,
+        v,
+        "network.aliases",
+        "an array of workload names such as [\"api\"]",
+    )?;
+    let before = ck.errors.len();
+    let mut aliases: Vec<(usize, Name)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("network.aliases[{i}]");
+        let Some(alias) = ck.parsed(item, &field, "a workload name string", |s| {
+            Name::new(s).map_err(|e| format!("invalid alias: {e}"))
+        }) else {
+            continue;
+        };
+        if own_name == Some(&alias) {
+            let msg =
+                format!("`{alias}` is the workload's own name, which resolves already; remove it");
+            ck.error(item.span(), &field, msg);
+        } else if let Some((j, _)) = aliases.iter().find(|(_, a)| *a == alias) {
+            let msg = format!("`{alias}` is listed twice (already network.aliases[{j}])");
+            ck.error(item.span(), &field, msg);
+        } else {
+            aliases.push((i, alias));
+        }
+    }
+    (ck.errors.len() == before).then(|| aliases.into_iter().map(|(_, a)| a).collect())
 }

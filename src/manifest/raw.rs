@@ -85,6 +85,9 @@ pub(crate) struct RawStop {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawNetwork {
     pub mode: Leaf,
+    pub address: Leaf,
+    pub ports: Leaf,
+    pub aliases: Leaf,
 }
 
 /// A sub-table deserialized into `T`. Unlike a bare serde struct it refuses arrays: derived

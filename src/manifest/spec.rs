@@ -317,10 +317,87 @@ impl Default for Stop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
+    /// Own network namespace with a veth on superd's bridge (the default).
+    Bridge,
     /// Own network namespace with only `lo` up.
     None,
     /// Share the host's network namespace.
     Host,
+}
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One `[network] ports` entry: `[host_ip:]host_port:container_port[/tcp|udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PortMapping {
+    /// The host address to publish on; `None` means every host address (and 127.0.0.1).
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    /// Host port (1-65535).
+    pub host_port: u16,
+    /// Port inside the container (1-65535).
+    pub container_port: u16,
+    /// Protocol (default TCP).
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortMapping {
+    /// The canonical manifest form, e.g. `127.0.0.1:5353:53/udp` or `8080:80/tcp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port,
+            self.container_port,
+            self.protocol.as_str()
+        )
+    }
+}
+
+/// `[network]`: how the workload is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Network {
+    /// Namespace mode.
+    pub mode: NetworkMode,
+    /// Static address inside the bridge subnet (bridge mode only; checked against the subnet
+    /// and the other workloads by `network::admit`, which knows the daemon's `--subnet`).
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Published ports (bridge mode only), without duplicates.
+    pub ports: Vec<PortMapping>,
+    /// Extra names other workloads resolve to this one (bridge mode only), without duplicates
+    /// and never equal to the workload's own name.
+    pub aliases: Vec<Name>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            mode: NetworkMode::Bridge,
+            address: None,
+            ports: Vec::new(),
+            aliases: Vec::new(),
+        }
+    }
 }
 
 /// A fully validated workload specification.
@@ -350,8 +427,8 @@ pub struct Spec {
     pub restart: Restart,
     /// Stop behaviour (applied live).
     pub stop: Stop,
-    /// Network mode.
-    pub network: NetworkMode,
+    /// Networking.
+    pub network: Network,
 }
 
 /// The default PATH inside a container.
@@ -373,7 +450,7 @@ impl Spec {
             resources: Resources::default(),
             restart: Restart::default(),
             stop: Stop::default(),
-            network: NetworkMode::None,
+            network: Network::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Parsers for the string forms of single manifest values: sizes, durations, users, hostnames,
-//! signals and CPU counts. Each returns a message that says what was wrong and what is accepted.
+//! signals, CPU counts, addresses and port mappings. Each returns a message that says what was
+//! wrong and what is accepted.
 
-use super::spec::{IdOrName, Signal, User};
+use super::spec::{IdOrName, PortMapping, Protocol, Signal, User};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// The largest memory limit: cgroup v1 takes the limit as a signed 64-bit number.
@@ -143,6 +145,126 @@ pub(crate) fn cpus_to_millis(cpus: f64) -> Result<u32, String> {
     Ok(millis as u32)
 }
 
+/// The accepted form of a `[network] ports` entry, for messages.
+pub(crate) const PORT_FORM: &str = "[host_ip:]host_port:container_port[/tcp|udp]";
+
+/// An IPv4 address in dotted-quad form; IPv6 gets its own message.
+fn parse_ipv4(s: &str, what: &str) -> Result<Ipv4Addr, String> {
+    if s.parse::<Ipv6Addr>().is_ok() || (s.contains(':') && !s.contains('.')) {
+        return Err(format!(
+            "`{s}` is an IPv6 address: only IPv4 is supported for the {what}"
+        ));
+    }
+    s.parse::<Ipv4Addr>().map_err(|_| {
+        let hint = if s.contains('/') {
+            " (without a prefix length: the subnet is the daemon's)"
+        } else {
+            ""
+        };
+        format!(
+            "invalid {what} `{s}`: expected an IPv4 address in dotted-quad form (a.b.c.d){hint}"
+        )
+    })
+}
+
+/// `[network] address`: a unicast IPv4 address (not 0.0.0.0, loopback, multicast or
+/// broadcast). Whether it lies in the bridge subnet is checked later, by the daemon.
+pub(crate) fn parse_address(s: &str) -> Result<Ipv4Addr, String> {
+    let ip = parse_ipv4(s, "address")?;
+    let kind = if ip.is_unspecified() {
+        "the unspecified address"
+    } else if ip.is_loopback() {
+        "a loopback address"
+    } else if ip.is_multicast() {
+        "a multicast address"
+    } else if ip.is_broadcast() {
+        "the broadcast address"
+    } else {
+        return Ok(ip);
+    };
+    Err(format!(
+        "`{s}` is {kind}: expected a unicast IPv4 address inside the bridge subnet"
+    ))
+}
+
+/// One port number of a mapping: 1-65535.
+fn parse_port(p: &str, what: &str, s: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        let shown = if p.is_empty() {
+            "is empty".to_string()
+        } else {
+            format!("`{p}` is not a number")
+        };
+        return Err(format!(
+            "invalid port mapping `{s}`: the {what} {shown}; expected {PORT_FORM}"
+        ));
+    }
+    // Only digits: a parse failure means the number is too large for u16.
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "invalid port mapping `{s}`: {what} {p} is out of range: ports are 1-65535"
+        )),
+    }
+}
+
+/// `[host_ip:]host_port:container_port[/tcp|udp]`; host_ip `0.0.0.0` (all addresses) becomes
+/// `None`.
+pub(crate) fn parse_port_mapping(s: &str) -> Result<PortMapping, String> {
+    let (ports, protocol) = match s.split_once('/') {
+        None => (s, Protocol::Tcp),
+        Some((ports, "tcp")) => (ports, Protocol::Tcp),
+        Some((ports, "udp")) => (ports, Protocol::Udp),
+        Some((_, other)) => {
+            return Err(format!(
+                "invalid port mapping `{s}`: unknown protocol `{other}` (expected `tcp` or \
+                 `udp`, lowercase); expected {PORT_FORM}"
+            ))
+        }
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host, container) = match parts.as_slice() {
+        [host, container] => (None, *host, *container),
+        [ip, host, container] => (Some(*ip), *host, *container),
+        _ => {
+            let hint = if s.starts_with('[') || parts.len() > 3 {
+                " (only IPv4 host addresses are supported)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "invalid port mapping `{s}`: expected {PORT_FORM}, e.g. \"8080:80\" or \
+                 \"127.0.0.1:5353:53/udp\"{hint}"
+            ));
+        }
+    };
+    let host_ip = match host_ip {
+        None => None,
+        Some("") => {
+            return Err(format!(
+                "invalid port mapping `{s}`: the host_ip is empty; expected {PORT_FORM}"
+            ))
+        }
+        Some(ip) => {
+            let addr = parse_ipv4(ip, "host_ip")
+                .map_err(|e| format!("invalid port mapping `{s}`: {e}; expected {PORT_FORM}"))?;
+            if addr.is_multicast() {
+                return Err(format!(
+                    "invalid port mapping `{s}`: host_ip `{ip}` is a multicast address; \
+                     ports are published on a unicast address or 0.0.0.0 (every address)"
+                ));
+            }
+            Some(addr).filter(|a| !a.is_unspecified())
+        }
+    };
+    Ok(PortMapping {
+        host_ip,
+        host_port: parse_port(host, "host port", s)?,
+        container_port: parse_port(container, "container port", s)?,
+        protocol,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +398,64 @@ mod tests {
                 cpus_to_millis(bad).unwrap_err().contains("out of range"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("10.77.0.20"),
+            Ok(Ipv4Addr::new(10, 77, 0, 20))
+        );
+        let cases = [
+            ("0.0.0.0", "unspecified"),
+            ("127.0.0.1", "loopback"),
+            ("239.0.0.1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("fe80::1", "only IPv4 is supported"),
+            ("1.2.3", "dotted-quad"),
+            ("01.2.3.4", "dotted-quad"),
+            ("10.0.0.1/8", "prefix length"),
+        ];
+        for (bad, needle) in cases {
+            let err = parse_address(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn port_mappings() {
+        let p = |s: &str| parse_port_mapping(s).map(|m| m.to_string());
+        assert_eq!(p("8080:80"), Ok("8080:80/tcp".into()));
+        assert_eq!(p("8080:80/tcp"), Ok("8080:80/tcp".into()));
+        assert_eq!(
+            p("127.0.0.1:5353:53/udp"),
+            Ok("127.0.0.1:5353:53/udp".into())
+        );
+        assert_eq!(p("0.0.0.0:1:65535"), Ok("1:65535/tcp".into()));
+        let m = parse_port_mapping("10.0.0.1:53:5353/udp").unwrap();
+        assert_eq!(
+            (m.host_ip, m.host_port, m.container_port, m.protocol),
+            (Some(Ipv4Addr::new(10, 0, 0, 1)), 53, 5353, Protocol::Udp)
+        );
+        let cases = [
+            ("80", PORT_FORM),
+            ("1:2:3:4", PORT_FORM),
+            ("[::1]:80:80", "only IPv4"),
+            ("80:80/UDP", "unknown protocol `UDP`"),
+            ("80:80/", "unknown protocol ``"),
+            ("0:80", "host port 0 is out of range: ports are 1-65535"),
+            ("80:65536", "container port 65536 is out of range"),
+            ("80:-1", "`-1` is not a number"),
+            (" 80:80", "` 80` is not a number"),
+            ("80:", "container port is empty"),
+            (":80:80", "host_ip is empty"),
+            ("224.0.0.1:80:80", "multicast"),
+            ("1.2.3.256:80:80", "invalid host_ip `1.2.3.256`"),
+        ];
+        for (bad, needle) in cases {
+            let err = parse_port_mapping(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
         }
     }
 }

@@ -127,7 +127,7 @@ mod tests {
             }),
             ("hostname", |s| s.hostname = "other".into()),
             ("init", |s| s.init = false),
-            ("network", |s| s.network = NetworkMode::Host),
+            ("network", |s| s.network.mode = NetworkMode::Host),
             ("workdir", |s| s.workdir = path("/srv")),
             ("command plus a live section", |s| {
                 s.command[1] = "120".into();

@@ -5,6 +5,7 @@
 //! driver task; it never blocks on the kernel itself.
 
 pub mod cgroups;
+pub mod net;
 pub mod reaper;
 pub mod shim;
 pub mod spawn;
@@ -12,10 +13,11 @@ pub mod sync;
 pub mod sys;
 
 use crate::api::ExitReason;
-use crate::manifest::{IdOrName, NetworkMode, Resources, Rootfs, Spec, Writable};
+use crate::manifest::{IdOrName, NetworkMode, PortMapping, Resources, Rootfs, Spec, Writable};
 use crate::reconcile::RunEnd;
 use cgroups::{CgroupError, CgroupManager, WorkloadCgroup};
 use reaper::Reaper;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -38,6 +40,7 @@ pub struct Runtime {
     cgroups: CgroupManager,
     log_dir: PathBuf,
     scratch_dir: PathBuf,
+    network: Option<Arc<net::Network>>,
 }
 
 /// A start that failed before the shim ran.
@@ -60,6 +63,9 @@ pub enum StartError {
     /// Registering the sync socket with tokio failed.
     #[error("registering the sync socket: {0}")]
     Register(std::io::Error),
+    /// A bridged workload without bridge networking or an address.
+    #[error("bridge networking is not available: {0}")]
+    Network(String),
 }
 
 /// Something that happened to a running instance.
@@ -136,7 +142,7 @@ impl Instance {
 
 /// Sends `sig` through a pidfd: an already exited (and reaped) process yields ESRCH, never a
 /// signal to an unrelated process that reused the PID.
-fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
+pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
     // SAFETY: pidfd_send_signal on an fd we own, with no siginfo.
     unsafe {
         libc::syscall(
@@ -191,7 +197,19 @@ impl Runtime {
             cgroups,
             log_dir,
             scratch_dir,
+            network: None,
         })
+    }
+
+    /// Enables bridge networking (before the runtime is shared).
+    pub fn with_network(mut self, network: Arc<net::Network>) -> Runtime {
+        self.network = Some(network);
+        self
+    }
+
+    /// Bridge networking, when enabled.
+    pub fn network(&self) -> Option<&Arc<net::Network>> {
+        self.network.as_ref()
     }
 
     /// The cgroup manager (for shutdown cleanup).
@@ -230,22 +248,68 @@ impl Runtime {
                     source: m.source.to_string(),
                     target: m.target.to_string(),
                     readonly: m.readonly,
+                    optional: false,
                 })
+                .chain(self.network_files(spec))
                 .collect(),
-            own_netns: spec.network != NetworkMode::Host,
+            own_netns: spec.network.mode != NetworkMode::Host,
             scratch_dir: self.scratch_dir.to_string_lossy().into_owned(),
         }
     }
 
+    /// superd's `/etc/hosts` and `/etc/resolv.conf` for a bridged workload (mounted after the
+    /// operator's mounts, so they win over a mount of `/etc`).
+    fn network_files(&self, spec: &Spec) -> Vec<MountCfg> {
+        let Some(net) = self
+            .network
+            .as_ref()
+            .filter(|_| spec.network.mode == NetworkMode::Bridge)
+        else {
+            return Vec::new();
+        };
+        [
+            (net.hosts_path(), "/etc/hosts"),
+            (net.resolv_path(), "/etc/resolv.conf"),
+        ]
+        .into_iter()
+        .map(|(src, target)| MountCfg {
+            source: src.to_string_lossy().into_owned(),
+            target: target.to_string(),
+            readonly: true,
+            optional: true,
+        })
+        .collect()
+    }
+
     /// Creates the cgroup, clones the shim into new namespaces and starts the driver task that
-    /// reports [`Event`]s. Must be called inside a tokio runtime.
+    /// reports [`Event`]s. A bridged workload needs its `address` (from `network::admit`).
+    /// Must be called inside a tokio runtime.
     pub fn start(
         &self,
         spec: &Spec,
         gen: u64,
+        address: Option<Ipv4Addr>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Instance, StartError> {
         let name = spec.name.to_string();
+        let net = match spec.network.mode {
+            NetworkMode::Bridge => {
+                let (Some(network), Some(address)) = (&self.network, address) else {
+                    return Err(StartError::Network(format!(
+                        "no address assigned to {name}"
+                    )));
+                };
+                if let Err(e) = network.refresh_resolv() {
+                    tracing::warn!(workload = %name, "refreshing resolv.conf: {e}");
+                }
+                Some(NetAttach {
+                    network: network.clone(),
+                    address,
+                    ports: spec.network.ports.clone(),
+                })
+            }
+            NetworkMode::None | NetworkMode::Host => None,
+        };
         let cgroup = Arc::new(self.cgroups.create(&name, &spec.resources)?);
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = {
@@ -274,7 +338,7 @@ impl Runtime {
                 name: &name,
                 cgroup_procs: &procs,
                 log: &log,
-                host_network: spec.network == NetworkMode::Host,
+                host_network: spec.network.mode == NetworkMode::Host,
             },
         );
         let spawned = match spawned {
@@ -310,6 +374,7 @@ impl Runtime {
             init: spec.init,
             shim_pid,
             cfg: self.shim_config(spec),
+            net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),
             events,
@@ -325,6 +390,13 @@ impl Runtime {
     }
 }
 
+/// What the driver connects a bridged workload with.
+struct NetAttach {
+    network: Arc<net::Network>,
+    address: Ipv4Addr,
+    ports: Vec<PortMapping>,
+}
+
 /// The per-instance task: speaks the sync protocol, waits for the exit, cleans the cgroup up.
 struct Driver {
     pidfd: OwnedFd,
@@ -333,6 +405,7 @@ struct Driver {
     init: bool,
     shim_pid: i32,
     cfg: ShimConfig,
+    net: Option<NetAttach>,
     cgroup: Arc<WorkloadCgroup>,
     workload_pid: Arc<AtomicI32>,
     events: mpsc::UnboundedSender<Event>,
@@ -417,6 +490,7 @@ impl Driver {
         let mut buf = vec![0u8; MAX_REPORT];
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
+        let mut ports_added = false;
         if let Err(e) = send_packet(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {
             error = Some(format!("sending the config to the init shim: {e}"));
         }
@@ -445,6 +519,21 @@ impl Driver {
                 Ok(Packet::Eof) => break,
                 Ok(Packet::Early(e)) => error = Some(e),
                 Ok(Packet::Msg(FromShim::SetupDone, _)) => {
+                    // The namespaces exist and the shim waits: connect it before it runs.
+                    if let Some(n) = &self.net {
+                        match n
+                            .network
+                            .attach(&self.name, &self.pidfd, n.address, &n.ports)
+                            .await
+                        {
+                            Ok(()) => ports_added = !n.ports.is_empty(),
+                            Err(e) => {
+                                error = Some(format!("network setup: {e}"));
+                                let _ = kill_instance(&self.pidfd, &self.cgroup);
+                                continue;
+                            }
+                        }
+                    }
                     if let Err(e) = send_packet(&sock, &ToShim::Go).await {
                         error = Some(format!("telling the init shim to go: {e}"));
                     }
@@ -497,6 +586,11 @@ impl Driver {
             };
             (end, reason)
         };
+        if let Some(n) = &self.net {
+            n.network
+                .detach(&self.name, &n.ports, n.address, ports_added)
+                .await;
+        }
         let cgroup = self.cgroup.clone();
         let removed =
             tokio::task::spawn_blocking(move || cgroup.remove(Duration::from_secs(5))).await;

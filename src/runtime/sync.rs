@@ -54,6 +54,11 @@ pub struct MountCfg {
     pub target: String,
     /// Read-only.
     pub readonly: bool,
+    /// Skip (with a note in the workload log) when the target is missing and cannot be
+    /// created because that part of the rootfs is read-only: superd's own `/etc/hosts` and
+    /// `/etc/resolv.conf`, which an image may lack.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Everything the shim needs to build the container and run the workload.

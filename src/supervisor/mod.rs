@@ -5,12 +5,14 @@
 //! the pure planner what to do (`reconcile::plan`) and carries the actions out through the
 //! runtime. Nothing else mutates workload state.
 
+pub mod netstate;
 pub mod workload;
 
 use crate::api::{Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
-use crate::manifest::{Desired, Signal, Spec};
+use crate::manifest::{Desired, NetworkMode, Signal, Spec};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
 use crate::runtime::{Event, Runtime};
+use netstate::NetState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +46,7 @@ pub struct Supervisor {
     shutdown: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
     next_gen: u64,
+    net: NetState,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -64,6 +67,7 @@ impl Supervisor {
         events_tx: mpsc::UnboundedSender<Event>,
     ) -> Self {
         Supervisor {
+            net: NetState::new(runtime.network().map(|n| &**n)),
             runtime,
             desired: Desired::new(),
             workloads: BTreeMap::new(),
@@ -266,7 +270,10 @@ impl Supervisor {
             .map(|name| {
                 let entry = self.desired.get(name);
                 let file = entry.map(|e| e.file.display().to_string());
-                let merr = entry.and_then(|e| e.spec.as_ref().err().map(|e| e.to_string()));
+                let merr = entry
+                    .and_then(|e| e.spec.as_ref().err())
+                    .or_else(|| self.net.rejection(name))
+                    .map(|e| e.to_string());
                 match self.workloads.get(name) {
                     Some(w) => w.status(name, file, merr),
                     None => WorkloadStatus {
@@ -287,6 +294,11 @@ impl Supervisor {
                         started_at: None,
                         uptime_seconds: None,
                         manifest: file,
+                        address: self.net.address(name).map(|a| a.to_string()),
+                        ports: entry
+                            .and_then(|e| e.spec.as_ref().ok())
+                            .map(|s| s.network.ports.iter().map(|p| p.to_string()).collect())
+                            .unwrap_or_default(),
                     },
                 }
             })
@@ -300,10 +312,8 @@ impl Supervisor {
             let desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
                 BTreeMap::new()
             } else {
-                self.desired
-                    .iter()
-                    .map(|(k, e)| (k.clone(), e.spec.as_ref().ok().cloned()))
-                    .collect()
+                let network = self.runtime.network().map(|n| &**n);
+                self.net.admit(network, &self.desired, &self.workloads)
             };
             let observed: BTreeMap<String, Observed> = self
                 .workloads
@@ -330,7 +340,11 @@ impl Supervisor {
         }
     }
 
+    /// The desired spec, if valid and admitted.
     fn desired_spec(&self, name: &str) -> Option<Arc<Spec>> {
+        if self.net.rejection(name).is_some() {
+            return None;
+        }
         self.desired
             .get(name)
             .and_then(|e| e.spec.as_ref().ok().cloned())
@@ -372,11 +386,12 @@ impl Supervisor {
     }
 
     fn start(&mut self, name: &str) {
-        let spec = match (self.desired_spec(name), self.workloads.get(name)) {
-            (Some(s), _) => s,
-            (None, Some(w)) => w.spec.clone(),
+        let (spec, address) = match (self.desired_spec(name), self.workloads.get(name)) {
+            (Some(s), _) => (s, self.net.address(name)),
+            (None, Some(w)) => (w.spec.clone(), w.address),
             (None, None) => return,
         };
+        let address = address.filter(|_| spec.network.mode == NetworkMode::Bridge);
         let gen = self.next_gen;
         self.next_gen += 1;
         let w = self
@@ -391,8 +406,12 @@ impl Supervisor {
         }
         w.ever_started = true;
         w.spec = spec.clone();
+        w.address = address;
         w.next_restart_wall = None;
-        match self.runtime.start(&spec, gen, self.events_tx.clone()) {
+        match self
+            .runtime
+            .start(&spec, gen, address, self.events_tx.clone())
+        {
             Ok(inst) => {
                 w.instance = Some(inst);
                 w.phase = Phase::Starting;

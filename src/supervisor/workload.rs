@@ -38,6 +38,8 @@ pub struct Workload {
     pub next_restart_wall: Option<SystemTime>,
     /// At least one start was attempted (later starts count as restarts).
     pub ever_started: bool,
+    /// The bridge address this workload holds (kept across restarts).
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 impl Workload {
@@ -61,6 +63,7 @@ impl Workload {
             escalated: false,
             next_restart_wall: None,
             ever_started: false,
+            address: None,
         }
     }
 
@@ -112,6 +115,14 @@ impl Workload {
                 None
             },
             manifest,
+            address: self.address.map(|a| a.to_string()),
+            ports: self
+                .spec
+                .network
+                .ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }

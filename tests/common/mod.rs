@@ -1,8 +1,10 @@
-//! Shared sandbox for integration tests: starts the real `superd` binary in a fresh network
-//! namespace with its own manifest dir, state dir, socket and a cgroup root below the test's
-//! own cgroup, and fails the test if anything it made is left behind.
+//! Shared sandbox for integration tests: starts the real `superd` binary in a network
+//! namespace the test creates and holds (by fd), with its own manifest dir, state dir, socket
+//! and a cgroup root below the test's own cgroup, and fails the test if anything it made is
+//! left behind — links and nftables tables in that namespace included, which outlives superd.
 #![allow(dead_code)]
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,6 +24,41 @@ pub struct Sandbox {
     child: Option<Child>,
     mounts_before: Vec<String>,
     seen_pids: Vec<u32>,
+    netns: OwnedFd,
+    net_before: String,
+    extra_args: Vec<String>,
+}
+
+/// Creates a network namespace (on a throwaway thread, so the test's own threads stay in the
+/// host's) with `lo` up, and returns an fd that keeps it alive.
+pub fn new_netns() -> OwnedFd {
+    std::thread::spawn(|| {
+        // SAFETY: unshare(2) affects only this thread, which ends right after.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            panic!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        }
+        let fd: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
+            .expect("opening the new netns")
+            .into();
+        fd
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Makes `cmd` run inside the network namespace `fd`.
+pub fn in_netns(cmd: &mut Command, fd: &OwnedFd) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: setns(2) is async-signal-safe; `raw` stays open in the parent until spawn returns.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn mounts() -> Vec<String> {
@@ -56,6 +93,11 @@ pub fn own_cgroup_dir(controller: &str) -> PathBuf {
 impl Sandbox {
     /// Starts superd with an empty manifest directory.
     pub fn start(test: &str) -> Sandbox {
+        Sandbox::start_with(test, &[])
+    }
+
+    /// Starts superd with extra command-line arguments.
+    pub fn start_with(test: &str, extra_args: &[&str]) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::Builder::new()
             .prefix(&format!("superd-{test}-"))
@@ -67,49 +109,122 @@ impl Sandbox {
         let socket = dir.path().join("run/superd.sock");
         let cgroup_root = format!("superd-test-{}-{n}", std::process::id());
         let mounts_before = mounts();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
-        cmd.arg("--manifests")
-            .arg(&manifests)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--cgroup-root")
-            .arg(&cgroup_root)
-            .env("SUPERD_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(dir.path().join("superd.log"))
-                    .map(Stdio::from)
-                    .unwrap(),
-            );
-        // SAFETY: unshare(2) is async-signal-safe; the child then execs superd in a network
-        // namespace of its own, so nothing it does to links touches the host.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::unshare(libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawning superd");
-        let sb = Sandbox {
+        let netns = new_netns();
+        let mut sb = Sandbox {
             dir,
             manifests,
             state,
             socket,
             cgroup_root,
-            child: Some(child),
+            child: None,
             mounts_before,
             seen_pids: Vec::new(),
+            netns,
+            net_before: String::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
-        sb.wait_until("control socket is up", Duration::from_secs(20), |s| {
+        sb.cmd_ok(&["ip", "link", "set", "lo", "up"]);
+        sb.net_before = sb.net_objects();
+        sb.spawn_superd();
+        sb
+    }
+
+    /// Runs a program inside the sandbox's network namespace and returns its output.
+    pub fn cmd(&self, argv: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]);
+        in_netns(&mut cmd, &self.netns);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("running {argv:?}: {e}"))
+    }
+
+    /// Like [`Sandbox::cmd`], but panics unless it succeeds; returns stdout.
+    pub fn cmd_ok(&self, argv: &[&str]) -> String {
+        let out = self.cmd(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `f` on a thread inside the sandbox's network namespace (sockets it opens live
+    /// there).
+    pub fn in_sandbox_net<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let fd = self.netns.try_clone().expect("dup netns fd");
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) on this thread only; the thread ends after `f`.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                panic!("setns: {}", std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Links and nftables tables in the sandbox namespace, for the leftover check.
+    pub fn net_objects(&self) -> String {
+        let links = self.cmd_ok(&["ip", "-o", "link", "show"]);
+        let mut names: Vec<String> = links
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .collect();
+        names.sort();
+        let tables = self.cmd_ok(&["nft", "list", "tables"]);
+        format!("links: {}\ntables: {}", names.join(" "), tables.trim())
+    }
+
+    /// Stops superd (checking it exits cleanly) and starts a new one on the same directories
+    /// and namespace.
+    pub fn restart(&mut self) {
+        self.shutdown_inner(true);
+        self.spawn_superd();
+    }
+
+    /// Kills superd with SIGKILL (a crash); `spawn_superd` starts a successor.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts superd on this sandbox and waits for its control socket.
+    pub fn spawn_superd(&mut self) {
+        let (manifests, state, socket, cgroup_root) = (
+            &self.manifests,
+            &self.state,
+            &self.socket,
+            &self.cgroup_root,
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("superd.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
+        cmd.arg("--manifests")
+            .arg(manifests)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--cgroup-root")
+            .arg(cgroup_root)
+            .args(&self.extra_args)
+            .env("SUPERD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        // superd runs in the test's namespace: nothing it does to links touches the host.
+        in_netns(&mut cmd, &self.netns);
+        self.child = Some(cmd.spawn().expect("spawning superd"));
+        self.wait_until("control socket is up", Duration::from_secs(20), |s| {
             s.try_status().is_some()
         });
-        sb
     }
 
     pub fn client(&self) -> Client {
@@ -281,6 +396,13 @@ impl Sandbox {
         }
         if mounts() != self.mounts_before {
             problems.push("mount table changed".into());
+        }
+        let net_after = self.net_objects();
+        if net_after != self.net_before {
+            problems.push(format!(
+                "network objects left behind:\nbefore: {}\nafter:  {net_after}",
+                self.net_before
+            ));
         }
         if check && !problems.is_empty() {
             panic!(

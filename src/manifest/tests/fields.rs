@@ -2,6 +2,7 @@
 
 use super::*;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 #[test]
@@ -454,19 +455,338 @@ fn stop() {
 }
 
 #[test]
-fn network() {
-    assert_eq!(ok(CMD).network, NetworkMode::None);
+fn network_mode() {
+    assert_eq!(ok(CMD).network, Network::default());
+    assert_eq!(ok(CMD).network.mode, NetworkMode::Bridge);
+    let mode = |m: &str| ok_with(&format!("[network]\nmode = \"{m}\"")).network.mode;
+    assert_eq!(mode("bridge"), NetworkMode::Bridge);
+    assert_eq!(mode("host"), NetworkMode::Host);
     assert_eq!(
-        ok_with("[network]\nmode = \"host\"").network,
-        NetworkMode::Host
-    );
-    assert_eq!(
-        ok_with("network = { mode = \"none\" }").network,
+        ok_with("network = { mode = \"none\" }").network.mode,
         NetworkMode::None
     );
-    error_with(
-        "[network]\nmode = \"bridge\"",
+    let e = error_with(
+        "[network]\nmode = \"Bridge\"",
         "network.mode",
-        "one of \"none\", \"host\"",
+        "expected one of \"bridge\", \"none\", \"host\"",
+    );
+    assert_eq!((e.line, e.column), (3, 8));
+    error_with("[network]\nmode = 1", "network.mode", "found an integer");
+}
+
+#[test]
+fn network_full() {
+    let n = ok_with(
+        "[network]\nmode = \"bridge\"\naddress = \"10.77.0.20\"\n\
+         ports = [\"8080:80\", \"127.0.0.1:5353:53/udp\", \"0.0.0.0:8443:443/tcp\"]\n\
+         aliases = [\"api\", \"web-v2\"]",
+    )
+    .network;
+    let port = |host_ip: Option<[u8; 4]>, host_port, container_port, protocol| PortMapping {
+        host_ip: host_ip.map(Ipv4Addr::from),
+        host_port,
+        container_port,
+        protocol,
+    };
+    assert_eq!(
+        n,
+        Network {
+            mode: NetworkMode::Bridge,
+            address: Some(Ipv4Addr::new(10, 77, 0, 20)),
+            ports: vec![
+                port(None, 8080, 80, Protocol::Tcp),
+                port(Some([127, 0, 0, 1]), 5353, 53, Protocol::Udp),
+                port(None, 8443, 443, Protocol::Tcp),
+            ],
+            aliases: vec![Name::new("api").unwrap(), Name::new("web-v2").unwrap()],
+        }
+    );
+    let shown: Vec<String> = n.ports.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["8080:80/tcp", "127.0.0.1:5353:53/udp", "8443:443/tcp"]
+    );
+    // Empty lists are the same as none, in every mode.
+    let empty = ok_with("[network]\nmode = \"host\"\nports = []\naliases = []").network;
+    assert_eq!((empty.ports.len(), empty.aliases.len()), (0, 0));
+}
+
+#[test]
+fn network_address() {
+    let address = |a: &str| {
+        ok_with(&format!("[network]\naddress = \"{a}\""))
+            .network
+            .address
+    };
+    assert_eq!(address("10.77.0.20"), Some(Ipv4Addr::new(10, 77, 0, 20)));
+    assert_eq!(address("192.168.1.1"), Some(Ipv4Addr::new(192, 168, 1, 1)));
+    let bad = |a: &str, needle: &str| {
+        let e = error_with(
+            &format!("[network]\naddress = \"{a}\""),
+            "network.address",
+            needle,
+        );
+        assert_eq!((e.line, e.column), (3, 11), "{a}");
+    };
+    bad(
+        "fd00::20",
+        "`fd00::20` is an IPv6 address: only IPv4 is supported",
+    );
+    bad("::1", "only IPv4 is supported");
+    bad("::ffff:10.0.0.1", "only IPv4 is supported");
+    bad("0.0.0.0", "`0.0.0.0` is the unspecified address");
+    bad("127.0.0.5", "is a loopback address");
+    bad("224.0.0.1", "is a multicast address");
+    bad("255.255.255.255", "is the broadcast address");
+    for form in [
+        "10.77.0",
+        "10.77.0.256",
+        "010.77.0.20",
+        "10.77.0.20 ",
+        "web",
+        "",
+    ] {
+        bad(form, "expected an IPv4 address in dotted-quad form");
+    }
+    bad("10.77.0.20/24", "without a prefix length");
+    error_with(
+        "[network]\naddress = 167772180",
+        "network.address",
+        "expected an IPv4 address string such as \"10.77.0.20\", found an integer",
+    );
+}
+
+#[test]
+fn network_ports() {
+    let one = |p: &str| {
+        let ports = ok_with(&format!("[network]\nports = [\"{p}\"]"))
+            .network
+            .ports;
+        assert_eq!(ports.len(), 1);
+        ports[0].to_string()
+    };
+    assert_eq!(one("80:80"), "80:80/tcp");
+    assert_eq!(one("1:65535/udp"), "1:65535/udp");
+    assert_eq!(one("0.0.0.0:53:53/udp"), "53:53/udp");
+    assert_eq!(one("192.168.1.10:8080:80/tcp"), "192.168.1.10:8080:80/tcp");
+    // The same container port on two host ports, or one host port over both protocols.
+    let ok_ports = ok_with("[network]\nports = [\"8080:80\", \"8081:80\", \"8080:80/udp\"]");
+    assert_eq!(ok_ports.network.ports.len(), 3);
+    // Two specific host addresses do not overlap.
+    let two = ok_with("[network]\nports = [\"127.0.0.1:80:80\", \"10.0.0.1:80:81\"]");
+    assert_eq!(two.network.ports.len(), 2);
+
+    let bad = |p: &str, needle: &str| {
+        let e = error_with(
+            &format!("[network]\nports = [\"8000:8000\", \"{p}\"]"),
+            "network.ports[1]",
+            needle,
+        );
+        assert_eq!((e.line, e.column), (3, 23), "{p}");
+    };
+    let form = "expected [host_ip:]host_port:container_port[/tcp|udp]";
+    for p in ["80", "", "a:b:c:d", "8080:80:", "8080:80/tcp/udp"] {
+        bad(p, "invalid port mapping");
+    }
+    bad("80", form);
+    bad("[::1]:8080:80", "only IPv4 host addresses are supported");
+    bad("8080:80/TCP", "unknown protocol `TCP`");
+    bad("8080:80/sctp", form);
+    bad("8080:", "the container port is empty");
+    bad(":80", "the host port is empty");
+    bad(":8080:80", "the host_ip is empty");
+    bad("x:80", "the host port `x` is not a number");
+    bad("8080:+80", "the container port `+80` is not a number");
+    bad("0:80", "host port 0 is out of range: ports are 1-65535");
+    bad(
+        "8080:65536",
+        "container port 65536 is out of range: ports are 1-65535",
+    );
+    bad(
+        "8080:99999999999999999999",
+        "is out of range: ports are 1-65535",
+    );
+    bad("localhost:8080:80", "invalid host_ip `localhost`");
+    bad("1.2.3:8080:80", form);
+    bad(
+        "239.1.1.1:8080:80",
+        "host_ip `239.1.1.1` is a multicast address",
+    );
+
+    // Collisions: same protocol and host port on overlapping host addresses.
+    let clash = |ports: &str, needle: &str| {
+        let text = format!("[network]\nports = [{ports}]");
+        let e = error_with(&text, "network.ports[1]", needle);
+        assert_eq!(e.line, 3);
+    };
+    clash(
+        "\"8080:80\", \"8080:81\"",
+        "publishes 8080/tcp again (already in network.ports[0])",
+    );
+    clash(
+        "\"8080:80\", \"127.0.0.1:8080:81\"",
+        "publishes 127.0.0.1:8080/tcp again (already in network.ports[0], which publishes it \
+         on every host address)",
+    );
+    clash(
+        "\"127.0.0.1:8080:80\", \"0.0.0.0:8080:81\"",
+        "publishes 8080/tcp again (already in network.ports[0], which publishes it on one of \
+         them)",
+    );
+    clash(
+        "\"127.0.0.1:53:53/udp\", \"127.0.0.1:53:5353/udp\"",
+        "publishes 127.0.0.1:53/udp again (already in network.ports[0])",
+    );
+    // The error is at the later entry and names the first one it collides with.
+    let e = error_with(
+        "[network]\nports = [\n  \"1:1\",\n  \"2:2\",\n  \"1:3\",\n]",
+        "network.ports[2]",
+        "publishes 1/tcp again (already in network.ports[0])",
+    );
+    assert_eq!((e.line, e.column), (6, 3));
+
+    // Wrong types.
+    let e = error_with(
+        "[network]\nports = \"8080:80\"",
+        "network.ports",
+        "expected an array of port mapping strings ([host_ip:]host_port:container_port\
+         [/tcp|udp]) such as [\"8080:80\"], found a string",
+    );
+    assert_eq!((e.line, e.column), (3, 9));
+    let e = error_with(
+        "[network]\nports = [\"8080:80\", 8081]",
+        "network.ports[1]",
+        "expected a port mapping string ([host_ip:]host_port:container_port[/tcp|udp]), \
+         found an integer",
+    );
+    assert_eq!((e.line, e.column), (3, 21));
+    // Every bad entry at once.
+    let errs = errors(&format!(
+        "{CMD}[network]\nports = [\"0:1\", \"1:1\", 2, \"1:2\"]"
+    ));
+    let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["network.ports[0]", "network.ports[2]", "network.ports[3]"]
+    );
+}
+
+#[test]
+fn network_aliases() {
+    let aliases = ok_with("[network]\naliases = [\"api\", \"api-2\", \"x\"]")
+        .network
+        .aliases;
+    let names: Vec<&str> = aliases.iter().map(Name::as_str).collect();
+    assert_eq!(names, ["api", "api-2", "x"]);
+    let bad = |a: &str, field: &str, needle: &str| {
+        let text = format!("[network]\naliases = [{a}]");
+        error_with(&text, field, needle)
+    };
+    let e = bad(
+        "\"api\", \"Api\"",
+        "network.aliases[1]",
+        "invalid alias: `Api` is not a lowercase RFC 1123 label",
+    );
+    assert_eq!((e.line, e.column), (3, 19));
+    bad(
+        "\"\"",
+        "network.aliases[0]",
+        "invalid alias: must not be empty",
+    );
+    bad(
+        "\"-a\"",
+        "network.aliases[0]",
+        "must not start or end with '-'",
+    );
+    bad(
+        "\"a.b\"",
+        "network.aliases[0]",
+        "not a lowercase RFC 1123 label",
+    );
+    bad(
+        &format!("\"{}\"", "a".repeat(64)),
+        "network.aliases[0]",
+        "longer than 63 characters",
+    );
+    bad(
+        "\"web\"",
+        "network.aliases[0]",
+        "`web` is the workload's own name",
+    );
+    let errs = errors(&format!(
+        "{CMD}[network]\naliases = [\"api\", \"Bad\", \"api\"]"
+    ));
+    assert_eq!(
+        errs[1],
+        (
+            "network.aliases[2]".to_string(),
+            "`api` is listed twice (already network.aliases[0])".to_string()
+        )
+    );
+    bad(
+        "\"api\", 7",
+        "network.aliases[1]",
+        "expected a workload name string, found an integer",
+    );
+    let e = error_with(
+        "[network]\naliases = \"api\"",
+        "network.aliases",
+        "expected an array of workload names such as [\"api\"], found a string",
+    );
+    assert_eq!((e.line, e.column), (3, 11));
+    // A file name that is not a valid workload name: no own-name check, no extra errors.
+    let err = parse(
+        Path::new("Web.toml"),
+        &format!("{CMD}[network]\naliases = [\"web\"]"),
+    )
+    .unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert_eq!(err.errors[0].field, "name");
+}
+
+#[test]
+fn network_fields_need_bridge_mode() {
+    for mode in ["none", "host"] {
+        let text = format!(
+            "{CMD}[network]\nmode = \"{mode}\"\naddress = \"10.77.0.2\"\nports = [\"80:80\"]\n\
+             aliases = [\"api\"]"
+        );
+        let err = parse_web(&text).unwrap_err();
+        let got: Vec<_> = err
+            .errors
+            .iter()
+            .map(|e| (e.line, e.column, e.field.as_str(), e.message.as_str()))
+            .collect();
+        let msg = format!("only valid with mode = \"bridge\" (mode is \"{mode}\")");
+        assert_eq!(
+            got,
+            [
+                (4, 11, "network.address", msg.as_str()),
+                (5, 9, "network.ports", msg.as_str()),
+                (6, 11, "network.aliases", msg.as_str()),
+            ]
+        );
+    }
+    error_with(
+        "[network]\nmode = \"host\"\nports = [\"8080:80\"]",
+        "network.ports",
+        "network.ports: only valid with mode = \"bridge\" (mode is \"host\")"
+            .trim_start_matches("network.ports: "),
+    );
+    // An invalid value is reported for itself only; an invalid mode judges nothing else.
+    error_with(
+        "[network]\nmode = \"host\"\naddress = \"::1\"",
+        "network.address",
+        "only IPv4",
+    );
+    error_with(
+        "[network]\nmode = \"none\"\nports = [\"8080\"]",
+        "network.ports[0]",
+        "invalid port mapping",
+    );
+    error_with(
+        "[network]\nmode = \"nat\"\nports = [\"8080:80\"]",
+        "network.mode",
+        "invalid value `nat`",
     );
 }

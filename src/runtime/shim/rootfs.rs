@@ -394,7 +394,17 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
     let rel = m.target.trim_start_matches('/');
     let target = match openat_in_root(rootfd, rel, libc::O_PATH) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_target(rootfd, rel, is_dir)
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            match create_target(rootfd, rel, is_dir) {
+                Err(e) if m.optional && e.raw_os_error() == Some(libc::EROFS) => {
+                    eprintln!(
+                        "superd-init: {} is missing in the read-only rootfs; not providing it",
+                        m.target
+                    );
+                    return Ok(());
+                }
+                other => other,
+            }
             .map_err(|e| {
                 let hint = if e.raw_os_error() == Some(libc::EROFS) {
                     " (the target does not exist and that part of the rootfs is read-only)"
@@ -405,7 +415,8 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
                     format!("creating mount target {}", m.target),
                     format!("{e}{hint}"),
                 )
-            })?,
+            })?
+        }
         Err(e) => {
             return Err(StepError::new(
                 format!("opening mount target {}", m.target),

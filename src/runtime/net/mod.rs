@@ -1,0 +1,381 @@
+//! Bridge networking, the side-effect half (the decisions are in [`crate::network`]).
+//!
+//! [`Network`] owns one host-side rtnetlink connection. It creates the bridge on first need
+//! (gateway = first address of the subnet), gives each bridged workload a veth pair whose peer
+//! is born inside the workload's namespace as `eth0`, publishes ports as nftables map elements,
+//! keeps the shared `/etc/hosts` and `/etc/resolv.conf` files that every bridged container
+//! bind-mounts read-only, and on shutdown removes every kernel object it created. Leases are
+//! persisted in `<state-dir>/network/leases-<bridge>.json` and survive shutdown.
+
+mod link;
+mod nft;
+
+use crate::manifest::PortMapping;
+use crate::network::{self, nft as rules, Subnet};
+use crate::runtime::reaper::Reaper;
+use rtnetlink::Handle;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Daemon-wide network settings (from the command line).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Bridge name (≤ 15 characters).
+    pub bridge: String,
+    /// Subnet of the bridge; the gateway is its first address.
+    pub subnet: Subnet,
+    /// Install IPv4 forwarding and the outbound masquerade rule.
+    pub nat: bool,
+    /// Where leases, `hosts` and `resolv.conf` live (`<state-dir>/network`).
+    pub dir: PathBuf,
+}
+
+/// A networking failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A system call or netlink request failed with an errno.
+    #[error("{doing}: {source}")]
+    Io {
+        /// What was being done.
+        doing: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A netlink request failed without an errno.
+    #[error("{doing}: {message}")]
+    Netlink {
+        /// What was being done.
+        doing: String,
+        /// The error.
+        message: String,
+    },
+    /// `nft` failed or is missing.
+    #[error("{0}")]
+    Nft(String),
+}
+
+/// Bridge networking for one daemon.
+#[derive(Debug)]
+pub struct Network {
+    cfg: NetConfig,
+    handle: Handle,
+    nft: Option<nft::Nft>,
+    bridge: tokio::sync::OnceCell<u32>,
+    created_bridge: AtomicBool,
+    table_installed: AtomicBool,
+    hosts: PathBuf,
+    resolv: PathBuf,
+    leases: PathBuf,
+}
+
+fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let doing = doing.into();
+    move |source| NetError::Io { doing, source }
+}
+
+/// Rewrites a file in place: it is bind-mounted into containers, and a bind mount pins the
+/// inode, so a rename would leave every container with the old copy.
+fn rewrite_in_place(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all_at(content.as_bytes(), 0)?;
+    f.set_len(content.len() as u64)
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
+    std::fs::write(path, value).map_err(io(format!("writing {value} to {path}")))
+}
+
+impl Network {
+    /// Opens the host-side netlink connection, removes what a crashed predecessor with the
+    /// same bridge left behind (its links and nftables table) and writes the shared files.
+    /// Must be called inside a tokio runtime.
+    pub async fn new(cfg: NetConfig, reaper: Reaper) -> Result<Network, NetError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.dir)
+            .map_err(io(format!("creating {}", cfg.dir.display())))?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(io("opening netlink"))?;
+        tokio::spawn(conn);
+        let nft = nft::find().map(|p| nft::Nft::new(p, reaper));
+        let net = Network {
+            hosts: cfg.dir.join(format!("hosts-{}", cfg.bridge)),
+            resolv: cfg.dir.join(format!("resolv-{}.conf", cfg.bridge)),
+            leases: cfg.dir.join(format!("leases-{}.json", cfg.bridge)),
+            cfg,
+            handle,
+            nft,
+            bridge: tokio::sync::OnceCell::new(),
+            created_bridge: AtomicBool::new(false),
+            table_installed: AtomicBool::new(false),
+        };
+        net.remove_stale().await;
+        net.write_hosts(&network::files::render_hosts(&[]))
+            .map_err(io(format!("writing {}", net.hosts.display())))?;
+        net.refresh_resolv()
+            .map_err(io(format!("writing {}", net.resolv.display())))?;
+        Ok(net)
+    }
+
+    /// The bridge subnet.
+    pub fn subnet(&self) -> &Subnet {
+        &self.cfg.subnet
+    }
+
+    /// The shared hosts file (bind-mounted as `/etc/hosts`).
+    pub fn hosts_path(&self) -> &Path {
+        &self.hosts
+    }
+
+    /// The shared resolver file (bind-mounted as `/etc/resolv.conf`).
+    pub fn resolv_path(&self) -> &Path {
+        &self.resolv
+    }
+
+    /// Reads the persisted leases; a missing or unreadable file means none (logged).
+    pub fn load_leases(&self) -> BTreeMap<String, Ipv4Addr> {
+        match std::fs::read_to_string(&self.leases) {
+            Ok(text) => match network::decode_leases(&text, &self.cfg.subnet) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(file = %self.leases.display(), "ignoring the lease file: {e}");
+                    BTreeMap::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(file = %self.leases.display(), "cannot read the lease file: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Persists the leases atomically (write a temporary file, then rename).
+    pub fn save_leases(&self, leases: &BTreeMap<String, Ipv4Addr>) -> std::io::Result<()> {
+        let tmp = self.leases.with_extension("json.tmp");
+        std::fs::write(&tmp, network::encode_leases(&self.cfg.subnet, leases))?;
+        std::fs::rename(&tmp, &self.leases)
+    }
+
+    /// Replaces the contents of the shared hosts file.
+    pub fn write_hosts(&self, content: &str) -> std::io::Result<()> {
+        rewrite_in_place(&self.hosts, content)
+    }
+
+    /// Regenerates the shared resolv.conf from the host's (without loopback nameservers).
+    pub fn refresh_resolv(&self) -> std::io::Result<()> {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+        let content = network::files::render_resolv(&host, upstream.as_deref());
+        if std::fs::read_to_string(&self.resolv).ok().as_deref() == Some(content.as_str()) {
+            return Ok(());
+        }
+        rewrite_in_place(&self.resolv, &content)
+    }
+
+    fn table(&self) -> String {
+        network::table_name(&self.cfg.bridge)
+    }
+
+    /// Deletes links whose alias marks them as ours and our nftables table: left behind by a
+    /// superd that did not shut down.
+    async fn remove_stale(&self) {
+        let bridge_alias = network::link_alias(&self.cfg.bridge, None);
+        let veth_prefix = format!("{bridge_alias}:");
+        match link::all(&self.handle).await {
+            Ok(links) => {
+                for l in links {
+                    let Some(alias) = &l.alias else { continue };
+                    if *alias == bridge_alias || alias.starts_with(&veth_prefix) {
+                        tracing::warn!(link = %l.name, "removing a link left behind by a previous superd");
+                        if let Err(e) = link::delete(&self.handle, l.index, &l.name).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("looking for stale links: {e}"),
+        }
+        if let Some(nft) = &self.nft {
+            if let Err(e) = nft.apply(&rules::delete_table(&self.table())).await {
+                tracing::warn!("removing a stale nftables table: {e}");
+            }
+        }
+    }
+
+    /// Creates (or adopts) the bridge, its sysctls and the nftables table, once.
+    async fn ensure_bridge(&self) -> Result<u32, NetError> {
+        self.bridge
+            .get_or_try_init(|| async {
+                let name = &self.cfg.bridge;
+                let subnet = &self.cfg.subnet;
+                let index = match link::by_name(&self.handle, name).await? {
+                    Some(existing) => {
+                        // An operator's bridge: use it, never delete it.
+                        link::add_address(
+                            &self.handle,
+                            existing.index,
+                            subnet.gateway(),
+                            subnet.prefix(),
+                            name,
+                        )
+                        .await?;
+                        let up = rtnetlink::LinkUnspec::new_with_index(existing.index)
+                            .up()
+                            .build();
+                        self.handle
+                            .link()
+                            .set(up)
+                            .execute()
+                            .await
+                            .map_err(link::nl(format!("setting {name} up")))?;
+                        existing.index
+                    }
+                    None => {
+                        let alias = network::link_alias(name, None);
+                        let i = link::create_bridge(
+                            &self.handle,
+                            name,
+                            &alias,
+                            subnet.gateway(),
+                            subnet.prefix(),
+                        )
+                        .await?;
+                        self.created_bridge.store(true, Ordering::SeqCst);
+                        tracing::info!(bridge = %name, gateway = %subnet.gateway(), "created the bridge");
+                        i
+                    }
+                };
+                // Published ports answer on 127.0.0.1 too: DNAT from loopback needs the
+                // bridge to route 127/8 sources (masqueraded on the way out).
+                write_sysctl(
+                    &format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
+                    "1",
+                )?;
+                if self.cfg.nat {
+                    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+                }
+                match &self.nft {
+                    Some(nft) => {
+                        nft.apply(&rules::ruleset(
+                            &self.table(),
+                            name,
+                            subnet,
+                            self.cfg.nat,
+                        ))
+                        .await?;
+                        self.table_installed.store(true, Ordering::SeqCst);
+                    }
+                    None if self.cfg.nat => {
+                        return Err(NetError::Nft(
+                            "outbound NAT needs the nft program (install nftables, see \
+                             packaging/deps.sh) or run superd with --no-nat"
+                                .into(),
+                        ))
+                    }
+                    None => {}
+                }
+                Ok(index)
+            })
+            .await
+            .copied()
+    }
+
+    /// Connects the workload whose shim `pidfd` names: veth on the bridge, `eth0` with
+    /// `address` and a default route inside, then its published ports. On error the caller
+    /// still calls [`Network::detach`] to remove what was created.
+    pub async fn attach(
+        &self,
+        workload: &str,
+        pidfd: &OwnedFd,
+        address: Ipv4Addr,
+        ports: &[PortMapping],
+    ) -> Result<(), NetError> {
+        let bridge_index = self.ensure_bridge().await?;
+        let plan = link::VethPlan {
+            host_name: network::veth_name(&self.cfg.bridge, workload),
+            alias: network::link_alias(&self.cfg.bridge, Some(workload)),
+            bridge_index,
+            address,
+            prefix: self.cfg.subnet.prefix(),
+            gateway: self.cfg.subnet.gateway(),
+        };
+        let pidfd = pidfd
+            .try_clone()
+            .map_err(io("duplicating the shim's pidfd"))?;
+        let host = self.handle.clone();
+        tokio::task::spawn_blocking(move || link::attach_blocking(host, pidfd, plan))
+            .await
+            .map_err(|e| NetError::Netlink {
+                doing: "network setup task".into(),
+                message: e.to_string(),
+            })??;
+        if !ports.is_empty() {
+            let Some(nft) = &self.nft else {
+                return Err(NetError::Nft(
+                    "publishing ports needs the nft program (install nftables, see packaging/deps.sh)"
+                        .into(),
+                ));
+            };
+            nft.apply(&rules::port_elements(
+                rules::ElementOp::Add,
+                &self.table(),
+                ports,
+                address,
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the workload's veth (both ends) and, if `ports_added`, its port elements.
+    /// Failures are logged: the next start or a restart of superd cleans up again.
+    pub async fn detach(
+        &self,
+        workload: &str,
+        ports: &[PortMapping],
+        address: Ipv4Addr,
+        ports_added: bool,
+    ) {
+        let veth = network::veth_name(&self.cfg.bridge, workload);
+        if let Err(e) = link::delete_by_name(&self.handle, &veth).await {
+            tracing::warn!(%workload, "{e}");
+        }
+        if ports_added {
+            if let Some(nft) = &self.nft {
+                let script =
+                    rules::port_elements(rules::ElementOp::Delete, &self.table(), ports, address);
+                if let Err(e) = nft.apply(&script).await {
+                    tracing::warn!(%workload, "removing published ports: {e}");
+                }
+            }
+        }
+    }
+
+    /// Removes the nftables table and, if superd created it, the bridge. Leases stay.
+    pub async fn shutdown(&self) {
+        if self.table_installed.load(Ordering::SeqCst) {
+            if let Some(nft) = &self.nft {
+                if let Err(e) = nft.apply(&rules::delete_table(&self.table())).await {
+                    tracing::warn!("removing the nftables table: {e}");
+                }
+            }
+        }
+        if self.created_bridge.load(Ordering::SeqCst) {
+            match link::delete_by_name(&self.handle, &self.cfg.bridge).await {
+                Ok(_) => tracing::info!(bridge = %self.cfg.bridge, "removed the bridge"),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+}
