@@ -84,7 +84,10 @@ fn workloads_reach_each_other_by_address_and_name() {
         return;
     };
     let mut sb = Sandbox::start("net-names");
-    sb.write_manifest("server", &server("[network]\naliases = [\"api\"]\n"));
+    sb.write_manifest(
+        "server",
+        &server("[network]\naliases = [\"api\"]\nports = [\"8080:80\"]\n"),
+    );
     let server_ip = address_of(&mut sb, "server");
     sb.wait_log("server", "serving");
 
@@ -95,13 +98,17 @@ import socket, sys, time
 for target in sys.argv[1:]:
     for i in range(100):
         try:
-            s = socket.create_connection((target, 80), timeout=1)
+            # The gateway is the host side: reach the server through its published port.
+            port = 8080 if target == "10.77.0.1" else 80
+            s = socket.create_connection((target, port), timeout=1)
             print("tcp", target, s.recv(100).decode().strip(), flush=True)
             break
         except OSError as e:
             time.sleep(0.05)
     else:
         print("tcp-failed", target, e, flush=True)
+    if target == "10.77.0.1":
+        continue  # the gateway: only the hairpin TCP check above
     # An ICMP echo over a datagram socket (allowed by net.ipv4.ping_group_range, as with podman).
     try:
         icmp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
@@ -114,13 +121,15 @@ for target in sys.argv[1:]:
 print("hosts:", open("/etc/hosts").read().replace("\n", "|"), flush=True)
 print("resolv:", open("/etc/resolv.conf").read().replace("\n", "|"), flush=True)
 time.sleep(1000)
-''', "{server_ip}", "server", "api"]
+''', "{server_ip}", "server", "api", "10.77.0.1"]
 "#
     );
     sb.write_manifest("client", &client);
     let client_ip = address_of(&mut sb, "client");
     assert_ne!(client_ip, server_ip);
     let log = sb.wait_log("client", "resolv:");
+    // Hairpin: a workload reaches another through a published port on the host side.
+    assert!(log.contains("tcp 10.77.0.1 tcp-ok server"), "{log}");
     for target in [server_ip.to_string().as_str(), "server", "api"] {
         assert!(
             log.contains(&format!("tcp {target} tcp-ok server")),
@@ -420,4 +429,110 @@ fn none_and_host_modes_and_leftovers_of_a_crashed_superd_are_removed() {
     sb.spawn_superd();
     sb.wait_running("bridged");
     sb.shutdown();
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded_unless_no_nat() {
+    let Some(()) = privileged("outbound_traffic_is_masqueraded_unless_no_nat") else {
+        return;
+    };
+    let sb = Sandbox::start("net-nat");
+    // "The internet": another namespace behind a veth, with a server that answers with the
+    // address it sees the connection come from.
+    let internet = common::new_netns();
+    let mut server = std::process::Command::new("python3");
+    server.args([
+        "-c",
+        r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+while True:
+    try:
+        s.bind(("10.200.0.2", 7000)); break
+    except OSError:
+        import time; time.sleep(0.02)
+s.listen(8)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept(); c.sendall(("seen-from " + peer[0] + "\n").encode()); c.close()
+"#,
+    ]);
+    server.stdout(std::process::Stdio::piped());
+    common::in_netns(&mut server, &internet);
+    let mut server = server.spawn().expect("starting the internet server");
+    let server_pid = server.id().to_string();
+    let guard = KillOnDrop(&mut server);
+    sb.cmd_ok(&[
+        "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+    ]);
+    sb.cmd_ok(&["ip", "link", "set", "uplink1", "netns", &server_pid]);
+    sb.cmd_ok(&["ip", "addr", "add", "10.200.0.1/24", "dev", "uplink0"]);
+    sb.cmd_ok(&["ip", "link", "set", "uplink0", "up"]);
+    for argv in [
+        &["ip", "addr", "add", "10.200.0.2/24", "dev", "uplink1"][..],
+        &["ip", "link", "set", "uplink1", "up"],
+    ] {
+        let mut c = std::process::Command::new(argv[0]);
+        c.args(&argv[1..]);
+        common::in_netns(&mut c, &internet);
+        assert!(c.status().unwrap().success(), "{argv:?}");
+    }
+    sb.write_manifest(
+        "client",
+        r#"command = ["python3", "-c", '''
+import socket, time
+for i in range(200):
+    try:
+        print(socket.create_connection(("10.200.0.2", 7000), timeout=1).recv(100).decode().strip(), flush=True)
+        break
+    except OSError as e:
+        err = e; time.sleep(0.05)
+else:
+    print("failed", err, flush=True)
+time.sleep(1000)
+''']
+"#,
+    );
+    let log = sb.wait_log("client", "\n");
+    assert!(
+        log.contains("seen-from 10.200.0.1"),
+        "not masqueraded: {log}"
+    );
+    assert_eq!(
+        sb.cmd_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
+    sb.cmd_ok(&["ip", "link", "del", "uplink0"]);
+    sb.shutdown();
+    drop(guard);
+    drop(internet);
+
+    // --no-nat: no masquerade rule for the subnet (published ports still work).
+    let mut sb = Sandbox::start_with("net-nonat", &["--no-nat"]);
+    sb.write_manifest(
+        "web",
+        "command = [\"sleep\", \"1000\"]\n[network]\nports = [\"8080:80\"]\n",
+    );
+    sb.wait_running("web");
+    let rules = sb.cmd_ok(&["nft", "list", "table", "ip", "superd_superd0"]);
+    assert!(
+        !rules.contains("ip daddr != 10.77.0.0/16 masquerade"),
+        "{rules}"
+    );
+    assert!(rules.contains("8080"), "{rules}");
+    assert_eq!(
+        sb.cmd_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "0"
+    );
+    sb.shutdown();
+}
+
+/// Kills (by PID, through the handle we spawned) and reaps a helper process.
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
