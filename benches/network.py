@@ -5,7 +5,8 @@ Everything runs inside a network namespace made for the benchmark (`unshare --ne
 bridge, veths and nftables rules never touch the host.
 
 Latency = manifest renamed into the watched directory -> the workload has opened a fifo (as in
-start_latency.py), alternating bridge and none so drift hits both equally.
+start_latency.py), alternating bridge and none so drift hits both equally; every workload
+stays up until the loop ends, so no namespace teardown overlaps a start.
 Throughput = iperf3 (host root, read-only) in a bridged workload publishing 5201; the client
 runs in the benchmark namespace against 127.0.0.1:5201 (DNAT + loopback masquerade) and then
 against the container's address directly.
@@ -85,8 +86,11 @@ def run(work):
                 if i > 0:
                     lat[mode].append(time.perf_counter() - t0)
                 os.close(fd)
-                os.unlink(os.path.join(mdir, name + ".toml"))
-                wait_gone(sock)
+        # Workloads stay up during the loop: a netns being torn down in the background holds
+        # locks a new one waits for, which would blur both modes.
+        for f in os.listdir(mdir):
+            os.unlink(os.path.join(mdir, f))
+        wait_gone(sock)
         # Throughput through a published port.
         with open(os.path.join(mdir, "iperf.toml"), "w") as f:
             f.write('command = ["iperf3", "-s", "-p", "5201"]\n[network]\nports = ["5201:5201"]\n')

@@ -521,12 +521,16 @@ impl Driver {
                 Ok(Packet::Msg(FromShim::SetupDone, _)) => {
                     // The namespaces exist and the shim waits: connect it before it runs.
                     if let Some(n) = &self.net {
+                        let t0 = std::time::Instant::now();
                         match n
                             .network
                             .attach(&self.name, &self.pidfd, n.address, &n.ports)
                             .await
                         {
-                            Ok(()) => ports_added = !n.ports.is_empty(),
+                            Ok(()) => {
+                                ports_added = !n.ports.is_empty();
+                                tracing::debug!(workload = %self.name, address = %n.address, micros = t0.elapsed().as_micros() as u64, "network attached");
+                            }
                             Err(e) => {
                                 error = Some(format!("network setup: {e}"));
                                 let _ = kill_instance(&self.pidfd, &self.cgroup);
