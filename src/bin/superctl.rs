@@ -43,11 +43,15 @@ enum Command {
         /// The workload.
         name: String,
     },
-    /// Check manifests without a running superd.
+    /// Check manifests without a running superd (for a directory, also ports, addresses and
+    /// names claimed by two files, as at a cold start).
     Validate {
         /// Manifest paths to check.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The bridge subnet static addresses must lie in (superd's `--subnet`).
+        #[arg(long, default_value = "10.77.0.0/16")]
+        subnet: superd::network::Subnet,
     },
 }
 
@@ -89,8 +93,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
         },
-        Command::Validate { paths } => {
-            let report = superd::manifest::validate_paths(&paths);
+        Command::Validate { paths, subnet } => {
+            let mut report = superd::manifest::validate_paths(&paths);
+            for dir in paths.iter().filter(|p| p.is_dir()) {
+                let Ok(desired) = superd::manifest::load_dir(dir) else {
+                    continue; // already reported by validate_paths
+                };
+                for err in superd::network::claim_errors(&subnet, &desired) {
+                    if let Some(entry) = report.files.iter_mut().find(|f| f.0 == err.file) {
+                        entry.1 = Err(err);
+                    }
+                }
+            }
             writeln!(out, "{report}")?;
             if !report.ok() {
                 return Ok(ExitCode::from(NOT_FOUND));

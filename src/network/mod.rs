@@ -10,15 +10,18 @@
 //! - [`files`]: the shared `/etc/hosts` and `/etc/resolv.conf` given to bridged containers;
 //! - [`nft`]: the nftables script for the bridge's table and its port-publishing elements;
 //! - [`leases`]: the persisted lease table;
+//! - [`check`]: claim conflicts among the files of a directory, for `superctl validate`;
 //! - [`veth_name`], [`table_name`], [`link_alias`]: the names of the kernel objects superd owns.
 
 pub mod admit;
+pub mod check;
 pub mod files;
 pub mod leases;
 pub mod nft;
 pub mod subnet;
 
 pub use admit::{admit, Admission, Held, HostEntry, Rejection};
+pub use check::claim_errors;
 pub use leases::{decode_leases, encode_leases};
 pub use subnet::{Subnet, SubnetError};
 
