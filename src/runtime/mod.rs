@@ -1,10 +1,11 @@
-//! Every side effect of running a workload: cgroups, the spawn path, the in-container init shim,
-//! rootfs construction and the single reaper.
+//! Every side effect of running a workload: cgroups, bridge networking (`net`), the spawn path,
+//! the in-container init shim, rootfs construction and the single reaper.
 //!
 //! The supervisor calls [`Runtime::start`] and receives [`Event`]s from a small per-instance
 //! driver task; it never blocks on the kernel itself.
 
 pub mod cgroups;
+mod driver;
 pub mod net;
 pub mod reaper;
 pub mod shim;
@@ -13,9 +14,10 @@ pub mod sync;
 pub mod sys;
 
 use crate::api::ExitReason;
-use crate::manifest::{IdOrName, NetworkMode, PortMapping, Resources, Rootfs, Spec, Writable};
+use crate::manifest::{IdOrName, NetworkMode, Resources, Rootfs, Spec, Writable};
 use crate::reconcile::RunEnd;
 use cgroups::{CgroupError, CgroupManager, WorkloadCgroup};
+use driver::{Driver, NetAttach};
 use reaper::Reaper;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -23,14 +25,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use sync::{
-    FromShim, IdOrNameCfg, MountCfg, ShimConfig, ToShim, UserCfg, EARLY_FAILURE, MAX_REPORT,
-};
+use sync::{IdOrNameCfg, MountCfg, ShimConfig, UserCfg};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-
-/// How long container setup may take before the shim is killed.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Paths and handles the runtime needs; built once at daemon start.
 #[derive(Debug)]
@@ -387,229 +384,6 @@ impl Runtime {
             cgroup,
             workload_pid,
         })
-    }
-}
-
-/// What the driver connects a bridged workload with.
-struct NetAttach {
-    network: Arc<net::Network>,
-    address: Ipv4Addr,
-    ports: Vec<PortMapping>,
-}
-
-/// The per-instance task: speaks the sync protocol, waits for the exit, cleans the cgroup up.
-struct Driver {
-    pidfd: OwnedFd,
-    name: String,
-    gen: u64,
-    init: bool,
-    shim_pid: i32,
-    cfg: ShimConfig,
-    net: Option<NetAttach>,
-    cgroup: Arc<WorkloadCgroup>,
-    workload_pid: Arc<AtomicI32>,
-    events: mpsc::UnboundedSender<Event>,
-}
-
-/// One packet from the shim.
-enum Packet {
-    Msg(FromShim, Option<i32>),
-    Early(String),
-    Eof,
-}
-
-async fn send_packet(sock: &AsyncFd<OwnedFd>, msg: &ToShim) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    loop {
-        let mut guard = sock.writable().await?;
-        match guard.try_io(|s| {
-            nix::sys::socket::send(
-                s.get_ref().as_raw_fd(),
-                &bytes,
-                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-            )
-            .map_err(std::io::Error::from)
-        }) {
-            Ok(r) => return r.map(|_| ()),
-            Err(_would_block) => continue,
-        }
-    }
-}
-
-async fn recv_packet(sock: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<Packet> {
-    loop {
-        let mut guard = sock.readable().await?;
-        let res = guard.try_io(|s| {
-            let mut cmsg = nix::cmsg_space!(libc::ucred);
-            let mut iov = [std::io::IoSliceMut::new(buf)];
-            let msg = nix::sys::socket::recvmsg::<()>(
-                s.get_ref().as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                nix::sys::socket::MsgFlags::empty(),
-            )
-            .map_err(std::io::Error::from)?;
-            let mut pid = None;
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let nix::sys::socket::ControlMessageOwned::ScmCredentials(cr) = c {
-                        pid = Some(cr.pid());
-                    }
-                }
-            }
-            Ok((msg.bytes, pid))
-        });
-        let (n, pid) = match res {
-            Ok(r) => r?,
-            Err(_would_block) => continue,
-        };
-        if n == 0 {
-            return Ok(Packet::Eof);
-        }
-        if buf[0] == EARLY_FAILURE {
-            return Ok(Packet::Early(sync::describe_early_failure(&buf[..n])));
-        }
-        return match serde_json::from_slice(&buf[..n]) {
-            Ok(m) => Ok(Packet::Msg(m, pid)),
-            Err(e) => Ok(Packet::Early(format!(
-                "undecodable message from the shim: {e}"
-            ))),
-        };
-    }
-}
-
-impl Driver {
-    async fn run(
-        self,
-        sock: AsyncFd<OwnedFd>,
-        exit: tokio::sync::oneshot::Receiver<reaper::RawStatus>,
-    ) {
-        let mut error: Option<String> = None;
-        let mut started = false;
-        let mut workload_status: Option<i32> = None;
-        let mut buf = vec![0u8; MAX_REPORT];
-        let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-        let mut timed_out = false;
-        let mut ports_added = false;
-        if let Err(e) = send_packet(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {
-            error = Some(format!("sending the config to the init shim: {e}"));
-        }
-        loop {
-            let packet = if started || timed_out {
-                recv_packet(&sock, &mut buf).await
-            } else {
-                match tokio::time::timeout_at(deadline, recv_packet(&sock, &mut buf)).await {
-                    Ok(p) => p,
-                    Err(_) => {
-                        timed_out = true;
-                        error = Some(format!(
-                            "container setup did not finish within {}s",
-                            SETUP_TIMEOUT.as_secs()
-                        ));
-                        let _ = kill_instance(&self.pidfd, &self.cgroup);
-                        continue;
-                    }
-                }
-            };
-            match packet {
-                Err(e) => {
-                    error.get_or_insert_with(|| format!("talking to the init shim: {e}"));
-                    break;
-                }
-                Ok(Packet::Eof) => break,
-                Ok(Packet::Early(e)) => error = Some(e),
-                Ok(Packet::Msg(FromShim::SetupDone, _)) => {
-                    // The namespaces exist and the shim waits: connect it before it runs.
-                    if let Some(n) = &self.net {
-                        let t0 = std::time::Instant::now();
-                        match n
-                            .network
-                            .attach(&self.name, &self.pidfd, n.address, &n.ports)
-                            .await
-                        {
-                            Ok(()) => {
-                                ports_added = !n.ports.is_empty();
-                                tracing::debug!(workload = %self.name, address = %n.address, micros = t0.elapsed().as_micros() as u64, "network attached");
-                            }
-                            Err(e) => {
-                                error = Some(format!("network setup: {e}"));
-                                let _ = kill_instance(&self.pidfd, &self.cgroup);
-                                continue;
-                            }
-                        }
-                    }
-                    if let Err(e) = send_packet(&sock, &ToShim::Go).await {
-                        error = Some(format!("telling the init shim to go: {e}"));
-                    }
-                }
-                Ok(Packet::Msg(FromShim::Started, pid)) => {
-                    started = true;
-                    let pid = if self.init {
-                        pid.unwrap_or(0)
-                    } else {
-                        self.shim_pid
-                    };
-                    self.workload_pid.store(pid, Ordering::Relaxed);
-                    let _ = self.events.send(Event::Started {
-                        name: self.name.clone(),
-                        gen: self.gen,
-                        pid: pid.max(0) as u32,
-                        init_pid: self.init.then_some(self.shim_pid as u32),
-                    });
-                }
-                Ok(Packet::Msg(FromShim::Failed { step, message }, _)) => {
-                    error = Some(format!("{step}: {message}"));
-                }
-                Ok(Packet::Msg(FromShim::Exited { status }, _)) => workload_status = Some(status),
-            }
-        }
-        drop(sock);
-        let shim_status = exit.await.unwrap_or(libc::SIGKILL);
-        let oom = self.cgroup.oom_kills().unwrap_or(0) > 0;
-        let (end, reason) = if error.is_some() {
-            (RunEnd::StartFailed, ExitReason::StartFailed)
-        } else if !started {
-            error = Some(format!(
-                "the init shim exited during setup ({})",
-                describe_status(shim_status)
-            ));
-            (RunEnd::StartFailed, ExitReason::StartFailed)
-        } else {
-            let status = workload_status.unwrap_or(shim_status);
-            let end = match reaper::decode(status) {
-                (Some(code), _) => RunEnd::Exited(code),
-                (_, Some(sig)) => RunEnd::Signaled(sig),
-                _ => RunEnd::Exited(0),
-            };
-            let reason = if oom {
-                ExitReason::OomKilled
-            } else if matches!(end, RunEnd::Signaled(_)) {
-                ExitReason::Signaled
-            } else {
-                ExitReason::Exited
-            };
-            (end, reason)
-        };
-        if let Some(n) = &self.net {
-            n.network
-                .detach(&self.name, &n.ports, n.address, ports_added)
-                .await;
-        }
-        let cgroup = self.cgroup.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || cgroup.remove(Duration::from_secs(5))).await;
-        match removed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(workload = %self.name, "removing cgroup: {e}"),
-            Err(e) => tracing::warn!(workload = %self.name, "cgroup removal task: {e}"),
-        }
-        let _ = self.events.send(Event::Ended {
-            name: self.name,
-            gen: self.gen,
-            end,
-            reason,
-            error,
-        });
     }
 }
 
