@@ -41,17 +41,18 @@ pub fn veth_name(bridge: &str, workload: &str) -> String {
     name
 }
 
-/// The nftables table of `bridge`: `superd_` and the bridge name with every character other
-/// than ASCII letters, digits and `_` replaced by `_`.
+/// The nftables table of `bridge`: `superd_` and the bridge name, with every byte other than
+/// ASCII letters and digits written as `_xx` (hex), so distinct bridges never share a table
+/// (`br-0` → `superd_br_2d0`, `br_0` → `superd_br_5f0`).
 pub fn table_name(bridge: &str) -> String {
     let mut name = String::from("superd_");
-    name.extend(bridge.chars().map(|c| {
-        if c.is_ascii_alphanumeric() || c == '_' {
-            c
+    for b in bridge.bytes() {
+        if b.is_ascii_alphanumeric() {
+            name.push(char::from(b));
         } else {
-            '_'
+            name.push_str(&format!("_{b:02x}"));
         }
-    }));
+    }
     name
 }
 
@@ -90,9 +91,10 @@ mod tests {
     #[test]
     fn table_names_are_sanitised() {
         assert_eq!(table_name("superd0"), "superd_superd0");
-        assert_eq!(table_name("br-lan.2"), "superd_br_lan_2");
-        assert_eq!(table_name("a_B9"), "superd_a_B9");
-        assert_eq!(table_name("bré"), "superd_br_");
+        assert_eq!(table_name("br-lan.2"), "superd_br_2dlan_2e2");
+        assert_eq!(table_name("a_B9"), "superd_a_5fB9");
+        assert_ne!(table_name("br-0"), table_name("br_0"));
+        assert_eq!(table_name("bré"), "superd_br_c3_a9");
     }
 
     #[test]

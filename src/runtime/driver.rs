@@ -151,11 +151,18 @@ impl Driver {
                     // The namespaces exist and the shim waits: connect it before it runs.
                     if let Some(n) = &self.net {
                         let t0 = std::time::Instant::now();
-                        match n
+                        let attach = n
                             .network
-                            .attach(&self.name, &self.pidfd, n.address, &n.ports)
+                            .attach(&self.name, &self.pidfd, n.address, &n.ports);
+                        let attached = tokio::time::timeout_at(deadline, attach)
                             .await
-                        {
+                            .unwrap_or_else(|_| {
+                                Err(net::NetError::Timeout(format!(
+                                    "network setup did not finish within {}s",
+                                    SETUP_TIMEOUT.as_secs()
+                                )))
+                            });
+                        match attached {
                             Ok(()) => {
                                 ports_added = !n.ports.is_empty();
                                 tracing::debug!(workload = %self.name, address = %n.address, micros = t0.elapsed().as_micros() as u64, "network attached");

@@ -47,6 +47,9 @@ pub struct Supervisor {
     shutting_down: bool,
     next_gen: u64,
     net: NetState,
+    /// The watcher has delivered a desired set: before that, an empty `desired` means "not
+    /// read yet", and admitting against it would drop every persisted lease.
+    desired_loaded: bool,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -77,6 +80,7 @@ impl Supervisor {
             shutdown: Vec::new(),
             shutting_down: false,
             next_gen: 1,
+            desired_loaded: false,
         }
     }
 
@@ -120,6 +124,7 @@ impl Supervisor {
                         }
                     }
                     self.desired = d;
+                    self.desired_loaded = true;
                 }
             }
             Msg::StopTimeout { name, gen } => {
@@ -311,6 +316,8 @@ impl Supervisor {
             let now = Instant::now();
             let desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
                 BTreeMap::new()
+            } else if !self.desired_loaded {
+                return;
             } else {
                 let network = self.runtime.network().map(|n| &**n);
                 self.net.admit(network, &self.desired, &self.workloads)

@@ -17,6 +17,7 @@ pub struct NetState {
     addresses: BTreeMap<String, Ipv4Addr>,
     rejections: BTreeMap<String, ManifestError>,
     hosts: Option<String>,
+    lease_error: Option<String>,
 }
 
 impl NetState {
@@ -99,10 +100,20 @@ impl NetState {
         self.addresses = addresses;
 
         if leases != self.leases {
-            if let Err(e) = network.save_leases(&leases) {
-                tracing::warn!("saving leases: {e}");
+            // On failure the table in memory stays the old one, so the next pass retries.
+            match network.save_leases(&leases) {
+                Ok(()) => {
+                    self.leases = leases;
+                    self.lease_error = None;
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if self.lease_error.as_ref() != Some(&e) {
+                        tracing::warn!("saving leases: {e}");
+                    }
+                    self.lease_error = Some(e);
+                }
             }
-            self.leases = leases;
         }
         let content = network::files::render_hosts(&hosts);
         if self.hosts.as_deref() != Some(content.as_str()) {

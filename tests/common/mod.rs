@@ -184,6 +184,12 @@ impl Sandbox {
         self.spawn_superd();
     }
 
+    /// Stops superd (checking it exits cleanly and leaves nothing behind); `spawn_superd`
+    /// starts a successor on the same directories.
+    pub fn stop(&mut self) {
+        self.shutdown_inner(true);
+    }
+
     /// Kills superd with SIGKILL (a crash); `spawn_superd` starts a successor.
     pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {

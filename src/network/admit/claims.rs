@@ -31,7 +31,8 @@ impl<'a> Taken<'a> {
         self.names.entry(name).or_insert(owner);
     }
 
-    /// Claims the address, ports and aliases of a bridged spec (not its name).
+    /// Claims the address, ports, hostname (when it differs from the name) and aliases of a
+    /// bridged spec (not its name): all of them are published in the shared /etc/hosts.
     pub(super) fn claim_network(
         &mut self,
         spec: &'a Spec,
@@ -49,6 +50,9 @@ impl<'a> Taken<'a> {
                 .entry((p.protocol, p.host_port))
                 .or_default()
                 .push((p.host_ip, owner));
+        }
+        if spec.hostname != spec.name.as_str() {
+            self.claim_name(spec.hostname.as_str(), owner);
         }
         for alias in &spec.network.aliases {
             self.claim_name(alias.as_str(), owner);
@@ -144,6 +148,18 @@ pub(super) fn check(
                 )
             };
             return Err(reject(format!("network.ports[{i}]"), message));
+        }
+    }
+    if spec.hostname != spec.name.as_str() {
+        if let Some(owner) = taken.name_owner(&spec.hostname, name) {
+            return Err(reject(
+                "hostname".into(),
+                format!(
+                    "name \"{}\" is already used by workload \"{owner}\" (a bridged \
+                     workload's hostname is published in /etc/hosts)",
+                    spec.hostname
+                ),
+            ));
         }
     }
     for (i, alias) in spec.network.aliases.iter().enumerate() {

@@ -121,8 +121,15 @@ pub(crate) async fn create_bridge(
             source: std::io::Error::from_raw_os_error(libc::ENODEV),
         })?
         .index;
-    set_alias(handle, index, name, alias).await?;
-    add_address(handle, index, gateway, prefix, name).await?;
+    let configured = async {
+        set_alias(handle, index, name, alias).await?;
+        add_address(handle, index, gateway, prefix, name).await
+    };
+    if let Err(e) = configured.await {
+        // Half made is not ours to leave behind (nor an operator's bridge to adopt later).
+        let _ = delete(handle, index, name).await;
+        return Err(e);
+    }
     Ok(index)
 }
 
@@ -221,6 +228,7 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
         .enable_io()
         .build()
         .map_err(io_err("building the network setup runtime"))?;
+    let host_name = plan.host_name.clone();
     rt.block_on(async move {
         let (conn, inner, _) =
             rtnetlink::new_connection().map_err(io_err("opening netlink in the namespace"))?;
@@ -239,11 +247,19 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
             .controller(plan.bridge_index)
             .up()
             .build();
-        host.link()
-            .add(veth)
-            .execute()
-            .await
-            .map_err(nl(format!("creating veth {}", plan.host_name)))?;
+        match host.link().add(veth.clone()).execute().await {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                // Left by a detach that failed: its workload is gone, replace it.
+                tracing::warn!(link = %plan.host_name, "replacing a leftover veth");
+                delete_by_name(&host, &plan.host_name).await?;
+                host.link()
+                    .add(veth)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("creating veth {}", plan.host_name)))?;
+            }
+            other => other.map_err(nl(format!("creating veth {}", plan.host_name)))?,
+        }
         if let Some(l) = by_name(&host, &plan.host_name).await? {
             set_alias(&host, l.index, &plan.host_name, &plan.alias).await?;
         }
@@ -273,7 +289,8 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
     })?;
     // Let unprivileged processes ping (ICMP datagram sockets), as podman does; /proc/sys/net
     // follows the namespace of this thread.
-    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
-        .map_err(io_err("setting net.ipv4.ping_group_range"))?;
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647") {
+        tracing::warn!(link = %host_name, "setting net.ipv4.ping_group_range: {e}");
+    }
     Ok(())
 }

@@ -55,6 +55,9 @@ pub enum NetError {
     /// `nft` failed or is missing.
     #[error("{0}")]
     Nft(String),
+    /// A step did not finish in time.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// Bridge networking for one daemon.
@@ -162,8 +165,11 @@ impl Network {
 
     /// Persists the leases atomically (write a temporary file, then rename).
     pub fn save_leases(&self, leases: &BTreeMap<String, Ipv4Addr>) -> std::io::Result<()> {
+        use std::io::Write;
         let tmp = self.leases.with_extension("json.tmp");
-        std::fs::write(&tmp, network::encode_leases(&self.cfg.subnet, leases))?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(network::encode_leases(&self.cfg.subnet, leases).as_bytes())?;
+        f.sync_all()?;
         std::fs::rename(&tmp, &self.leases)
     }
 
@@ -327,13 +333,22 @@ impl Network {
                         .into(),
                 ));
             };
-            nft.apply(&rules::port_elements(
-                rules::ElementOp::Add,
-                &self.table(),
-                ports,
-                address,
-            ))
-            .await?;
+            let add = rules::port_elements(rules::ElementOp::Add, &self.table(), ports, address);
+            if let Err(first) = nft.apply(&add).await {
+                // An element left by a detach that failed (its workload is gone: admission
+                // gives a port to one workload only). Remove the keys one by one, retry once.
+                tracing::warn!(%workload, "publishing ports: {first}; replacing leftovers");
+                for p in ports {
+                    let del = rules::port_elements(
+                        rules::ElementOp::Delete,
+                        &self.table(),
+                        std::slice::from_ref(p),
+                        address,
+                    );
+                    let _ = nft.apply(&del).await;
+                }
+                nft.apply(&add).await?;
+            }
         }
         Ok(())
     }

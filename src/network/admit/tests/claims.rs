@@ -176,3 +176,17 @@ fn static_address_must_be_assignable() {
         assert!(a.addresses.is_empty() && a.leases.is_empty());
     }
 }
+
+#[test]
+fn a_hostname_published_in_hosts_is_a_name_claim() {
+    let mut cache = spec("cache");
+    cache.hostname = "db".into();
+    let a = world().cand(cache).cand(spec("db")).run();
+    assert!(!a.rejected.contains_key("db"));
+    let (field, message) = rejection(&a, "cache");
+    assert_eq!(field, "hostname");
+    assert!(
+        message.contains("\"db\" is already used by workload \"db\""),
+        "{message}"
+    );
+}
