@@ -173,8 +173,6 @@ pub(crate) async fn add_address(
 pub(crate) struct VethPlan {
     /// Host-side name (`sd…`).
     pub host_name: String,
-    /// Alias on the host side, to find it after a crash.
-    pub alias: String,
     /// The bridge's index.
     pub bridge_index: u32,
     /// The workload's address.
@@ -260,9 +258,9 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
             }
             other => other.map_err(nl(format!("creating veth {}", plan.host_name)))?,
         }
-        if let Some(l) = by_name(&host, &plan.host_name).await? {
-            set_alias(&host, l.index, &plan.host_name, &plan.alias).await?;
-        }
+        // No alias on the veth (the kernel ignores one at creation and a second request costs
+        // a round trip under the RTNL lock): a crashed superd's veths die with their
+        // namespaces, and a leftover with this deterministic name is replaced above.
 
         let eth0 = by_name(&inner, "eth0").await?.ok_or_else(|| NetError::Io {
             doing: "finding eth0 in the workload's namespace".into(),

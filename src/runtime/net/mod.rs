@@ -310,7 +310,6 @@ impl Network {
         let bridge_index = self.ensure_bridge().await?;
         let plan = link::VethPlan {
             host_name: network::veth_name(&self.cfg.bridge, workload),
-            alias: network::link_alias(&self.cfg.bridge, Some(workload)),
             bridge_index,
             address,
             prefix: self.cfg.subnet.prefix(),
