@@ -56,8 +56,9 @@ pub fn table_name(bridge: &str) -> String {
     name
 }
 
-/// The alias superd sets on the bridge (`superd:{bridge}`) or on a workload's host-side veth
-/// (`superd:{bridge}:{workload}`).
+/// The alias that marks a link as superd's: `superd:{bridge}` on the bridge it created, and
+/// `superd:{bridge}:{workload}` for per-workload links (removed at start-up if found; workload
+/// veths currently carry no alias, see `runtime::net`).
 pub fn link_alias(bridge: &str, workload: Option<&str>) -> String {
     match workload {
         Some(w) => format!("{ALIAS_PREFIX}{bridge}:{w}"),
