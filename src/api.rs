@@ -8,6 +8,7 @@
 //! | GET    | `/v1/status`                 | [`StatusResponse`]       |
 //! | GET    | `/v1/status/{name}`          | [`StatusResponse`] (one) or 404 |
 //! | POST   | `/v1/workloads/{name}/restart` | [`Ack`] or 404         |
+//! | POST   | `/v1/poweroff`, `/v1/reboot`, `/v1/halt` | [`Ack`] (PID-1 mode), else 500 |
 //!
 //! Errors carry an [`ErrorBody`].
 
@@ -160,6 +161,34 @@ pub enum Request {
         /// The workload.
         name: String,
     },
+    /// Stop every workload, then power off, reboot or halt (PID-1 mode only).
+    Power {
+        /// What to do at the end.
+        action: PowerAction,
+    },
+}
+
+/// What the machine does at the end of an orderly shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    /// Stop the CPU (the machine stays on).
+    Halt,
+    /// Power off.
+    Poweroff,
+    /// Reboot.
+    Reboot,
+}
+
+impl PowerAction {
+    /// `halt`, `poweroff` or `reboot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::Halt => "halt",
+            PowerAction::Poweroff => "poweroff",
+            PowerAction::Reboot => "reboot",
+        }
+    }
 }
 
 /// The supervisor's answer to a [`Request`].

@@ -43,6 +43,12 @@ enum Command {
         /// The workload.
         name: String,
     },
+    /// Stop every workload, then power the machine off (superd as PID 1 only).
+    Poweroff,
+    /// Stop every workload, then reboot (superd as PID 1 only).
+    Reboot,
+    /// Stop every workload, then halt (superd as PID 1 only).
+    Halt,
     /// Check manifests without a running superd (for a directory, also ports, addresses and
     /// names claimed by two files, as at a cold start).
     Validate {
@@ -93,6 +99,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
         },
+        Command::Poweroff | Command::Reboot | Command::Halt => {
+            let action = match cli.command {
+                Command::Reboot => api::PowerAction::Reboot,
+                Command::Halt => api::PowerAction::Halt,
+                _ => api::PowerAction::Poweroff,
+            };
+            match client.power(action) {
+                Ok(ack) => writeln!(out, "{}", ack.message)?,
+                Err(e) => return Ok(report(&e, None)),
+            }
+        }
         Command::Validate { paths, subnet } => {
             let mut report = superd::manifest::validate_paths(&paths);
             for dir in paths.iter().filter(|p| p.is_dir()) {

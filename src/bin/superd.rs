@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
+use superd::api::PowerAction;
 use superd::runtime::sync::SHIM_ARGV0_PREFIX;
-use superd::{ctl, runtime, supervisor, watch};
+use superd::{ctl, pid1, runtime, supervisor, watch};
 
 /// A declarative workload supervisor: runs every manifest in a directory as an isolated,
 /// supervised container.
@@ -46,6 +47,10 @@ struct Cli {
     /// Do not enable IPv4 forwarding or masquerade the subnet's outbound traffic.
     #[arg(long)]
     no_nat: bool,
+    /// Act as the machine's init even when not PID 1 (PID 1 is detected by itself): early
+    /// mounts, module loading, power signals, poweroff at the end.
+    #[arg(long)]
+    init_mode: bool,
 }
 
 /// A Linux interface name: 1-15 bytes, no `/`, whitespace, `:` or NUL, not `.` or `..`.
@@ -70,8 +75,12 @@ fn main() {
     if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
         runtime::shim::main();
     }
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let mut cli = Cli::parse();
+    if cli.init_mode || pid1::is_pid1() {
+        init_main(cli);
+    }
+    init_logging(cli.log_format, false);
+    cli.init_mode = false;
     if let Err(e) = run(cli) {
         tracing::error!("{e:#}");
         eprintln!("superd: {e:#}");
@@ -79,7 +88,35 @@ fn main() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// PID-1 mode: set the machine up, run the daemon, and end in poweroff/reboot/halt — never in
+/// an exit, which would panic the kernel.
+fn init_main(mut cli: Cli) -> ! {
+    std::panic::set_hook(Box::new(|info| eprintln!("superd: panic: {info}")));
+    let problems = pid1::early_setup();
+    let overrides = pid1::overrides();
+    if let Some(m) = overrides.manifests {
+        cli.manifests = m;
+    }
+    if let Some(filter) = overrides.log {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("SUPERD_LOG", filter) };
+    }
+    init_logging(cli.log_format, true);
+    for p in problems {
+        tracing::warn!("early setup: {p}");
+    }
+    cli.init_mode = true;
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(Some(action))) => pid1::end(action),
+        Ok(Ok(None)) => pid1::emergency("the daemon stopped without a power request"),
+        Ok(Err(e)) => pid1::emergency(&format!("{e:#}")),
+        Err(_) => pid1::emergency("superd panicked (see above)"),
+    }
+}
+
+/// Text logs go to stderr; on a console (PID-1 mode) without colours or timestamps, so each
+/// state change reads `superd: <name> <state> …`.
+fn init_logging(format: LogFormat, console: bool) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let filter = EnvFilter::builder()
         .with_env_var("SUPERD_LOG")
@@ -95,13 +132,23 @@ fn init_logging(format: LogFormat) {
                     .with_writer(std::io::stderr),
             )
             .init(),
+        LogFormat::Text if console => reg
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .without_time()
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
         LogFormat::Text => reg
             .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
             .init(),
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the daemon until a stop request; returns the power action asked for in PID-1 mode.
+fn run(cli: Cli) -> anyhow::Result<Option<PowerAction>> {
     // The reaper registers SIGCHLD before any child or runtime thread exists.
     let reaper = runtime::reaper::Reaper::start().context("starting the reaper")?;
     let cgroups =
@@ -131,11 +178,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
+async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<PowerAction>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    // Stop requests: SIGTERM/SIGINT normally; as PID 1 every power signal, and superctl.
+    let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<PowerAction>(4);
+    let stop_signals = if cli.init_mode {
+        pid1::power::power_signals()
+    } else {
+        vec![libc::SIGTERM, libc::SIGINT]
+    };
+    for sig in stop_signals {
+        let mut stream = signal(SignalKind::from_raw(sig))
+            .with_context(|| format!("handler for signal {sig}"))?;
+        let tx = power_tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                let action = pid1::power::action_for(sig).unwrap_or(PowerAction::Poweroff);
+                let _ = tx.send(action).await;
+            }
+        });
+    }
 
     let listener = ctl::bind(&cli.socket, cli.socket_group)
         .with_context(|| format!("binding the control socket {}", cli.socket.display()))?;
@@ -152,7 +215,10 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
 
     let (msg_tx, msg_rx) = tokio::sync::mpsc::channel(64);
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let sup = supervisor::Supervisor::new(rt.clone(), msg_tx.clone(), ev_tx);
+    let mut sup = supervisor::Supervisor::new(rt.clone(), msg_tx.clone(), ev_tx);
+    if cli.init_mode {
+        sup = sup.with_power(power_tx.clone());
+    }
     let sup_task = tokio::spawn(sup.run(supervisor::Inbox {
         msgs: msg_rx,
         events: ev_rx,
@@ -172,15 +238,17 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
 
-    loop {
+    let action = loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            a = power_rx.recv() => break a.unwrap_or(PowerAction::Poweroff),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading {}", cli.manifests.display());
                 rescan.notify_one();
             }
         }
+    };
+    if cli.init_mode {
+        tracing::info!("{} requested", action.as_str());
     }
     tracing::info!("stopping every workload");
     watcher.abort();
@@ -198,5 +266,5 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&cli.socket);
     rt.cgroups().remove_root();
     tracing::info!("all workloads stopped; exiting");
-    Ok(())
+    Ok(cli.init_mode.then_some(action))
 }

@@ -99,6 +99,11 @@ impl Client {
         )
     }
 
+    /// Asks superd (as PID 1) to stop every workload and power off, reboot or halt.
+    pub fn power(&self, action: api::PowerAction) -> Result<api::Ack, ClientError> {
+        self.call("POST", &format!("/v1/{}", action.as_str()))
+    }
+
     /// Sends one request and decodes a 200 body as `T`; other statuses become errors.
     fn call<T: serde::de::DeserializeOwned>(
         &self,
@@ -270,6 +275,9 @@ mod tests {
                     api::Request::Restart { name } if name == "db" => {
                         api::Response::Error("cannot restart db: boom".into())
                     }
+                    api::Request::Power { action } => api::Response::Ack(api::Ack {
+                        message: action.as_str().to_string(),
+                    }),
                     api::Request::Status { name: Some(n) } | api::Request::Restart { name: n } => {
                         api::Response::NotFound(format!("no workload named {n}"))
                     }

@@ -252,6 +252,7 @@ pub fn route(method: &str, path: &str) -> Result<api::Request, HttpResponse> {
             .filter(|n| !n.is_empty())
             .ok_or_else(|| HttpResponse::error(404, format!("invalid workload name in {path}")))
     };
+    let power = |action| api::Request::Power { action };
     let (request, allowed) = match segments.as_slice() {
         ["v1", "status"] => (api::Request::Status { name: None }, "GET"),
         ["v1", "status", n] => (
@@ -261,6 +262,9 @@ pub fn route(method: &str, path: &str) -> Result<api::Request, HttpResponse> {
             "GET",
         ),
         ["v1", "workloads", n, "restart"] => (api::Request::Restart { name: name(n)? }, "POST"),
+        ["v1", "poweroff"] => (power(api::PowerAction::Poweroff), "POST"),
+        ["v1", "reboot"] => (power(api::PowerAction::Reboot), "POST"),
+        ["v1", "halt"] => (power(api::PowerAction::Halt), "POST"),
         _ => {
             return Err(HttpResponse::error(
                 404,

@@ -50,6 +50,8 @@ pub struct Supervisor {
     /// The watcher has delivered a desired set: before that, an empty `desired` means "not
     /// read yet", and admitting against it would drop every persisted lease.
     desired_loaded: bool,
+    /// Where `superctl poweroff|reboot|halt` goes (PID-1 mode only).
+    power_tx: Option<mpsc::Sender<crate::api::PowerAction>>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -81,7 +83,14 @@ impl Supervisor {
             shutting_down: false,
             next_gen: 1,
             desired_loaded: false,
+            power_tx: None,
         }
+    }
+
+    /// Accepts power requests (PID-1 mode) and forwards them to `tx`.
+    pub fn with_power(mut self, tx: mpsc::Sender<crate::api::PowerAction>) -> Self {
+        self.power_tx = Some(tx);
+        self
     }
 
     /// Runs until a shutdown request has stopped every workload.
@@ -239,6 +248,24 @@ impl Supervisor {
                     None => Response::NotFound(format!("no workload named {n}")),
                 }
             }
+            Request::Power { action } => match &self.power_tx {
+                Some(tx) => match tx.try_send(action) {
+                    Ok(()) => Response::Ack(Ack {
+                        message: format!(
+                            "{}: stopping every workload, then {}",
+                            action.as_str(),
+                            action.as_str()
+                        ),
+                    }),
+                    Err(_) => Response::Ack(Ack {
+                        message: "a shutdown is already under way".into(),
+                    }),
+                },
+                None => Response::Error(format!(
+                    "superd is not the init (PID 1) of this machine; use the host's {}                      (or stop superd with SIGTERM)",
+                    action.as_str()
+                )),
+            },
             Request::Restart { name } => {
                 let Some(w) = self.workloads.get_mut(&name) else {
                     return Response::NotFound(format!("no workload named {name}"));

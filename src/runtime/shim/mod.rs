@@ -144,7 +144,7 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
 }
 
 /// `ip link set lo up` through an ioctl (we are inside the new network namespace).
-fn loopback_up() -> std::io::Result<()> {
+pub(crate) fn loopback_up() -> std::io::Result<()> {
     // SAFETY: plain socket/ioctl calls on a zeroed ifreq with a NUL-terminated name.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);

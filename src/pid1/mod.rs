@@ -1,0 +1,103 @@
+//! What PID-1 mode adds: superd as the init of a VM or appliance image.
+//!
+//! Detected by `getpid() == 1` (or forced with `--init-mode`). Before any thread exists,
+//! [`early_setup`] mounts what is missing (leaving an initramfs for a tmpfs first), loads the
+//! modules of `/etc/modules-load.d`, brings `lo` up, sets the hostname and turns
+//! ctrl-alt-del into SIGINT. The daemon then runs as usual with the reaper thread reaping
+//! every orphan; power signals and `superctl poweroff|reboot|halt` end in an orderly shutdown
+//! and [`power::finish`]. PID 1 must never exit (the kernel would panic): a fatal error ends
+//! in [`emergency`], which keeps reaping and still honours power signals.
+
+pub mod cmdline;
+pub mod modules;
+pub mod mounts;
+pub mod power;
+
+use power::PowerAction;
+
+/// True when this process is the init of its PID namespace.
+pub fn is_pid1() -> bool {
+    nix::unistd::getpid().as_raw() == 1
+}
+
+/// Everything PID-1 mode does before threads exist; returns the problems to report once
+/// logging is up (none of them stops superd).
+pub fn early_setup() -> Vec<String> {
+    let mut problems = mounts::early_mounts();
+    if let Ok(uts) = nix::sys::utsname::uname() {
+        let release = uts.release().to_string_lossy().into_owned();
+        let dir = std::path::Path::new("/lib/modules").join(release);
+        problems.extend(modules::load_all(
+            std::path::Path::new("/etc/modules-load.d"),
+            &dir,
+        ));
+    }
+    if let Err(e) = crate::runtime::shim::loopback_up() {
+        problems.push(format!("bringing lo up: {e}"));
+    }
+    if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
+        let name = name.trim();
+        if !name.is_empty() {
+            if let Err(e) = nix::unistd::sethostname(name) {
+                problems.push(format!("setting hostname {name}: {e}"));
+            }
+        }
+    }
+    // Ctrl-alt-del sends SIGINT to PID 1 instead of rebooting at once.
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        problems.push(format!("disabling ctrl-alt-del: {e}"));
+    }
+    problems
+}
+
+/// The kernel command line overrides (empty when `/proc/cmdline` cannot be read).
+pub fn overrides() -> cmdline::Overrides {
+    std::fs::read_to_string("/proc/cmdline")
+        .map(|t| cmdline::parse(&t))
+        .unwrap_or_default()
+}
+
+/// The last resort of PID 1 after a fatal error: report it on the console, keep reaping
+/// orphans (workloads that still run keep running), and power off, reboot or halt when a
+/// power signal arrives. Never returns.
+pub fn emergency(error: &str) -> ! {
+    eprintln!("superd: FATAL: {error}");
+    eprintln!(
+        "superd: emergency mode: still reaping; workloads that run keep running; \
+         SIGTERM/SIGPWR powers off, ctrl-alt-del reboots"
+    );
+    let mut wanted = power::power_signals();
+    wanted.push(libc::SIGCHLD);
+    let mut signals = match signal_hook::iterator::Signals::new(&wanted) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("superd: cannot wait for signals ({e}); only reaping");
+            None
+        }
+    };
+    loop {
+        let pending: Vec<i32> = match signals.as_mut() {
+            Some(s) => s.wait().collect(),
+            None => {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                vec![libc::SIGCHLD]
+            }
+        };
+        for sig in pending {
+            if let Some(action) = power::action_for(sig) {
+                eprintln!("superd: {}", action.as_str());
+                let e = power::finish(action);
+                eprintln!("superd: reboot(2) failed: {e}");
+            }
+        }
+        // SAFETY: reaping any child without blocking.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    }
+}
+
+/// Ends PID 1 after an orderly shutdown: `reboot(2)` or, if that fails, [`emergency`].
+pub fn end(action: PowerAction) -> ! {
+    eprintln!("superd: {}: syncing and unmounting", action.as_str());
+    let e = power::finish(action);
+    emergency(&format!("reboot(2) for {} failed: {e}", action.as_str()))
+}

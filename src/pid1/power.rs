@@ -1,0 +1,125 @@
+//! How PID 1 powers the machine off: which signal asks for what, and the final sequence
+//! (sync, unmount or remount read-only, `reboot(2)`).
+
+use std::time::Duration;
+
+pub use crate::api::PowerAction;
+
+/// The action a signal to PID 1 asks for, covering both families of tools:
+/// SIGTERM and SIGPWR (container managers, hypervisor agents) → poweroff; SIGINT
+/// (ctrl-alt-del once `RB_DISABLE_CAD` is set) → reboot; busybox's SIGUSR1 → halt and
+/// SIGUSR2 → poweroff; systemd's SIGRTMIN+3/+4/+5 → halt/poweroff/reboot.
+pub fn action_for(signal: i32) -> Option<PowerAction> {
+    let rt = libc::SIGRTMIN();
+    match signal {
+        libc::SIGTERM | libc::SIGPWR | libc::SIGUSR2 => Some(PowerAction::Poweroff),
+        libc::SIGINT => Some(PowerAction::Reboot),
+        libc::SIGUSR1 => Some(PowerAction::Halt),
+        s if s == rt + 3 => Some(PowerAction::Halt),
+        s if s == rt + 4 => Some(PowerAction::Poweroff),
+        s if s == rt + 5 => Some(PowerAction::Reboot),
+        _ => None,
+    }
+}
+
+/// Every signal [`action_for`] maps.
+pub fn power_signals() -> Vec<i32> {
+    let rt = libc::SIGRTMIN();
+    vec![
+        libc::SIGTERM,
+        libc::SIGPWR,
+        libc::SIGINT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        rt + 3,
+        rt + 4,
+        rt + 5,
+    ]
+}
+
+/// The last steps as PID 1, after the workloads are stopped: SIGTERM then SIGKILL to every
+/// process left, sync, detach every mount but `/` (deepest first), remount `/` read-only,
+/// sync, `reboot(2)`. In a child PID namespace only the signals, sync and `reboot(2)` (which
+/// then ends the namespace). Returns only if `reboot(2)` fails.
+pub fn finish(action: PowerAction) -> std::io::Error {
+    // SAFETY: kill(-1, …) signals every process but ourselves; we are PID 1.
+    unsafe { libc::kill(-1, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: as above.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    nix::unistd::sync();
+    if !in_initial_pid_namespace() {
+        // PID 1 of a container (tests, nested use): the mounts belong to a machine that is
+        // not ours to remount read-only; reboot(2) here only ends our PID namespace.
+        return reboot(action);
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| *p != "/")
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    );
+    nix::unistd::sync();
+    reboot(action)
+}
+
+fn reboot(action: PowerAction) -> std::io::Error {
+    let how = match action {
+        PowerAction::Halt => nix::sys::reboot::RebootMode::RB_HALT_SYSTEM,
+        PowerAction::Poweroff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        PowerAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+    };
+    match nix::sys::reboot::reboot(how) {
+        Ok(never) => match never {},
+        Err(e) => e.into(),
+    }
+}
+
+/// False in a child PID namespace (`NS_GET_PARENT` on our namespace succeeds there; the
+/// initial namespace has no parent).
+pub fn in_initial_pid_namespace() -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
+    let Ok(ns) = std::fs::File::open("/proc/self/ns/pid") else {
+        return false; // unknown: take the cautious answer
+    };
+    // SAFETY: ioctl on an fd we own; a non-negative result is a new fd we then own.
+    let parent = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
+    if parent >= 0 {
+        // SAFETY: the kernel just returned this fd.
+        drop(unsafe { OwnedFd::from_raw_fd(parent) });
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_families_of_poweroff_tools() {
+        let rt = libc::SIGRTMIN();
+        assert_eq!(action_for(libc::SIGTERM), Some(PowerAction::Poweroff));
+        assert_eq!(action_for(libc::SIGPWR), Some(PowerAction::Poweroff));
+        assert_eq!(action_for(libc::SIGINT), Some(PowerAction::Reboot));
+        assert_eq!(action_for(libc::SIGUSR1), Some(PowerAction::Halt));
+        assert_eq!(action_for(libc::SIGUSR2), Some(PowerAction::Poweroff));
+        assert_eq!(action_for(rt + 3), Some(PowerAction::Halt));
+        assert_eq!(action_for(rt + 4), Some(PowerAction::Poweroff));
+        assert_eq!(action_for(rt + 5), Some(PowerAction::Reboot));
+        assert_eq!(action_for(libc::SIGHUP), None);
+        assert!(power_signals().iter().all(|s| action_for(*s).is_some()));
+    }
+}

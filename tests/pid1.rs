@@ -1,0 +1,256 @@
+//! PID-1 mode on this machine: superd is PID 1 of a PID namespace the test creates (with its
+//! own mount, UTS and network namespaces, so nothing it mounts, names or links reaches the
+//! host). There `reboot(2)` ends the namespace with a signal that says which action was asked
+//! for (SIGINT for power off and halt, SIGHUP for reboot), so the whole path — power signal or
+//! `superctl poweroff`, orderly stop of every workload, `reboot(2)` — is observable. The real
+//! machine-level path (mounts, modules, cgroup2, poweroff) is booted in a VM by the appliance
+//! test.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use superd::api::State;
+use superd::ctl::Client;
+use superd::testing::privileged;
+
+/// superd as PID 1 of fresh pid/mount/uts/net namespaces.
+struct Init {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    cgroup_root: String,
+}
+
+impl Init {
+    fn start(test: &str, extra: &[&str]) -> Init {
+        // Not under /tmp: PID-1 mode mounts a fresh tmpfs there when it is not a mount point.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("superd-{test}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        for d in ["manifests", "empty"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let cgroup_root = format!("superd-pid1-{}-{test}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("superd.log")).unwrap();
+        // The host's modules-load.d stays out of reach: an empty directory is bind-mounted
+        // over it in the private mount namespace before superd (exec'ed as PID 1) reads it.
+        let script = format!(
+            "mount --bind {empty} /etc/modules-load.d 2>/dev/null; ip link set lo up; exec \"$0\" \"$@\"",
+            empty = dir.path().join("empty").display()
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--pid",
+            "--fork",
+            "--mount",
+            "--uts",
+            "--net",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            env!("CARGO_BIN_EXE_superd"),
+        ])
+        .arg("--manifests")
+        .arg(dir.path().join("manifests"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--socket")
+        .arg(dir.path().join("superd.sock"))
+        .arg("--cgroup-root")
+        .arg(&cgroup_root)
+        .args(extra)
+        .env("SUPERD_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        let child = cmd.spawn().expect("unshare");
+        Init {
+            dir,
+            child: Some(child),
+            cgroup_root,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("superd.log")).unwrap_or_default()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.dir.path().join("superd.sock")).with_timeout(Duration::from_secs(5))
+    }
+
+    fn wait(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// The PID of superd as the host sees it (the child of `unshare --fork`).
+    fn superd_host_pid(&self) -> i32 {
+        let unshare = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits for the namespace to end; returns unshare's exit status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("superd as PID 1 did not end\nlog:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn cgroups_left(&self) -> Vec<PathBuf> {
+        ["memory", "pids", "cpu", "freezer"]
+            .iter()
+            .map(|c| common::own_cgroup_dir(c).join(&self.cgroup_root))
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+impl Drop for Init {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // unshare's child is superd; killing unshare alone would leave it. SIGKILL to PID
+            // 1 of a namespace ends every process in it.
+            let pid = self.superd_host_pid();
+            if pid > 0 {
+                // SAFETY: kill(2) on the PID of the superd this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for p in self.cgroups_left() {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{name}.toml"))).unwrap();
+}
+
+/// The signal that ended the namespace's init, as `unshare --fork` reports it.
+fn ended_by(st: std::process::ExitStatus) -> Option<i32> {
+    st.signal()
+        .or_else(|| st.code().filter(|c| *c > 128).map(|c| c - 128))
+}
+
+#[test]
+fn superctl_poweroff_stops_workloads_then_powers_off() {
+    let Some(()) = privileged("superctl_poweroff_stops_workloads_then_powers_off") else {
+        return;
+    };
+    let mut init = Init::start("pid1-poweroff", &[]);
+    init.wait("control socket", |i| i.client().status(None).is_ok());
+    write(
+        &init.manifests(),
+        "web",
+        "command = [\"sleep\", \"1000\"]\n[stop]\ntimeout = \"2s\"\n",
+    );
+    init.wait("web running", |i| {
+        i.client().status(Some("web")).is_ok_and(|s| {
+            s.workloads
+                .first()
+                .is_some_and(|w| w.state == State::Running)
+        })
+    });
+    let ack = init
+        .client()
+        .power(superd::api::PowerAction::Poweroff)
+        .expect("poweroff request");
+    assert!(ack.message.contains("poweroff"), "{}", ack.message);
+    let st = init.wait_exit();
+    let log = init.log();
+    assert_eq!(ended_by(st), Some(libc::SIGINT), "{st:?}\n{log}");
+    assert!(log.contains("poweroff requested"), "{log}");
+    assert!(log.contains("superd: web removed"), "{log}");
+    assert!(log.contains("poweroff: syncing and unmounting"), "{log}");
+    assert!(init.cgroups_left().is_empty(), "{:?}", init.cgroups_left());
+}
+
+#[test]
+fn power_signals_of_both_families_map_to_their_actions() {
+    let Some(()) = privileged("power_signals_of_both_families_map_to_their_actions") else {
+        return;
+    };
+    // systemd's SIGRTMIN+5 asks for a reboot, which ends a PID namespace with SIGHUP;
+    // busybox's SIGUSR2 and plain SIGTERM ask for poweroff (SIGINT).
+    let rt = libc::SIGRTMIN();
+    for (sig, ends_with, action) in [
+        (rt + 5, libc::SIGHUP, "reboot"),
+        (libc::SIGUSR2, libc::SIGINT, "poweroff"),
+        (libc::SIGTERM, libc::SIGINT, "poweroff"),
+    ] {
+        let mut init = Init::start(&format!("pid1-sig{sig}"), &[]);
+        init.wait("control socket", |i| i.client().status(None).is_ok());
+        let pid = init.superd_host_pid();
+        assert!(pid > 0);
+        // SAFETY: kill(2) on the PID of the superd this test started.
+        unsafe { libc::kill(pid, sig) };
+        let st = init.wait_exit();
+        let log = init.log();
+        assert_eq!(ended_by(st), Some(ends_with), "signal {sig}: {st:?}\n{log}");
+        assert!(log.contains(&format!("{action} requested")), "{log}");
+    }
+}
+
+#[test]
+fn a_fatal_error_as_pid1_never_exits_and_still_powers_off() {
+    let Some(()) = privileged("a_fatal_error_as_pid1_never_exits_and_still_powers_off") else {
+        return;
+    };
+    // The log directory cannot be created (its parent is a file): a fatal start error.
+    let mut init = Init::start("pid1-fatal", &["--log-dir", "/dev/null/logs"]);
+    init.wait("emergency mode", |i| i.log().contains("emergency mode"));
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = init
+        .child
+        .as_mut()
+        .map(|c| c.try_wait().ok().flatten().is_none());
+    assert_eq!(alive, Some(true), "PID 1 exited:\n{}", init.log());
+    assert!(
+        init.log().contains("superd: FATAL: preparing state dir"),
+        "{}",
+        init.log()
+    );
+    let pid = init.superd_host_pid();
+    // SAFETY: kill(2) on the PID of the superd this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let st = init.wait_exit();
+    assert_eq!(ended_by(st), Some(libc::SIGINT), "{st:?}\n{}", init.log());
+}
