@@ -254,3 +254,79 @@ fn a_fatal_error_as_pid1_never_exits_and_still_powers_off() {
     let st = init.wait_exit();
     assert_eq!(ended_by(st), Some(libc::SIGINT), "{st:?}\n{}", init.log());
 }
+
+/// Children of every thread of `pid`, as the host sees them.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// The process's command name, when it exists (a zombie has one too: its state is `Z`).
+fn comm_and_state(pid: i32) -> Option<(String, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(") ")?;
+    let comm = head.split_once(" (")?.1.to_string();
+    Some((comm, tail.chars().next()?))
+}
+
+#[test]
+fn orphans_that_reach_pid1_are_reaped() {
+    let Some(()) = privileged("orphans_that_reach_pid1_are_reaped") else {
+        return;
+    };
+    let init = Init::start("pid1-orphans", &[]);
+    init.wait("control socket", |i| i.client().status(None).is_ok());
+    let pid = init.superd_host_pid();
+    assert!(pid > 0);
+    // A process entering superd's PID namespace double-forks: the grandchildren's parent exits
+    // at once, so the kernel hands them to the namespace's init — superd.
+    let status = Command::new("nsenter")
+        .args(["--target", &pid.to_string(), "--pid", "--", "sh", "-c"])
+        .arg("for i in 1 2 3 4 5; do (sleep 1 &); done")
+        .status()
+        .expect("nsenter");
+    assert!(status.success(), "{status:?}");
+    // superd has no children of its own here (no workloads): every child is an orphan. A
+    // grandchild may still be between fork and exec, so wait for all five to show.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let orphans = loop {
+        let children = children_of(pid);
+        if children.len() >= 5 || Instant::now() > deadline {
+            break children;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        orphans.len(),
+        5,
+        "the orphans were not reparented to superd: {orphans:?}"
+    );
+    // Each exits after a second; PID 1 must reap it (a zombie would stay in /proc as `Z`).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<(i32, Option<(String, char)>)> = orphans
+            .iter()
+            .map(|p| (*p, comm_and_state(*p)))
+            .filter(|(_, s)| s.is_some())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphans not reaped by superd as PID 1: {left:?}\n{}",
+            init.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -114,8 +114,8 @@ fn init_main(mut cli: Cli) -> ! {
     }
 }
 
-/// Text logs go to stderr; on a console (PID-1 mode) without colours or timestamps, so each
-/// state change reads `superd: <name> <state> …`.
+/// Text logs go to stderr; on a console (PID-1 mode) as plain `superd: …` lines without
+/// colours or timestamps, so each state change reads `superd: <name> <state> …`.
 fn init_logging(format: LogFormat, console: bool) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let filter = EnvFilter::builder()
@@ -135,8 +135,7 @@ fn init_logging(format: LogFormat, console: bool) {
         LogFormat::Text if console => reg
             .with(
                 fmt::layer()
-                    .with_target(false)
-                    .without_time()
+                    .event_format(pid1::console::ConsoleFormat)
                     .with_ansi(false)
                     .with_writer(std::io::stderr),
             )
@@ -230,10 +229,21 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         msg_tx.clone(),
         rescan.clone(),
     ));
+    // On v2, the controllers the hierarchy offers (what limits can be enforced).
+    let controllers = if rt.cgroups().is_v2() {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .map(|c| c.trim().replace(' ', ","))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     tracing::info!(
         manifests = %cli.manifests.display(),
         socket = %cli.socket.display(),
+        pid = std::process::id(),
+        init = cli.init_mode,
         cgroup_v2 = rt.cgroups().is_v2(),
+        controllers = %controllers,
         "superd {} started",
         env!("CARGO_PKG_VERSION")
     );

@@ -9,6 +9,7 @@
 //! in [`emergency`], which keeps reaping and still honours power signals.
 
 pub mod cmdline;
+pub mod console;
 pub mod modules;
 pub mod mounts;
 pub mod power;

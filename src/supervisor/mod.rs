@@ -414,7 +414,7 @@ impl Supervisor {
             }
             Action::Forget { name } => {
                 self.workloads.remove(&name);
-                tracing::info!("superd: {name} removed");
+                tracing::info!("{name} removed");
             }
         }
     }
@@ -550,9 +550,10 @@ fn last_exit(end: RunEnd, reason: crate::api::ExitReason) -> LastExit {
     }
 }
 
-/// One log line per state change: `superd: <name> <state> [code=<n>] [signal=<NAME>] [reason=<r>]`.
+/// One log line per state change: `<name> <state> [code=<n>] [signal=<NAME>] [reason=<r>]`
+/// (on the console of PID-1 mode, `superd: ` precedes every line).
 fn announce(name: &str, w: &Workload, state: Option<&str>) {
-    let mut line = format!("superd: {name} {}", state.unwrap_or(w.state().as_str()));
+    let mut line = format!("{name} {}", state.unwrap_or(w.state().as_str()));
     if matches!(w.phase, Phase::Done | Phase::Failed | Phase::Backoff { .. }) || state.is_some() {
         if let Some(le) = &w.last_exit {
             if let Some(c) = le.code {
