@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
     packaging/deps.sh
+    # qemu, the Debian cloud kernel and cpio for the appliance VM boot test.
+    packaging/appliance/deps.sh
     export SUPERD_TEST_PRIVILEGED=1
 else
     echo "tests/run.sh: not root: privileged tests will be skipped (run with sudo)" >&2

@@ -1,0 +1,209 @@
+//! The appliance image booted for real: QEMU (TCG) with superd as /init on the kernel's cgroup
+//! v2, checked from the serial console. `tests/appliance/manifests/check.toml` drives the
+//! guest side and prints `CHECK …` lines; superd prints one `superd: <name> <state> …` line per
+//! state change. A broken image (an /init that exits) and a hanging one must fail `boot.sh`.
+//!
+//! Needs the kernel and qemu that `packaging/appliance/deps.sh` installs (`tests/run.sh` runs
+//! it). Boots run one at a time: two TCG guests on two cores would slow each other down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use superd::testing::privileged;
+
+/// One boot at a time (see the module docs).
+static BOOTS: Mutex<()> = Mutex::new(());
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory of the superd and superctl this test build made.
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_superd"))
+        .parent()
+        .expect("binary directory")
+        .to_path_buf()
+}
+
+/// Runs a packaging script; returns success and its stdout+stderr.
+fn run(script: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(repo().join(script))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Builds an image from the test's manifests (plus `extra` SRC:DEST pairs) into `out`.
+fn build(out: &Path, extra: &[String]) {
+    let mut args = vec![
+        "--bin".to_string(),
+        bin_dir().display().to_string(),
+        "--manifests".to_string(),
+        repo()
+            .join("tests/appliance/manifests")
+            .display()
+            .to_string(),
+    ];
+    for e in extra {
+        args.push("--extra".into());
+        args.push(e.clone());
+    }
+    args.push(out.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, log) = run("packaging/appliance/build.sh", &args);
+    assert!(ok, "build.sh failed:\n{log}");
+}
+
+/// Boots `out`; returns boot.sh's verdict, its own messages and the console (without CRs).
+fn boot(out: &Path, timeout: u32) -> (bool, String, String) {
+    let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let t = timeout.to_string();
+    let (ok, log) = run(
+        "packaging/appliance/boot.sh",
+        &[out.to_str().expect("utf-8 path"), "--timeout", &t],
+    );
+    let console = std::fs::read_to_string(out.join("console.log"))
+        .unwrap_or_default()
+        .replace('\r', "");
+    (ok, log, console)
+}
+
+/// The value after `CHECK key=` on the console.
+fn check<'a>(console: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("CHECK {key}=");
+    console
+        .lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
+}
+
+fn number(console: &str, key: &str) -> u64 {
+    check(console, key)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number for CHECK {key}=\n{console}"))
+}
+
+#[test]
+fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
+    let Some(()) = privileged("appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off") else {
+        return;
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    build(out.path(), &[]);
+    let (ok, log, console) = boot(out.path(), 150);
+    assert!(ok, "the VM did not power off cleanly: {log}\n{console}");
+    let has = |needle: &str| console.lines().any(|l| l.contains(needle));
+
+    // superd is PID 1, on cgroup v2 with the memory, cpu and pids controllers.
+    let started = console
+        .lines()
+        .find(|l| l.contains(concat!("superd ", env!("CARGO_PKG_VERSION"), " started")))
+        .unwrap_or_else(|| panic!("no start line\n{console}"));
+    assert!(
+        started.contains("pid=1")
+            && started.contains("init=true")
+            && started.contains("cgroup_v2=true"),
+        "{started}"
+    );
+    let controllers: Vec<&str> = started
+        .split("controllers=")
+        .nth(1)
+        .unwrap_or("")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .collect();
+    for c in ["memory", "cpu", "pids"] {
+        assert!(
+            controllers.contains(&c),
+            "controller {c} missing: {started}"
+        );
+    }
+    // The kernel modules were loaded (the bridge and NAT exist only through them).
+    assert!(!has("early setup"), "early setup problems:\n{console}");
+
+    // Every state change is one console line in the documented form.
+    assert!(has("superd: web running"), "{console}");
+    // The memory limit is enforced: the OOM killer ends hog, and superd says so.
+    assert!(
+        has("superd: hog exited signal=SIGKILL reason=oom-killed"),
+        "{console}"
+    );
+    assert!(has("Memory cgroup out of memory"), "{console}");
+    assert!(check(&console, "hog-survived").is_none(), "{console}");
+    // pids.max = 8 holds (the shim and the shells included).
+    let pids = number(&console, "pids-running");
+    assert!((2..=8).contains(&pids), "pids limit not enforced: {pids}");
+    // cpu.max 20000/100000: a busy loop gets about a fifth of a CPU, not all of it.
+    let share = number(&console, "cpu-share");
+    assert!(share <= 30, "cpu limit not enforced: {share}%\n{console}");
+    // The limits as the kernel holds them, the cgroup namespace, and a live change.
+    assert_eq!(check(&console, "cgroupns"), Some("0::/"), "{console}");
+    assert_eq!(
+        check(&console, "web-memory.max"),
+        Some("33554432 web-cpu.max=50000/100000 web-pids.max=32"),
+        "{console}"
+    );
+    assert!(number(&console, "web-memory.current") > 0, "{console}");
+    let live = check(&console, "live-memory.max").unwrap_or("");
+    let fields: Vec<&str> = live.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"50331648"), "{console}");
+    let pid = |k: &str| fields.iter().find_map(|f| f.strip_prefix(k));
+    assert!(
+        pid("pid-before=").is_some_and(|p| !p.is_empty())
+            && pid("pid-before=") == pid("pid-after="),
+        "a live limit change restarted web: {live}"
+    );
+    assert!(has("superd: applied [resources]"), "{console}");
+    // Orphans: none left a zombie, in the container or anywhere in the VM.
+    assert_eq!(number(&console, "zombies"), 0, "{console}");
+    assert_eq!(number(&console, "vm-zombies"), 0, "{console}");
+    // A bridged workload is reached by name and through the published port.
+    assert_eq!(
+        check(&console, "by-name"),
+        Some("hello-from-web"),
+        "{console}"
+    );
+    assert_eq!(
+        check(&console, "via-port"),
+        Some("hello-from-web"),
+        "{console}"
+    );
+    // superctl poweroff stops everything, then the VM powers off without a panic.
+    assert!(has("superd: poweroff requested"), "{console}");
+    assert!(has("superd: web removed"), "{console}");
+    assert!(has("superd: all workloads stopped"), "{console}");
+    assert!(has("reboot: Power down"), "{console}");
+    assert!(!has("Kernel panic"), "{console}");
+}
+
+#[test]
+fn a_broken_or_hanging_image_is_a_failed_boot() {
+    let Some(()) = privileged("a_broken_or_hanging_image_is_a_failed_boot") else {
+        return;
+    };
+    // An /init that exits: the kernel panics, QEMU (-no-reboot, panic=-1) exits 0, and
+    // boot.sh must still report a failure from the console.
+    let broken = tempfile::tempdir().expect("tempdir");
+    let init = repo().join("tests/appliance/broken-init");
+    build(broken.path(), &[format!("{}:/init", init.display())]);
+    let (ok, log, console) = boot(broken.path(), 60);
+    assert!(!ok, "a panicking guest passed: {log}\n{console}");
+    assert!(console.contains("broken-init: exiting"), "{console}");
+    assert!(console.contains("Kernel panic"), "{console}");
+    assert!(log.contains("panicked"), "{log}");
+
+    // An /init that never powers off: the timeout kills the VM and boot.sh fails.
+    let hanging = tempfile::tempdir().expect("tempdir");
+    let init = repo().join("tests/appliance/hanging-init");
+    build(hanging.path(), &[format!("{}:/init", init.display())]);
+    let (ok, log, console) = boot(hanging.path(), 20);
+    assert!(!ok, "a hanging guest passed: {log}\n{console}");
+    assert!(log.contains("no power-off within 20s"), "{log}\n{console}");
+}
