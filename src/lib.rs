@@ -27,6 +27,7 @@ pub mod api;
 pub mod ctl;
 pub mod manifest;
 pub mod network;
+pub mod notify;
 pub mod pid1;
 pub mod reconcile;
 pub mod runtime;

@@ -15,6 +15,12 @@ fn start_edit_invalid_edit_delete_and_clean_shutdown() {
         return;
     };
     let mut sb = Sandbox::start("lifecycle");
+    // sd_notify: ready (Type=notify) once the control socket answers.
+    let ready = sb.notifications();
+    assert!(
+        ready.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "no READY=1 to $NOTIFY_SOCKET: {ready:?}"
+    );
     sb.write_manifest("web", SLEEPER);
     let w = sb.wait_running("web");
     let (pid, init_pid, hash) = (
@@ -90,6 +96,14 @@ fn start_edit_invalid_edit_delete_and_clean_shutdown() {
     assert!(
         !sb.cgroup_dir("memory", "web").exists(),
         "cgroup removed on stop"
+    );
+    sb.stop();
+    let stopping = sb.notifications();
+    assert!(
+        stopping
+            .iter()
+            .any(|m| m.lines().any(|l| l == "STOPPING=1")),
+        "no STOPPING=1 to $NOTIFY_SOCKET: {stopping:?}"
     );
     sb.shutdown();
 }

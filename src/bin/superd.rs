@@ -11,10 +11,31 @@ use superd::api::PowerAction;
 use superd::runtime::sync::SHIM_ARGV0_PREFIX;
 use superd::{ctl, pid1, runtime, supervisor, watch};
 
+const FILES_AND_SIGNALS: &str = "\
+Files:
+  /etc/workloads.d/*.toml   manifests: one workload each, named after the file
+  /var/lib/superd/          state (mode 0700): logs/<name>.log, network/ leases
+  /run/superd/superd.sock   control socket, for superctl (mode 0600)
+
+Signals:
+  SIGHUP                    re-read every manifest
+  SIGTERM, SIGINT           stop every workload within its stop timeout, then exit 0
+As PID 1 (or with --init-mode):
+  SIGTERM, SIGPWR, SIGUSR2, SIGRTMIN+4   stop every workload, then power off
+  SIGINT (ctrl-alt-del), SIGRTMIN+5      ... then reboot
+  SIGUSR1, SIGRTMIN+3                    ... then halt
+  kernel command line: superd.manifests=DIR, superd.log=FILTER
+
+Environment:
+  SUPERD_LOG      tracing filter, e.g. `debug` or `superd=trace`
+  NOTIFY_SOCKET   set by systemd (Type=notify): superd reports READY=1 and STOPPING=1
+
+The manifest reference is in README.md (/usr/share/doc/superd/ when installed as a package).";
+
 /// A declarative workload supervisor: runs every manifest in a directory as an isolated,
 /// supervised container.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = FILES_AND_SIGNALS)]
 struct Cli {
     /// Directory of `*.toml` manifests.
     #[arg(long, default_value = "/etc/workloads.d")]
@@ -51,6 +72,9 @@ struct Cli {
     /// mounts, module loading, power signals, poweroff at the end.
     #[arg(long)]
     init_mode: bool,
+    /// Print this help as a man page (roff) and exit (used to package superd.8).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 /// A Linux interface name: 1-15 bytes, no `/`, whitespace, `:` or NUL, not `.` or `..`.
@@ -76,6 +100,15 @@ fn main() {
         runtime::shim::main();
     }
     let mut cli = Cli::parse();
+    if cli.man {
+        use clap::CommandFactory;
+        let man = clap_mangen::Man::new(Cli::command()).section("8");
+        if let Err(e) = man.render(&mut std::io::stdout()) {
+            eprintln!("superd: writing the man page: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if cli.init_mode || pid1::is_pid1() {
         init_main(cli);
     }
@@ -247,6 +280,10 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         "superd {} started",
         env!("CARGO_PKG_VERSION")
     );
+    // Type=notify: ready once the control socket answers and the watcher runs.
+    if let Err(e) = superd::notify::notify("READY=1\nSTATUS=supervising workloads") {
+        tracing::warn!("telling the service manager we are ready: {e}");
+    }
 
     let action = loop {
         tokio::select! {
@@ -261,6 +298,9 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         tracing::info!("{} requested", action.as_str());
     }
     tracing::info!("stopping every workload");
+    if let Err(e) = superd::notify::notify("STOPPING=1\nSTATUS=stopping every workload") {
+        tracing::warn!("telling the service manager we are stopping: {e}");
+    }
     watcher.abort();
     let (tx, rx) = tokio::sync::oneshot::channel();
     msg_tx

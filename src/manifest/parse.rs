@@ -386,10 +386,23 @@ fn stop(ck: &mut Checker<'_>, raw: &RawStop) -> Stop {
             values::parse_signal,
         )
     });
-    let timeout = raw
-        .timeout
-        .as_ref()
-        .and_then(|v| ck.duration(v, "stop.timeout"));
+    let timeout = raw.timeout.as_ref().and_then(|v| {
+        let t = ck.duration(v, "stop.timeout")?;
+        if t > Stop::MAX_TIMEOUT {
+            ck.error(
+                v.span(),
+                "stop.timeout",
+                format!(
+                    "{} is too long: at most {} (superd's own stop must fit the service \
+                     manager's timeout)",
+                    humantime::format_duration(t),
+                    humantime::format_duration(Stop::MAX_TIMEOUT)
+                ),
+            );
+            return None;
+        }
+        Some(t)
+    });
     Stop {
         signal: signal.unwrap_or(d.signal),
         timeout: timeout.unwrap_or(d.timeout),

@@ -304,6 +304,12 @@ pub struct Stop {
     pub timeout: Duration,
 }
 
+impl Stop {
+    /// The longest `stop.timeout`: packaging/systemd/superd.service's `TimeoutStopSec` (6 min)
+    /// leaves superd a minute beyond it to kill, clean up and exit.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
 impl Default for Stop {
     fn default() -> Self {
         Stop {

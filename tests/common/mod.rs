@@ -27,6 +27,8 @@ pub struct Sandbox {
     netns: OwnedFd,
     net_before: String,
     extra_args: Vec<String>,
+    /// The service manager's side of sd_notify: superd gets `NOTIFY_SOCKET` naming it.
+    notify: std::os::unix::net::UnixDatagram,
 }
 
 /// Creates a network namespace (on a throwaway thread, so the test's own threads stay in the
@@ -110,6 +112,11 @@ impl Sandbox {
         let cgroup_root = format!("superd-test-{}-{n}", std::process::id());
         let mounts_before = mounts();
         let netns = new_netns();
+        let notify = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock"))
+            .expect("binding the notify socket");
+        notify
+            .set_nonblocking(true)
+            .expect("nonblocking notify socket");
         let mut sb = Sandbox {
             dir,
             manifests,
@@ -122,6 +129,7 @@ impl Sandbox {
             netns,
             net_before: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            notify,
         };
         sb.cmd_ok(&["ip", "link", "set", "lo", "up"]);
         sb.net_before = sb.net_objects();
@@ -222,6 +230,7 @@ impl Sandbox {
             .arg(cgroup_root)
             .args(&self.extra_args)
             .env("SUPERD_LOG", "debug")
+            .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -231,6 +240,16 @@ impl Sandbox {
         self.wait_until("control socket is up", Duration::from_secs(20), |s| {
             s.try_status().is_some()
         });
+    }
+
+    /// The sd_notify messages superd sent since the last call, one string per datagram.
+    pub fn notifications(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
     }
 
     pub fn client(&self) -> Client {

@@ -452,6 +452,13 @@ fn stop() {
     bad("signal = 15", "stop.signal", "expected a signal name");
     bad("timeout = \"0s\"", "stop.timeout", "greater than 0");
     bad("timeout = \"10\"", "stop.timeout", "invalid duration");
+    bad(
+        "timeout = \"301s\"",
+        "stop.timeout",
+        "5m 1s is too long: at most 5m",
+    );
+    let s = ok_with("[stop]\ntimeout = \"5m\"").stop;
+    assert_eq!(s.timeout, Stop::MAX_TIMEOUT);
 }
 
 #[test]
