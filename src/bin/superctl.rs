@@ -49,6 +49,13 @@ enum Command {
     Reboot,
     /// Stop every workload, then halt (superd as PID 1 only).
     Halt,
+    /// Write the man pages (roff) superctl.8 and superctl-<command>.8 into DIR (used to
+    /// package them).
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// Check manifests without a running superd (for a directory, also ports, addresses and
     /// names claimed by two files, as at a cold start).
     Validate {
@@ -110,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Ok(report(&e, None)),
             }
         }
+        Command::Man { dir } => write_man_pages(&dir)?,
         Command::Validate { paths, subnet } => {
             let mut report = superd::manifest::validate_paths(&paths);
             for dir in paths.iter().filter(|p| p.is_dir()) {
@@ -130,6 +138,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes superctl.8 and one page per visible subcommand into `dir`.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let write = |name: &str, cmd: clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.8"));
+        let mut file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .render(&mut file)
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    let top = Cli::command();
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("superctl-{}", sub.get_name());
+        write(&name, sub.clone().name(name.clone()))?;
+    }
+    write("superctl", top)
 }
 
 /// Prints a client error to stderr and picks the exit code.
