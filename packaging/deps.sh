@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages superd's demo, tests and benchmarks need (Debian/Ubuntu).
 set -euo pipefail
-# nftables: NAT and published ports; iproute2 + iperf3: tests and the network benchmark.
-pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3)
+# nftables: NAT and published ports; iproute2 + iperf3: tests and the network benchmark;
+# systemd: systemd-analyze checks the packaged unit.
+pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
