@@ -44,9 +44,10 @@ pub fn power_signals() -> Vec<i32> {
 pub fn finish(action: PowerAction) -> std::io::Error {
     // SAFETY: kill(-1, …) signals every process but ourselves; we are PID 1.
     unsafe { libc::kill(-1, libc::SIGTERM) };
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_no_processes(Duration::from_millis(500));
     // SAFETY: as above.
     unsafe { libc::kill(-1, libc::SIGKILL) };
+    wait_for_no_processes(Duration::from_millis(500));
     nix::unistd::sync();
     if !in_initial_pid_namespace() {
         // PID 1 of a container (tests, nested use): the mounts belong to a machine that is
@@ -72,6 +73,26 @@ pub fn finish(action: PowerAction) -> std::io::Error {
     );
     nix::unistd::sync();
     reboot(action)
+}
+
+/// Reaps until we have no child left, or `budget` has passed: a machine with nothing left to
+/// stop powers off at once. Every user process descends from PID 1 (orphans are reparented to
+/// it), so no child means no process left; kernel threads are not ours to wait for.
+fn wait_for_no_processes(budget: Duration) {
+    let deadline = std::time::Instant::now() + budget;
+    loop {
+        // SAFETY: reaping any child without blocking.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if r > 0 {
+            continue;
+        }
+        let no_children =
+            r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+        if no_children || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn reboot(action: PowerAction) -> std::io::Error {
