@@ -188,14 +188,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
     let dev_null = build_dev(rootfd, cfg.writable)?;
 
     let sys_dir = special_dir(rootfd, "sys", cfg.writable)?;
-    mnt(
-        "sysfs",
-        &sys_dir,
-        "sysfs",
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )
-    .ctx(|| "mounting /sys".into())?;
+    mount_sysfs(rootfd, &sys_dir)?;
 
     for d in ["tmp", "run"] {
         let dir = special_dir(rootfd, d, cfg.writable)?;
@@ -384,6 +377,24 @@ fn mask(rootfd: RawFd, path: &str, dev_null: &OwnedFd) -> Result<()> {
         move_mount_fd(tree.as_raw_fd(), fd.as_raw_fd()).ctx(|| format!("masking /{path}"))?;
     }
     Ok(())
+}
+
+/// Mounts a read-only sysfs on `/sys`. sysfs has one superblock per network namespace, and
+/// the kernel refuses (EBUSY) to mount a superblock on top of itself: that happens when the
+/// workload shares the host's network namespace (`mode = "host"`) on the host root, whose
+/// clone brought the host's own `/sys` along. Then that `/sys` (with whatever is mounted below
+/// it) is detached first, and a fresh read-only sysfs takes its place.
+fn mount_sysfs(rootfd: RawFd, sys_dir: &OwnedFd) -> Result<()> {
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mnt("sysfs", sys_dir, "sysfs", flags, None) {
+        Ok(()) => return Ok(()),
+        Err(nix::errno::Errno::EBUSY) => {}
+        Err(e) => return Err(StepError::new("mounting /sys", e)),
+    }
+    umount2(fd_path(sys_dir).as_str(), MntFlags::MNT_DETACH)
+        .ctx(|| "detaching the host's /sys from the container".into())?;
+    let sys = reopen_dir(rootfd, "sys").ctx(|| "opening /sys".into())?;
+    mnt("sysfs", &sys, "sysfs", flags, None).ctx(|| "mounting /sys".into())
 }
 
 /// Bind-mounts a host path onto a target resolved inside the rootfs.
