@@ -41,16 +41,14 @@ fn run(script: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Builds an image from the test's manifests (plus `extra` SRC:DEST pairs) into `out`.
+/// Builds an image into `out` with an empty /etc/workloads.d and the `extra` SRC:DEST pairs.
 fn build(out: &Path, extra: &[String]) {
+    let empty = tempfile::tempdir().expect("tempdir");
     let mut args = vec![
         "--bin".to_string(),
         bin_dir().display().to_string(),
         "--manifests".to_string(),
-        repo()
-            .join("tests/appliance/manifests")
-            .display()
-            .to_string(),
+        empty.path().display().to_string(),
     ];
     for e in extra {
         args.push("--extra".into());
@@ -62,13 +60,20 @@ fn build(out: &Path, extra: &[String]) {
     assert!(ok, "build.sh failed:\n{log}");
 }
 
-/// Boots `out`; returns boot.sh's verdict, its own messages and the console (without CRs).
-fn boot(out: &Path, timeout: u32) -> (bool, String, String) {
+/// Boots `out` with `append` on the kernel command line; returns boot.sh's verdict, its own
+/// messages and the console (without CRs).
+fn boot(out: &Path, timeout: u32, append: &str) -> (bool, String, String) {
     let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let t = timeout.to_string();
     let (ok, log) = run(
         "packaging/appliance/boot.sh",
-        &[out.to_str().expect("utf-8 path"), "--timeout", &t],
+        &[
+            out.to_str().expect("utf-8 path"),
+            "--timeout",
+            &t,
+            "--append",
+            append,
+        ],
     );
     let console = std::fs::read_to_string(out.join("console.log"))
         .unwrap_or_default()
@@ -97,8 +102,14 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         return;
     };
     let out = tempfile::tempdir().expect("tempdir");
-    build(out.path(), &[]);
-    let (ok, log, console) = boot(out.path(), 150);
+    // The manifests are not in /etc/workloads.d: superd finds them through the kernel
+    // command line (superd.manifests=).
+    let manifests = repo().join("tests/appliance/manifests");
+    build(
+        out.path(),
+        &[format!("{}:/srv/workloads.d", manifests.display())],
+    );
+    let (ok, log, console) = boot(out.path(), 150, "superd.manifests=/srv/workloads.d");
     assert!(ok, "the VM did not power off cleanly: {log}\n{console}");
     let has = |needle: &str| console.lines().any(|l| l.contains(needle));
 
@@ -125,6 +136,9 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
             "controller {c} missing: {started}"
         );
     }
+    // The kernel command line chose the manifests; /etc/hostname named the machine.
+    assert!(started.contains("manifests=/srv/workloads.d"), "{started}");
+    assert!(started.contains("hostname=superd-appliance"), "{started}");
     // The kernel modules were loaded (the bridge and NAT exist only through them).
     assert!(!has("early setup"), "early setup problems:\n{console}");
 
@@ -164,6 +178,31 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     // Orphans: none left a zombie, in the container or anywhere in the VM.
     assert_eq!(number(&console, "zombies"), 0, "{console}");
     assert_eq!(number(&console, "vm-zombies"), 0, "{console}");
+    // A workload that ignores SIGTERM is killed with its whole cgroup after its stop timeout.
+    assert!(
+        has("superd: stubborn removed signal=SIGKILL reason=stop-timeout"),
+        "{console}"
+    );
+    // The cgroups of workloads that ended are gone; those of running ones remain.
+    let cgroups: Vec<&str> = check(&console, "cgroups")
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    for gone in ["hog", "cpu", "hostnet"] {
+        assert!(
+            !cgroups.contains(&gone),
+            "cgroup of {gone} left: {cgroups:?}"
+        );
+    }
+    for kept in ["web", "check", "stubborn"] {
+        assert!(cgroups.contains(&kept), "no cgroup for {kept}: {cgroups:?}");
+    }
+    // PID 1 brought lo up: a host-network workload reaches web's port on 127.0.0.1.
+    assert_eq!(
+        check(&console, "loopback"),
+        Some("hello-from-web"),
+        "{console}"
+    );
     // A bridged workload is reached by name and through the published port.
     assert_eq!(
         check(&console, "by-name"),
@@ -193,7 +232,7 @@ fn a_broken_or_hanging_image_is_a_failed_boot() {
     let broken = tempfile::tempdir().expect("tempdir");
     let init = repo().join("tests/appliance/broken-init");
     build(broken.path(), &[format!("{}:/init", init.display())]);
-    let (ok, log, console) = boot(broken.path(), 60);
+    let (ok, log, console) = boot(broken.path(), 60, "");
     assert!(!ok, "a panicking guest passed: {log}\n{console}");
     assert!(console.contains("broken-init: exiting"), "{console}");
     assert!(console.contains("Kernel panic"), "{console}");
@@ -203,7 +242,7 @@ fn a_broken_or_hanging_image_is_a_failed_boot() {
     let hanging = tempfile::tempdir().expect("tempdir");
     let init = repo().join("tests/appliance/hanging-init");
     build(hanging.path(), &[format!("{}:/init", init.display())]);
-    let (ok, log, console) = boot(hanging.path(), 20);
+    let (ok, log, console) = boot(hanging.path(), 20, "");
     assert!(!ok, "a hanging guest passed: {log}\n{console}");
     assert!(log.contains("no power-off within 20s"), "{log}\n{console}");
 }

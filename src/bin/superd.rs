@@ -275,6 +275,9 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         socket = %cli.socket.display(),
         pid = std::process::id(),
         init = cli.init_mode,
+        hostname = %nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         cgroup_v2 = rt.cgroups().is_v2(),
         controllers = %controllers,
         "superd {} started",
