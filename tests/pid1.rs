@@ -200,6 +200,11 @@ fn superctl_poweroff_stops_workloads_then_powers_off() {
     assert!(log.contains("poweroff requested"), "{log}");
     assert!(log.contains("superd: web removed"), "{log}");
     assert!(log.contains("poweroff: syncing and unmounting"), "{log}");
+    // Never the host's mounts: in a child PID namespace nothing is unmounted or remounted.
+    assert!(
+        log.contains("PID 1 of a child PID namespace: leaving the mounts as they are"),
+        "{log}"
+    );
     assert!(init.cgroups_left().is_empty(), "{:?}", init.cgroups_left());
 }
 

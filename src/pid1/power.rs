@@ -52,6 +52,7 @@ pub fn finish(action: PowerAction) -> std::io::Error {
     if !in_initial_pid_namespace() {
         // PID 1 of a container (tests, nested use): the mounts belong to a machine that is
         // not ours to remount read-only; reboot(2) here only ends our PID namespace.
+        eprintln!("superd: PID 1 of a child PID namespace: leaving the mounts as they are");
         return reboot(action);
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -107,22 +108,14 @@ fn reboot(action: PowerAction) -> std::io::Error {
     }
 }
 
-/// False in a child PID namespace (`NS_GET_PARENT` on our namespace succeeds there; the
-/// initial namespace has no parent).
+/// True in the machine's initial PID namespace, whose namespace file has the fixed inode
+/// `PROC_PID_INIT_INO` (0xEFFFFFFC). (`NS_GET_PARENT` cannot tell: it fails with EPERM for
+/// one's own namespace in a child namespace too.) False when unknown: the cautious answer,
+/// since only the initial namespace may remount the machine's root read-only.
 pub fn in_initial_pid_namespace() -> bool {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
-    let Ok(ns) = std::fs::File::open("/proc/self/ns/pid") else {
-        return false; // unknown: take the cautious answer
-    };
-    // SAFETY: ioctl on an fd we own; a non-negative result is a new fd we then own.
-    let parent = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
-    if parent >= 0 {
-        // SAFETY: the kernel just returned this fd.
-        drop(unsafe { OwnedFd::from_raw_fd(parent) });
-        return false;
-    }
-    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    use std::os::unix::fs::MetadataExt;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == PROC_PID_INIT_INO)
 }
 
 #[cfg(test)]
