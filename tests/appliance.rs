@@ -109,7 +109,9 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         out.path(),
         &[format!("{}:/srv/workloads.d", manifests.display())],
     );
-    let (ok, log, console) = boot(out.path(), 150, "superd.manifests=/srv/workloads.d");
+    // `single` is not the kernel's: it reaches /init as an argument superd does not take,
+    // which as PID 1 must be reported and ignored, never end the process.
+    let (ok, log, console) = boot(out.path(), 150, "superd.manifests=/srv/workloads.d single");
     assert!(ok, "the VM did not power off cleanly: {log}\n{console}");
     let has = |needle: &str| console.lines().any(|l| l.contains(needle));
 
@@ -136,9 +138,19 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
             "controller {c} missing: {started}"
         );
     }
+    assert!(
+        has("superd: ignoring the command line [\"single\"] as PID 1"),
+        "{console}"
+    );
     // The kernel command line chose the manifests; /etc/hostname named the machine.
     assert!(started.contains("manifests=/srv/workloads.d"), "{started}");
     assert!(started.contains("hostname=superd-appliance"), "{started}");
+    // After leaving the initramfs superd re-executed its copy in the tmpfs, so the deleted
+    // initramfs binary is not held in memory any more.
+    assert!(
+        started.contains("exe=/bin/superd ") && !started.contains("(deleted)"),
+        "{started}"
+    );
     // The kernel modules were loaded (the bridge and NAT exist only through them).
     assert!(!has("early setup"), "early setup problems:\n{console}");
 

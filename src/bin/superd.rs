@@ -99,8 +99,23 @@ fn main() {
     if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
         runtime::shim::main();
     }
-    let mut cli = Cli::parse();
-    if cli.man {
+    let pid1 = pid1::is_pid1();
+    let mut cli = if pid1 {
+        // The kernel hands init every word of its command line it does not know (`single`,
+        // `splash`): as PID 1 a command line clap rejects, or --help, must not end the
+        // process (that would panic the kernel). Report it and run with the defaults.
+        Cli::try_parse().unwrap_or_else(|e| {
+            eprintln!(
+                "superd: ignoring the command line {:?} as PID 1:\n{}",
+                std::env::args_os().skip(1).collect::<Vec<_>>(),
+                e.render()
+            );
+            Cli::parse_from(["superd"])
+        })
+    } else {
+        Cli::parse()
+    };
+    if cli.man && !pid1 {
         use clap::CommandFactory;
         let man = clap_mangen::Man::new(Cli::command()).section("8");
         if let Err(e) = man.render(&mut std::io::stdout()) {
@@ -109,7 +124,7 @@ fn main() {
         }
         return;
     }
-    if cli.init_mode || pid1::is_pid1() {
+    if cli.init_mode || pid1 {
         init_main(cli);
     }
     init_logging(cli.log_format, false);
@@ -275,6 +290,9 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         socket = %cli.socket.display(),
         pid = std::process::id(),
         init = cli.init_mode,
+        exe = %std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         hostname = %nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),

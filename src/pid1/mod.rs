@@ -24,7 +24,18 @@ pub fn is_pid1() -> bool {
 /// Everything PID-1 mode does before threads exist; returns the problems to report once
 /// logging is up (none of them stops superd).
 pub fn early_setup() -> Vec<String> {
-    let mut problems = mounts::early_mounts();
+    let early = mounts::early_mounts();
+    let mut problems = early.problems;
+    if early.left_initramfs {
+        // The next run cannot know what this one met: say it now.
+        for p in &problems {
+            eprintln!("superd: WARN early setup: {p}");
+        }
+        // This process still maps its binary from the initramfs, which the switch deleted but
+        // cannot free while it is mapped: run the copy in the tmpfs instead (still PID 1, no
+        // thread exists yet). That run finds everything mounted and goes on from here.
+        problems.push(reexec_from_new_root());
+    }
     if let Ok(uts) = nix::sys::utsname::uname() {
         let release = uts.release().to_string_lossy().into_owned();
         let dir = std::path::Path::new("/lib/modules").join(release);
@@ -49,6 +60,33 @@ pub fn early_setup() -> Vec<String> {
         problems.push(format!("disabling ctrl-alt-del: {e}"));
     }
     problems
+}
+
+/// Executes this binary's copy in the new root with the same arguments; returns only on
+/// failure, with the problem to report.
+fn reexec_from_new_root() -> String {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    // /proc/self/exe names the old, deleted file: "/bin/superd (deleted)".
+    let exe = match std::fs::read_link("/proc/self/exe") {
+        Ok(p) => p,
+        Err(e) => return format!("re-executing from the tmpfs: reading /proc/self/exe: {e}"),
+    };
+    let bytes = exe.as_os_str().as_bytes();
+    let path = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+    let args: Result<Vec<CString>, _> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect();
+    match (CString::new(path), args) {
+        (Ok(path), Ok(args)) => match nix::unistd::execv(&path, &args) {
+            Ok(never) => match never {},
+            Err(e) => format!(
+                "re-executing {} from the tmpfs (the initramfs copy stays in memory): {e}",
+                path.to_string_lossy()
+            ),
+        },
+        _ => "re-executing from the tmpfs: a NUL byte in the path or arguments".into(),
+    }
 }
 
 /// The kernel command line overrides (empty when `/proc/cmdline` cannot be read).

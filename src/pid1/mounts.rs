@@ -39,12 +39,21 @@ fn ensure(
     mount(Some(source), target, Some(fstype), flags, data).map_err(io::Error::from)
 }
 
+/// What [`early_mounts`] did.
+#[derive(Debug, Default)]
+pub struct EarlyMounts {
+    /// One line per problem (none is fatal: PID 1 carries on and reports them).
+    pub problems: Vec<String>,
+    /// `/` was the initramfs and is now a tmpfs copy of it.
+    pub left_initramfs: bool,
+}
+
 /// Mounts what is missing — /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /run, /tmp and the
 /// unified cgroup2 hierarchy at /sys/fs/cgroup with every controller enabled for its
-/// subtree — moving out of an initramfs first. Returns one line per problem (none is fatal:
-/// PID 1 carries on and reports them).
-pub fn early_mounts() -> Vec<String> {
+/// subtree — moving out of an initramfs first.
+pub fn early_mounts() -> EarlyMounts {
     let mut problems = Vec::new();
+    let mut left_initramfs = false;
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let mut step = |what: &str, r: io::Result<()>| {
         if let Err(e) = r {
@@ -62,7 +71,9 @@ pub fn early_mounts() -> Vec<String> {
         ),
     );
     if mount_table().iter().any(|(p, t)| p == "/" && t == "rootfs") {
-        step("leaving the initramfs", switch_root_to_tmpfs());
+        let r = switch_root_to_tmpfs();
+        left_initramfs = r.is_ok();
+        step("leaving the initramfs", r);
         step(
             "mounting /proc",
             ensure(
@@ -117,98 +128,153 @@ pub fn early_mounts() -> Vec<String> {
         ensure("tmpfs", "/tmp", "tmpfs", nosuid_nodev, Some("mode=1777")),
     );
     step("mounting cgroup2", cgroup2());
-    problems
+    EarlyMounts {
+        problems,
+        left_initramfs,
+    }
 }
 
-/// The unified hierarchy at /sys/fs/cgroup, controllers enabled for the root's children.
+/// The unified hierarchy at /sys/fs/cgroup. When superd mounts it (a machine it boots), it
+/// enables every controller for the root's children, one by one so that one the kernel
+/// refuses does not cost the others. A hierarchy someone else mounted (a container's, or the
+/// host's when superd is PID 1 of a PID namespace) keeps its configuration: its owner decides.
 fn cgroup2() -> io::Result<()> {
     let point = "/sys/fs/cgroup";
-    if !mount_table()
+    if mount_table()
         .iter()
         .any(|(p, t)| p == point && t == "cgroup2")
     {
-        if is_mounted(point) {
-            return Err(io::Error::other(format!(
-                "{point} holds something other than cgroup2 (v1?)"
-            )));
-        }
-        std::fs::create_dir_all(point)?;
-        mount(
-            Some("cgroup2"),
-            point,
-            Some("cgroup2"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("nsdelegate"),
-        )
-        .map_err(io::Error::from)?;
+        return Ok(());
     }
+    if is_mounted(point) {
+        return Err(io::Error::other(format!(
+            "{point} holds something other than cgroup2 (v1?)"
+        )));
+    }
+    std::fs::create_dir_all(point)?;
+    mount(
+        Some("cgroup2"),
+        point,
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("nsdelegate"),
+    )
+    .map_err(io::Error::from)?;
     let available = std::fs::read_to_string(format!("{point}/cgroup.controllers"))?;
-    let enable: Vec<String> = available
+    let control = format!("{point}/cgroup.subtree_control");
+    let refused: Vec<String> = available
         .split_whitespace()
-        .map(|c| format!("+{c}"))
+        .filter_map(|c| {
+            let r = std::fs::write(&control, format!("+{c}"));
+            r.err().map(|e| format!("{c} ({e})"))
+        })
         .collect();
-    std::fs::write(format!("{point}/cgroup.subtree_control"), enable.join(" "))
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "enabling cgroup controllers: {}",
+            refused.join(", ")
+        )))
+    }
 }
 
-/// Copies the initramfs into a tmpfs, frees the old copy and makes the tmpfs `/`
-/// (what `switch_root` does; the process keeps running, now rooted in the tmpfs).
+/// Where the copy of the initramfs is assembled before it becomes `/`.
+const NEW_ROOT: &str = "/.superd-root";
+
+/// Copies the initramfs into a tmpfs, frees the old copy and makes the tmpfs `/` (what
+/// `switch_root` does; the process keeps running, now rooted in the tmpfs). Everything is
+/// copied before anything is deleted: a copy that fails (a full tmpfs) leaves the initramfs
+/// as it was, and superd runs on it (containers then cannot start, and say why).
 fn switch_root_to_tmpfs() -> io::Result<()> {
-    let new = "/.superd-root";
-    std::fs::create_dir_all(new)?;
+    std::fs::create_dir_all(NEW_ROOT)?;
     mount(
         Some("rootfs"),
-        new,
+        NEW_ROOT,
         Some("tmpfs"),
         MsFlags::empty(),
         Some("mode=0755"),
     )
     .map_err(io::Error::from)?;
-    for entry in std::fs::read_dir("/")? {
-        let entry = entry?;
-        let name = entry.file_name();
+    let top: Vec<std::fs::DirEntry> = std::fs::read_dir("/")?.collect::<io::Result<_>>()?;
+    // Mount points (/proc now, /dev or /sys if the kernel made them) are not the image.
+    let mounted: Vec<String> = mount_table().into_iter().map(|(p, _)| p).collect();
+    let is_mount = |p: &Path| mounted.iter().any(|m| Path::new(m) == p);
+    let copied = top.iter().try_for_each(|entry| {
         let from = entry.path();
-        if from == Path::new(new) {
+        let to = Path::new(NEW_ROOT).join(entry.file_name());
+        if from == Path::new(NEW_ROOT) {
+            Ok(())
+        } else if is_mount(&from) {
+            std::fs::create_dir_all(&to)
+        } else {
+            copy_tree(&from, &to)
+        }
+    });
+    if let Err(e) = copied {
+        let _ = nix::mount::umount2(NEW_ROOT, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(NEW_ROOT);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("copying the initramfs into a tmpfs: {e}"),
+        ));
+    }
+    // Free the initramfs copy (it lives in RAM too).
+    for entry in &top {
+        let from = entry.path();
+        if from == Path::new(NEW_ROOT) || is_mount(&from) {
             continue;
         }
-        let to = Path::new(new).join(&name);
-        if matches!(name.to_str(), Some("proc" | "sys" | "dev")) {
-            std::fs::create_dir_all(&to)?;
-            continue;
-        }
-        copy_tree(&from, &to)?;
-        // Free the initramfs copy as we go (it lives in RAM too).
-        let _ = if entry.file_type()?.is_dir() {
+        let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
             std::fs::remove_dir_all(&from)
         } else {
             std::fs::remove_file(&from)
         };
     }
-    nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)?;
-    std::env::set_current_dir(new)?;
+    for point in mounted
+        .iter()
+        .filter(|p| !matches!(p.as_str(), "/" | NEW_ROOT))
+    {
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::env::set_current_dir(NEW_ROOT)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(io::Error::from)?;
     nix::unistd::chroot(".").map_err(io::Error::from)?;
     std::env::set_current_dir("/")
 }
 
-/// Copies files, directories (with modes) and symlinks; skips other node types.
+/// Copies files, directories and symlinks with their modes and owners (not their xattrs or
+/// hard links); skips other node types.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(from)?;
     let ft = meta.file_type();
+    let own = |to: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+    };
     if ft.is_symlink() {
-        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+        own(to)
     } else if ft.is_dir() {
         std::fs::create_dir_all(to)?;
         for e in std::fs::read_dir(from)? {
             let e = e?;
             copy_tree(&e.path(), &to.join(e.file_name()))?;
         }
+        own(to)?;
         std::fs::set_permissions(
             to,
             std::fs::Permissions::from_mode(meta.permissions().mode()),
         )
     } else if ft.is_file() {
-        std::fs::copy(from, to).map(|_| ())
+        std::fs::copy(from, to)?;
+        own(to)?;
+        // chown clears set-id bits: restore the mode.
+        std::fs::set_permissions(
+            to,
+            std::fs::Permissions::from_mode(meta.permissions().mode()),
+        )
     } else {
         Ok(())
     }
