@@ -15,12 +15,13 @@ fn start_edit_invalid_edit_delete_and_clean_shutdown() {
         return;
     };
     let mut sb = Sandbox::start("lifecycle");
-    // sd_notify: ready (Type=notify) once the control socket answers.
-    let ready = sb.notifications();
-    assert!(
-        ready.iter().any(|m| m.lines().any(|l| l == "READY=1")),
-        "no READY=1 to $NOTIFY_SOCKET: {ready:?}"
-    );
+    // sd_notify: ready (Type=notify) once the control socket answers and the manifests are
+    // watched (sent just after the socket starts answering).
+    let mut ready = Vec::new();
+    sb.wait_until("READY=1 on $NOTIFY_SOCKET", Duration::from_secs(10), |s| {
+        ready.extend(s.notifications());
+        ready.iter().any(|m| m.lines().any(|l| l == "READY=1"))
+    });
     sb.write_manifest("web", SLEEPER);
     let w = sb.wait_running("web");
     let (pid, init_pid, hash) = (

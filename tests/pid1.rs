@@ -177,10 +177,13 @@ fn superctl_poweroff_stops_workloads_then_powers_off() {
     };
     let mut init = Init::start("pid1-poweroff", &[]);
     init.wait("control socket", |i| i.client().status(None).is_ok());
+    // web ignores SIGTERM: its stop takes the whole 2 s timeout, a window in which a second
+    // power request must be refused rather than acknowledged and dropped.
     write(
         &init.manifests(),
         "web",
-        "command = [\"sleep\", \"1000\"]\n[stop]\ntimeout = \"2s\"\n",
+        "command = [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 1; done\"]\n\
+         [stop]\ntimeout = \"2s\"\n",
     );
     init.wait("web running", |i| {
         i.client().status(Some("web")).is_ok_and(|s| {
@@ -194,11 +197,21 @@ fn superctl_poweroff_stops_workloads_then_powers_off() {
         .power(superd::api::PowerAction::Poweroff)
         .expect("poweroff request");
     assert!(ack.message.contains("poweroff"), "{}", ack.message);
+    let second = init.client().power(superd::api::PowerAction::Reboot);
+    assert!(
+        second
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("a poweroff is already under way")),
+        "a reboot during a poweroff was not refused: {second:?}"
+    );
     let st = init.wait_exit();
     let log = init.log();
     assert_eq!(ended_by(st), Some(libc::SIGINT), "{st:?}\n{log}");
     assert!(log.contains("poweroff requested"), "{log}");
-    assert!(log.contains("superd: web removed"), "{log}");
+    assert!(
+        log.contains("superd: web removed signal=SIGKILL reason=stop-timeout"),
+        "{log}"
+    );
     assert!(log.contains("poweroff: syncing and unmounting"), "{log}");
     // Never the host's mounts: in a child PID namespace nothing is unmounted or remounted.
     assert!(
@@ -334,4 +347,43 @@ fn orphans_that_reach_pid1_are_reaped() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_second_power_signal_skips_the_orderly_stop() {
+    let Some(()) = privileged("a_second_power_signal_skips_the_orderly_stop") else {
+        return;
+    };
+    let mut init = Init::start("pid1-twice", &[]);
+    init.wait("control socket", |i| i.client().status(None).is_ok());
+    // A workload whose orderly stop would take 60 s.
+    write(
+        &init.manifests(),
+        "slow",
+        "command = [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 1; done\"]\n\
+         [stop]\ntimeout = \"60s\"\n",
+    );
+    init.wait("slow running", |i| {
+        i.client().status(Some("slow")).is_ok_and(|s| {
+            s.workloads
+                .first()
+                .is_some_and(|w| w.state == State::Running)
+        })
+    });
+    let pid = init.superd_host_pid();
+    // SAFETY: kill(2) on the PID of the superd this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    init.wait("the orderly stop began", |i| {
+        i.log().contains("superd: slow stopping")
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // wait_exit gives up after 30 s, half the stop timeout the second signal cuts short.
+    let st = init.wait_exit();
+    let log = init.log();
+    assert_eq!(ended_by(st), Some(libc::SIGINT), "{st:?}\n{log}");
+    assert!(
+        log.contains("poweroff requested again: not waiting for the workloads to stop"),
+        "{log}"
+    );
 }

@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::sync::Arc;
 use superd::api::PowerAction;
@@ -129,7 +130,14 @@ fn main() {
     }
     init_logging(cli.log_format, false);
     cli.init_mode = false;
-    if let Err(e) = run(cli) {
+    let signals = match Signals::new([libc::SIGTERM, libc::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("superd: registering SIGTERM and SIGINT: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(cli, Some(signals)) {
         tracing::error!("{e:#}");
         eprintln!("superd: {e:#}");
         std::process::exit(1);
@@ -140,6 +148,9 @@ fn main() {
 /// an exit, which would panic the kernel.
 fn init_main(mut cli: Cli) -> ! {
     std::panic::set_hook(Box::new(|info| eprintln!("superd: panic: {info}")));
+    // Registered first: PID 1 only receives the signals it handles, so one sent during the
+    // early setup would otherwise be lost. They wait in the iterator until the daemon reads.
+    let signals = Signals::new(pid1::power::power_signals());
     let problems = pid1::early_setup();
     let overrides = pid1::overrides();
     if let Some(m) = overrides.manifests {
@@ -153,8 +164,15 @@ fn init_main(mut cli: Cli) -> ! {
     for p in problems {
         tracing::warn!("early setup: {p}");
     }
+    let signals = signals
+        .map_err(|e| {
+            tracing::error!("registering the power signals: {e}; only superctl can power off")
+        })
+        .ok();
     cli.init_mode = true;
-    match std::panic::catch_unwind(|| run(cli)) {
+    // AssertUnwindSafe: after a panic nothing of the daemon is used again (emergency mode
+    // registers its own signals).
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli, signals))) {
         Ok(Ok(Some(action))) => pid1::end(action),
         Ok(Ok(None)) => pid1::emergency("the daemon stopped without a power request"),
         Ok(Err(e)) => pid1::emergency(&format!("{e:#}")),
@@ -195,7 +213,7 @@ fn init_logging(format: LogFormat, console: bool) {
 }
 
 /// Runs the daemon until a stop request; returns the power action asked for in PID-1 mode.
-fn run(cli: Cli) -> anyhow::Result<Option<PowerAction>> {
+fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>> {
     // The reaper registers SIGCHLD before any child or runtime thread exists.
     let reaper = runtime::reaper::Reaper::start().context("starting the reaper")?;
     let cgroups =
@@ -221,30 +239,34 @@ fn run(cli: Cli) -> anyhow::Result<Option<PowerAction>> {
         let network = runtime::net::Network::new(net_cfg, reaper)
             .await
             .context("setting up bridge networking")?;
-        daemon(cli, Arc::new(rt.with_network(Arc::new(network)))).await
+        daemon(cli, Arc::new(rt.with_network(Arc::new(network))), signals).await
     })
 }
 
-async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<PowerAction>> {
+async fn daemon(
+    cli: Cli,
+    rt: Arc<runtime::Runtime>,
+    signals: Option<Signals>,
+) -> anyhow::Result<Option<PowerAction>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     // Stop requests: SIGTERM/SIGINT normally; as PID 1 every power signal, and superctl.
+    // The signals were registered before anything else (see init_main); a thread turns
+    // each into a request.
     let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<PowerAction>(4);
-    let stop_signals = if cli.init_mode {
-        pid1::power::power_signals()
-    } else {
-        vec![libc::SIGTERM, libc::SIGINT]
-    };
-    for sig in stop_signals {
-        let mut stream = signal(SignalKind::from_raw(sig))
-            .with_context(|| format!("handler for signal {sig}"))?;
+    if let Some(mut signals) = signals {
         let tx = power_tx.clone();
-        tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                let action = pid1::power::action_for(sig).unwrap_or(PowerAction::Poweroff);
-                let _ = tx.send(action).await;
-            }
-        });
+        std::thread::Builder::new()
+            .name("superd-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let action = pid1::power::action_for(sig).unwrap_or(PowerAction::Poweroff);
+                    if tx.blocking_send(action).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the signal thread")?;
     }
 
     let listener = ctl::bind(&cli.socket, cli.socket_group)
@@ -266,7 +288,7 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
     if cli.init_mode {
         sup = sup.with_power(power_tx.clone());
     }
-    let sup_task = tokio::spawn(sup.run(supervisor::Inbox {
+    let mut sup_task = tokio::spawn(sup.run(supervisor::Inbox {
         msgs: msg_rx,
         events: ev_rx,
         api: api_rx,
@@ -313,6 +335,15 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
                 tracing::info!("SIGHUP: re-reading {}", cli.manifests.display());
                 rescan.notify_one();
             }
+            // The single owner of workload state must never vanish unnoticed.
+            r = &mut sup_task => {
+                let why = match r {
+                    Err(e) if e.is_panic() => "panicked".to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(()) => "returned".to_string(),
+                };
+                anyhow::bail!("the supervisor stopped unexpectedly ({why}); workloads are unsupervised");
+            }
         }
     };
     if cli.init_mode {
@@ -328,7 +359,24 @@ async fn daemon(cli: Cli, rt: Arc<runtime::Runtime>) -> anyhow::Result<Option<Po
         .send(supervisor::Msg::Shutdown(tx))
         .await
         .context("supervisor is gone")?;
-    let _ = rx.await;
+    if cli.init_mode {
+        // A second power signal while the workloads stop (one may hang in the kernel) skips
+        // the rest of the orderly stop: what is left is killed on the way to reboot(2).
+        tokio::select! {
+            _ = rx => {}
+            again = power_rx.recv() => {
+                if let Some(again) = again {
+                    tracing::warn!(
+                        "{} requested again: not waiting for the workloads to stop",
+                        again.as_str()
+                    );
+                    return Ok(Some(action));
+                }
+            }
+        }
+    } else {
+        let _ = rx.await;
+    }
     let _ = sup_task.await;
     server.abort();
     if let Some(net) = rt.network() {

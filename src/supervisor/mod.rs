@@ -52,6 +52,8 @@ pub struct Supervisor {
     desired_loaded: bool,
     /// Where `superctl poweroff|reboot|halt` goes (PID-1 mode only).
     power_tx: Option<mpsc::Sender<crate::api::PowerAction>>,
+    /// The power action a request already asked for (only the first is taken).
+    power_requested: Option<crate::api::PowerAction>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -84,6 +86,7 @@ impl Supervisor {
             next_gen: 1,
             desired_loaded: false,
             power_tx: None,
+            power_requested: None,
         }
     }
 
@@ -249,20 +252,40 @@ impl Supervisor {
                 }
             }
             Request::Power { action } => match &self.power_tx {
-                Some(tx) => match tx.try_send(action) {
-                    Ok(()) => Response::Ack(Ack {
-                        message: format!(
-                            "{}: stopping every workload, then {}",
-                            action.as_str(),
+                // Only the first request is taken: acknowledging a reboot while a poweroff
+                // is under way would promise what will not happen.
+                Some(_) if self.shutting_down || self.power_requested.is_some() => {
+                    Response::Error(match self.power_requested {
+                        Some(first) => format!(
+                            "a {} is already under way; {} not taken",
+                            first.as_str(),
                             action.as_str()
                         ),
-                    }),
-                    Err(_) => Response::Ack(Ack {
-                        message: "a shutdown is already under way".into(),
-                    }),
+                        None => format!(
+                            "superd is already stopping every workload; {} not taken",
+                            action.as_str()
+                        ),
+                    })
+                }
+                Some(tx) => match tx.try_send(action) {
+                    Ok(()) => {
+                        self.power_requested = Some(action);
+                        Response::Ack(Ack {
+                            message: format!(
+                                "{}: stopping every workload, then {}",
+                                action.as_str(),
+                                action.as_str()
+                            ),
+                        })
+                    }
+                    Err(e) => Response::Error(format!(
+                        "{} not taken: the shutdown path is unavailable ({e})",
+                        action.as_str()
+                    )),
                 },
                 None => Response::Error(format!(
-                    "superd is not the init (PID 1) of this machine; use the host's {}                      (or stop superd with SIGTERM)",
+                    "superd is not the init (PID 1) of this machine; use the host's {} \
+                     (or stop superd with SIGTERM)",
                     action.as_str()
                 )),
             },
