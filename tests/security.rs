@@ -188,3 +188,29 @@ fn only_stdio_reaches_the_workload_and_pid1_exe_is_a_sealed_memfd() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn workloads_start_at_the_default_oom_score_adj_not_superds() {
+    let Some(()) = privileged("workloads_start_at_the_default_oom_score_adj_not_superds") else {
+        return;
+    };
+    // superd inherits this process's value when the sandbox spawns it. Only raising it needs
+    // no CAP_SYS_RESOURCE (which root lacks on the CI machines), so superd runs at +300 here
+    // where systemd would give it -900; either way its workloads must start at 0.
+    let own = "/proc/self/oom_score_adj";
+    let before = std::fs::read_to_string(own).unwrap();
+    std::fs::write(own, "300").unwrap();
+    let sb = Sandbox::start("oomadj");
+    std::fs::write(own, before.trim()).unwrap();
+    let mut sb = sb;
+    let superd =
+        std::fs::read_to_string(format!("/proc/{}/oom_score_adj", sb.superd_pid())).unwrap();
+    assert_eq!(superd.trim(), "300");
+    sb.write_manifest("w", "command = [\"sleep\", \"1000\"]\n");
+    let w = sb.wait_running("w");
+    for pid in [w.init_pid.unwrap(), w.pid.unwrap()] {
+        let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+        assert_eq!(adj.trim(), "0", "process {pid}");
+    }
+    sb.shutdown();
+}

@@ -136,11 +136,27 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
         .map_err(|e| fail("creating the cgroup namespace", e))?;
     // The workload must not be able to ptrace us or open our fds (CVE-2016-9962).
     nix::sys::prctl::set_dumpable(false).map_err(|e| fail("making the shim non-dumpable", e))?;
+    reset_oom_score_adj().map_err(|e| fail("resetting oom_score_adj to 0", e))?;
     rootfs::build(cfg)?;
     if cfg.own_netns {
         loopback_up().map_err(|e| fail("bringing lo up", e))?;
     }
     Ok(())
+}
+
+/// Workloads start at the kernel's default OOM score adjustment (0), not at superd's: the
+/// systemd unit protects superd (`OOMScoreAdjust=-900`), and a runaway workload that
+/// inherited that would make the OOM killer pick the host's services first. Raising the
+/// value needs no privilege. Written through a handle checked to be a real procfs.
+fn reset_oom_score_adj() -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/oom_score_adj")?;
+    if nix::sys::statfs::fstatfs(&f)?.filesystem_type().0 != rootfs::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other("/proc is not a procfs"));
+    }
+    f.write_all(b"0")
 }
 
 /// `ip link set lo up` through an ioctl (we are inside the new network namespace).

@@ -39,7 +39,8 @@ impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
     }
 }
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `statfs.f_type` of a procfs.
+pub(crate) const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// Paths masked with an empty read-only tmpfs (dirs) or /dev/null (files).
 pub const MASKED: &[&str] = &[
