@@ -129,8 +129,10 @@ pub fn emergency(error: &str) -> ! {
                 eprintln!("superd: reboot(2) failed: {e}");
             }
         }
-        // SAFETY: reaping any child without blocking.
-        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        // The reaper thread, if it started, goes on reaping: one waitpid owner.
+        if !crate::runtime::reaper::Reaper::is_running() {
+            power::reap_without_reaper();
+        }
     }
 }
 

@@ -15,7 +15,7 @@ fn mount_table() -> Vec<(String, String)> {
         .filter_map(|l| {
             let point = l.split_whitespace().nth(4)?;
             let fstype = l.split(" - ").nth(1)?.split_whitespace().next()?;
-            Some((point.to_string(), fstype.to_string()))
+            Some((super::power::unescape_mount_path(point), fstype.to_string()))
         })
         .collect()
 }

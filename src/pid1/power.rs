@@ -56,44 +56,105 @@ pub fn finish(action: PowerAction) -> std::io::Error {
         return reboot(action);
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut points: Vec<&str> = mounts
+    let mut points: Vec<String> = mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|p| *p != "/")
+        .map(unescape_mount_path)
+        .filter(|p| p != "/")
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
-        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("superd: unmounting {p}: {e}");
+        }
     }
-    let _ = nix::mount::mount(
+    if let Err(e) = nix::mount::mount(
         None::<&str>,
         "/",
         None::<&str>,
         nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
         None::<&str>,
-    );
+    ) {
+        eprintln!("superd: remounting / read-only: {e}");
+    }
     nix::unistd::sync();
     reboot(action)
 }
 
-/// Reaps until we have no child left, or `budget` has passed: a machine with nothing left to
+/// A mount point as `/proc/self/mounts` writes it, with space, tab, newline and backslash as
+/// octal escapes (`\040`), decoded.
+pub fn unescape_mount_path(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                u8::try_from(v).ok()
+            });
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until we have no child left, or `budget` has passed: a machine with nothing left to
 /// stop powers off at once. Every user process descends from PID 1 (orphans are reparented to
-/// it), so no child means no process left; kernel threads are not ours to wait for.
+/// it), so no child means no process left; kernel threads are not ours to wait for. The
+/// reaper thread reaps if it runs (one `waitpid` owner); otherwise this does.
 fn wait_for_no_processes(budget: Duration) {
     let deadline = std::time::Instant::now() + budget;
+    loop {
+        let none_left = if crate::runtime::reaper::Reaper::is_running() {
+            own_children().is_empty()
+        } else {
+            reap_without_reaper()
+        };
+        if none_left || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reaps every child that has ended, for when no reaper thread runs (it never started);
+/// returns true when no child is left at all.
+pub(crate) fn reap_without_reaper() -> bool {
     loop {
         // SAFETY: reaping any child without blocking.
         let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
         if r > 0 {
             continue;
         }
-        let no_children =
-            r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
-        if no_children || std::time::Instant::now() >= deadline {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        return r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
     }
+}
+
+/// The children of every thread of this process (zombies included).
+fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 fn reboot(action: PowerAction) -> std::io::Error {
@@ -121,6 +182,15 @@ pub fn in_initial_pid_namespace() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount_path("/x\\011y\\134z"), "/x\ty\\z");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path("/trailing\\04"), "/trailing\\04");
+        assert_eq!(unescape_mount_path("/big\\777"), "/big\\777");
+    }
 
     #[test]
     fn both_families_of_poweroff_tools() {

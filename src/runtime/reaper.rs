@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
+/// Set when the reaper thread starts (see [`Reaper::is_running`]).
+static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A raw wait status as returned by `waitpid(2)`.
 pub type RawStatus = i32;
 
@@ -48,7 +51,14 @@ impl Reaper {
                     reap_all(&thread_inner);
                 }
             })?;
+        RUNNING.store(true, Ordering::SeqCst);
         Ok(Reaper { inner })
+    }
+
+    /// True once a reaper thread runs in this process (it runs until the process ends): then
+    /// nothing else may call `waitpid`, e.g. PID 1's last steps only watch their children go.
+    pub fn is_running() -> bool {
+        RUNNING.load(Ordering::SeqCst)
     }
 
     /// Runs `fork` (which must create exactly one child and return its PID) with the subscriber
