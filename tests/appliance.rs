@@ -168,7 +168,10 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     assert!((2..=8).contains(&pids), "pids limit not enforced: {pids}");
     // cpu.max 20000/100000: a busy loop gets about a fifth of a CPU, not all of it.
     let share = number(&console, "cpu-share");
-    assert!(share <= 30, "cpu limit not enforced: {share}%\n{console}");
+    assert!(
+        (5..=30).contains(&share),
+        "cpu limit not enforced (or the loop never ran): {share}%\n{console}"
+    );
     // The limits as the kernel holds them, the cgroup namespace, and a live change.
     assert_eq!(check(&console, "cgroupns"), Some("0::/"), "{console}");
     assert_eq!(

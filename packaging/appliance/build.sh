@@ -58,7 +58,9 @@ done
 
 kroot=$cache/kernel/current
 [ -e "$kroot/.complete" ] || die "no kernel in $kroot: run packaging/appliance/deps.sh (as root) first"
-kver=$(basename "$(find "$kroot/lib/modules" -mindepth 1 -maxdepth 1 -type d -print -quit)")
+kdir=$(find "$kroot/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
+[ -n "$kdir" ] || die "no lib/modules/<version> in $kroot: run packaging/appliance/deps.sh again"
+kver=$(basename "$kdir")
 [ -f "$kroot/boot/vmlinuz-$kver" ] || die "$kroot has no boot/vmlinuz-$kver"
 for tool in cpio gzip depmod; do
     command -v "$tool" >/dev/null || die "$tool is missing: run packaging/appliance/deps.sh"
@@ -99,7 +101,8 @@ copy_with_libs() { # SRC DEST: copies an executable (stripped) and every library
     install -D -m 0755 "$src" "$stage$dest"
     strip --strip-all "$stage$dest" 2>/dev/null || true
     # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-    ldd "$src" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
+    # ldd fails on a static binary (nothing to copy): not an error.
+    { ldd "$src" 2>/dev/null || true; } | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
         while read -r lib; do
             [ -e "$stage$lib" ] && continue
             install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
@@ -135,7 +138,7 @@ if grep -q '^MISSING ' <<<"$needed"; then
             die "kernel $kver has no module $m (neither in modules.dep nor built in)"
     done
 fi
-grep -v '^MISSING ' <<<"$needed" | while read -r path; do
+{ grep -v '^MISSING ' <<<"$needed" || true; } | while read -r path; do
     install -D -m 0644 "$kroot/$moddir/$path" "$stage/$moddir/$path"
 done
 cp "$kroot/$moddir"/modules.{order,builtin,builtin.modinfo} "$stage/$moddir/" 2>/dev/null || true

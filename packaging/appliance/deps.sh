@@ -137,16 +137,26 @@ if [ ! -e "$root/.complete" ]; then
     rm -rf "$root"
     mkdir -p "$root"
     dpkg-deb -x "$deb" "$root"
-    kver=$(basename "$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -type d -print -quit)")
+    # Merged-/usr kernel packages (trixie on) ship usr/lib/modules: keep one layout.
+    if [ -d "$root/usr/lib/modules" ] && [ ! -e "$root/lib/modules" ]; then
+        mkdir -p "$root/lib"
+        ln -s ../usr/lib/modules "$root/lib/modules"
+    fi
+    kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
+    [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
+    kver=$(basename "$kdir")
     [ -n "$kver" ] && [ -e "$root/boot/vmlinuz-$kver" ] || die "$deb has no boot/vmlinuz or lib/modules"
     # The .deb ships modules without modules.dep (its postinst runs depmod); make it here.
     depmod -b "$root" "$kver"
     touch "$root/.complete"
 else
-    kver=$(basename "$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -type d -print -quit)")
+    kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
+    [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
+    kver=$(basename "$kdir")
     say "kernel $kver already extracted in $root"
 fi
-# Atomic switch of the "current" link so a concurrent build.sh sees one kernel or the other.
+# Atomic switch of the "current" link. (Older trees are deleted below: do not run deps.sh
+# while a build.sh runs.)
 ln -sfn "$(basename "$root")" "$cache/kernel/current.tmp"
 mv -T "$cache/kernel/current.tmp" "$cache/kernel/current"
 
