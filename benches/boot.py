@@ -62,4 +62,4 @@ print(f"median of {boots}: boot to all 7 workloads running {med('host_running'):
       f"(guest clock {med('guest_running'):.2f} s); poweroff {med('host_poweroff'):.2f} s "
       f"(guest {med('guest_poweroff'):.2f} s); superd as PID 1: RSS {med('VmRSS') / 1024:.1f} MiB "
       f"(anon {med('RssAnon') / 1024:.1f}, file {med('RssFile') / 1024:.1f}, shmem {med('RssShmem') / 1024:.1f}: "
-      f"the binary, mapped from the tmpfs root), peak {med('VmHWM') / 1024:.1f} MiB")
+      f"the binary's pages in the tmpfs root), peak {med('VmHWM') / 1024:.1f} MiB")
