@@ -85,7 +85,7 @@ Version: $version
 Architecture: $arch
 Maintainer: superd developers <dev@superd.invalid>
 Installed-Size: $size
-Depends: libc6 (>= 2.34), nftables, iproute2
+Depends: libc6 (>= 2.34), nftables
 Section: admin
 Priority: optional
 Homepage: https://superd.invalid/
