@@ -101,8 +101,8 @@ impl Init {
         self.dir.path().join("manifests")
     }
 
-    /// The PID of superd as the host sees it (the child of `unshare --fork`).
-    fn superd_host_pid(&self) -> i32 {
+    /// The PID of superd as the host sees it (the child of `unshare --fork`); 0 when unknown.
+    fn try_superd_host_pid(&self) -> i32 {
         let unshare = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
         let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
             .unwrap_or_default();
@@ -111,6 +111,18 @@ impl Init {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The PID of superd as the host sees it. Never 0 or 1: kill(0, …) would signal the
+    /// test's own process group, kill(1, …) the host's init.
+    fn superd_host_pid(&self) -> i32 {
+        let pid = self.try_superd_host_pid();
+        assert!(
+            pid > 1,
+            "superd's PID is unknown ({pid})\nlog:\n{}",
+            self.log()
+        );
+        pid
     }
 
     /// Waits for the namespace to end; returns unshare's exit status.
@@ -144,8 +156,8 @@ impl Drop for Init {
         if let Some(mut child) = self.child.take() {
             // unshare's child is superd; killing unshare alone would leave it. SIGKILL to PID
             // 1 of a namespace ends every process in it.
-            let pid = self.superd_host_pid();
-            if pid > 0 {
+            let pid = self.try_superd_host_pid();
+            if pid > 1 {
                 // SAFETY: kill(2) on the PID of the superd this test started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -386,4 +398,6 @@ fn a_second_power_signal_skips_the_orderly_stop() {
         log.contains("poweroff requested again: not waiting for the workloads to stop"),
         "{log}"
     );
+    // Even then superd removed the workload cgroups it made (it may be a container's init).
+    assert!(init.cgroups_left().is_empty(), "{:?}", init.cgroups_left());
 }

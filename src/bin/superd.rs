@@ -9,6 +9,7 @@ use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::sync::Arc;
 use superd::api::PowerAction;
+use superd::pid1::power::{PowerLatch, PowerMsg};
 use superd::runtime::sync::SHIM_ARGV0_PREFIX;
 use superd::{ctl, pid1, runtime, supervisor, watch};
 
@@ -148,10 +149,14 @@ fn main() {
 /// an exit, which would panic the kernel.
 fn init_main(mut cli: Cli) -> ! {
     std::panic::set_hook(Box::new(|info| eprintln!("superd: panic: {info}")));
-    // Registered first: PID 1 only receives the signals it handles, so one sent during the
-    // early setup would otherwise be lost. They wait in the iterator until the daemon reads.
+    // PID 1 only receives the signals it handles: a power signal sent during the early setup
+    // would be lost. Blocked, it stays pending (across the re-exec too) until the handlers
+    // below exist; then it waits in the iterator until the daemon reads it.
+    let blocked = pid1::power::set_power_signals_blocked(true);
+    let problems = std::panic::catch_unwind(pid1::early_setup)
+        .unwrap_or_else(|_| vec!["the early setup panicked (see above)".to_string()]);
     let signals = Signals::new(pid1::power::power_signals());
-    let problems = pid1::early_setup();
+    let unblocked = pid1::power::set_power_signals_blocked(false);
     let overrides = pid1::overrides();
     if let Some(m) = overrides.manifests {
         cli.manifests = m;
@@ -163,6 +168,9 @@ fn init_main(mut cli: Cli) -> ! {
     init_logging(cli.log_format, true);
     for p in problems {
         tracing::warn!("early setup: {p}");
+    }
+    if let Err(e) = blocked.and(unblocked) {
+        tracing::warn!("holding power signals during the early setup: {e}");
     }
     let signals = signals
         .map_err(|e| {
@@ -253,15 +261,21 @@ async fn daemon(
     // Stop requests: SIGTERM/SIGINT normally; as PID 1 every power signal, and superctl.
     // The signals were registered before anything else (see init_main); a thread turns
     // each into a request.
-    let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<PowerAction>(4);
+    // The first signal or request to claim the latch decides; a later signal escalates.
+    let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<PowerMsg>(4);
+    let latch = PowerLatch::default();
     if let Some(mut signals) = signals {
-        let tx = power_tx.clone();
+        let (tx, latch) = (power_tx.clone(), latch.clone());
         std::thread::Builder::new()
             .name("superd-signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
                     let action = pid1::power::action_for(sig).unwrap_or(PowerAction::Poweroff);
-                    if tx.blocking_send(action).is_err() {
+                    let msg = match latch.claim(action) {
+                        Ok(()) => PowerMsg::Request(action),
+                        Err(_) => PowerMsg::Again(action),
+                    };
+                    if tx.blocking_send(msg).is_err() {
                         break;
                     }
                 }
@@ -286,7 +300,7 @@ async fn daemon(
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sup = supervisor::Supervisor::new(rt.clone(), msg_tx.clone(), ev_tx);
     if cli.init_mode {
-        sup = sup.with_power(power_tx.clone());
+        sup = sup.with_power(power_tx.clone(), latch.clone());
     }
     let mut sup_task = tokio::spawn(sup.run(supervisor::Inbox {
         msgs: msg_rx,
@@ -328,9 +342,15 @@ async fn daemon(
         tracing::warn!("telling the service manager we are ready: {e}");
     }
 
-    let action = loop {
+    let (action, mut escalated) = loop {
         tokio::select! {
-            a = power_rx.recv() => break a.unwrap_or(PowerAction::Poweroff),
+            m = power_rx.recv() => break match m {
+                Some(PowerMsg::Request(a)) => (a, false),
+                // A signal that lost the race to a superctl request whose message is still
+                // on its way: a second request already.
+                Some(PowerMsg::Again(a)) => (latch.taken().unwrap_or(a), true),
+                None => (PowerAction::Poweroff, false),
+            },
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading {}", cli.manifests.display());
                 rescan.notify_one();
@@ -362,17 +382,27 @@ async fn daemon(
     if cli.init_mode {
         // A second power signal while the workloads stop (one may hang in the kernel) skips
         // the rest of the orderly stop: what is left is killed on the way to reboot(2).
-        tokio::select! {
-            _ = rx => {}
-            again = power_rx.recv() => {
-                if let Some(again) = again {
-                    tracing::warn!(
-                        "{} requested again: not waiting for the workloads to stop",
-                        again.as_str()
-                    );
-                    return Ok(Some(action));
-                }
+        let mut rx = rx;
+        while !escalated {
+            tokio::select! {
+                _ = &mut rx => break,
+                m = power_rx.recv() => match m {
+                    Some(PowerMsg::Again(_)) => escalated = true,
+                    Some(PowerMsg::Request(_)) => {} // decided already (see the latch)
+                    None => {
+                        let _ = (&mut rx).await;
+                        break;
+                    }
+                },
             }
+        }
+        if escalated {
+            tracing::warn!(
+                "{} requested again: not waiting for the workloads to stop",
+                action.as_str()
+            );
+            force_cleanup(&rt).await;
+            return Ok(Some(action));
         }
     } else {
         let _ = rx.await;
@@ -386,4 +416,29 @@ async fn daemon(
     rt.cgroups().remove_root();
     tracing::info!("all workloads stopped; exiting");
     Ok(cli.init_mode.then_some(action))
+}
+
+/// After a second power signal: kill and remove the workload cgroups and take the network
+/// down, each for a few seconds at most (a process stuck in the kernel may not die), so
+/// that superd as PID 1 of a container leaves nothing on its host.
+async fn force_cleanup(rt: &Arc<runtime::Runtime>) {
+    use std::time::Duration;
+    let budget = Duration::from_secs(5);
+    let cg = rt.clone();
+    let removed = tokio::time::timeout(
+        budget,
+        tokio::task::spawn_blocking(move || {
+            cg.cgroups().remove_stale();
+            cg.cgroups().remove_root();
+        }),
+    )
+    .await;
+    if removed.is_err() {
+        tracing::warn!("workload cgroups not removed within {budget:?}");
+    }
+    if let Some(net) = rt.network() {
+        if tokio::time::timeout(budget, net.shutdown()).await.is_err() {
+            tracing::warn!("network not taken down within {budget:?}");
+        }
+    }
 }

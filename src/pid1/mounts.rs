@@ -182,11 +182,13 @@ fn cgroup2() -> io::Result<()> {
 /// Where the copy of the initramfs is assembled before it becomes `/`.
 const NEW_ROOT: &str = "/.superd-root";
 
-/// Copies the initramfs into a tmpfs, frees the old copy and makes the tmpfs `/` (what
-/// `switch_root` does; the process keeps running, now rooted in the tmpfs). Everything is
-/// copied before anything is deleted: a copy that fails (a full tmpfs) leaves the initramfs
-/// as it was, and superd runs on it (containers then cannot start, and say why).
+/// Copies the initramfs into a tmpfs, makes the tmpfs `/` and then frees the initramfs (what
+/// `switch_root` does; the process keeps running, now rooted in the tmpfs). Nothing of the
+/// initramfs is deleted before the switch has succeeded: a failed copy (a full tmpfs) or
+/// switch leaves it as it was, and superd runs on it (containers then cannot start, and
+/// say why).
 fn switch_root_to_tmpfs() -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     std::fs::create_dir_all(NEW_ROOT)?;
     mount(
         Some("rootfs"),
@@ -196,51 +198,100 @@ fn switch_root_to_tmpfs() -> io::Result<()> {
         Some("mode=0755"),
     )
     .map_err(io::Error::from)?;
-    let top: Vec<std::fs::DirEntry> = std::fs::read_dir("/")?.collect::<io::Result<_>>()?;
+    let undo = |e: io::Error, what: &str| {
+        let _ = nix::mount::umount2(NEW_ROOT, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(NEW_ROOT);
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
     // Mount points (/proc now, /dev or /sys if the kernel made them) are not the image.
     let mounted: Vec<String> = mount_table().into_iter().map(|(p, _)| p).collect();
     let is_mount = |p: &Path| mounted.iter().any(|m| Path::new(m) == p);
-    let copied = top.iter().try_for_each(|entry| {
-        let from = entry.path();
-        let to = Path::new(NEW_ROOT).join(entry.file_name());
-        if from == Path::new(NEW_ROOT) {
-            Ok(())
-        } else if is_mount(&from) {
-            std::fs::create_dir_all(&to)
-        } else {
-            copy_tree(&from, &to)
-        }
+    let copied = std::fs::read_dir("/").and_then(|entries| {
+        entries.into_iter().try_for_each(|entry| {
+            let entry = entry?;
+            let from = entry.path();
+            let to = Path::new(NEW_ROOT).join(entry.file_name());
+            if from == Path::new(NEW_ROOT) {
+                Ok(())
+            } else if is_mount(&from) {
+                std::fs::create_dir_all(&to)
+            } else {
+                copy_tree(&from, &to)
+            }
+        })
     });
     if let Err(e) = copied {
-        let _ = nix::mount::umount2(NEW_ROOT, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(NEW_ROOT);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("copying the initramfs into a tmpfs: {e}"),
-        ));
+        return Err(undo(e, "copying the initramfs into a tmpfs"));
     }
-    // Free the initramfs copy (it lives in RAM too).
-    for entry in &top {
-        let from = entry.path();
-        if from == Path::new(NEW_ROOT) || is_mount(&from) {
-            continue;
-        }
-        let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&from)
-        } else {
-            std::fs::remove_file(&from)
-        };
-    }
+    // A handle on the initramfs, to free it once it is no longer `/`.
+    let old_root = std::fs::File::open("/").map_err(|e| undo(e, "opening /"))?;
+    let old_dev = old_root.metadata().map_err(|e| undo(e, "stat /"))?.dev();
     for point in mounted
         .iter()
         .filter(|p| !matches!(p.as_str(), "/" | NEW_ROOT))
     {
         let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
-    std::env::set_current_dir(NEW_ROOT)?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(io::Error::from)?;
-    nix::unistd::chroot(".").map_err(io::Error::from)?;
-    std::env::set_current_dir("/")
+    let switched = std::env::set_current_dir(NEW_ROOT)
+        .and_then(|()| {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(io::Error::from)
+        })
+        .and_then(|()| nix::unistd::chroot(".").map_err(io::Error::from))
+        .and_then(|()| std::env::set_current_dir("/"));
+    if let Err(e) = switched {
+        let _ = std::env::set_current_dir("/");
+        return Err(undo(e, "switching root to the tmpfs"));
+    }
+    // Free the initramfs (it lives in RAM too), never crossing into another filesystem: the
+    // new root must be elsewhere by now, or nothing is deleted.
+    let new_dev = std::fs::metadata("/")?.dev();
+    if new_dev == old_dev {
+        return Err(io::Error::other(
+            "the new root is on the initramfs' device; not freeing the initramfs",
+        ));
+    }
+    // The switch is done either way: a failure here only costs memory.
+    if let Err(e) = remove_contents(old_root.into(), old_dev) {
+        eprintln!("superd: WARN early setup: freeing the initramfs: {e}");
+    }
+    Ok(())
+}
+
+/// Deletes everything below the directory `dir` that is on the device `dev`, through file
+/// descriptors only (the directory is no longer reachable by any path).
+fn remove_contents(dir: std::os::fd::OwnedFd, dev: u64) -> io::Result<()> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, Mode, SFlag};
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    use std::os::fd::AsFd;
+    let fd = dir.as_fd().try_clone_to_owned()?;
+    let mut listing = nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?;
+    let names: Vec<std::ffi::CString> = listing
+        .iter()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let st = fstatat(&dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if st.st_dev != dev {
+            continue; // something mounted here: not the initramfs
+        }
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            let sub = nix::fcntl::openat(
+                &dir,
+                name.as_c_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            remove_contents(sub, dev)?;
+            unlinkat(&dir, name.as_c_str(), UnlinkatFlags::RemoveDir)?;
+        } else {
+            unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies files, directories and symlinks with their modes and owners (not their xattrs or
@@ -283,6 +334,25 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removes_a_tree_through_its_fd_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let keep = d.path().join("keep");
+        std::fs::create_dir(&keep).unwrap();
+        std::fs::write(keep.join("precious"), "x").unwrap();
+        let doomed = d.path().join("doomed");
+        std::fs::create_dir_all(doomed.join("a/b")).unwrap();
+        std::fs::write(doomed.join("a/b/file"), "x").unwrap();
+        std::fs::write(doomed.join("top"), "x").unwrap();
+        std::os::unix::fs::symlink(&keep, doomed.join("link-to-keep")).unwrap();
+        let dir = std::fs::File::open(&doomed).unwrap();
+        let dev = dir.metadata().unwrap().dev();
+        remove_contents(dir.into(), dev).unwrap();
+        assert_eq!(std::fs::read_dir(&doomed).unwrap().count(), 0);
+        assert_eq!(std::fs::read_to_string(keep.join("precious")).unwrap(), "x");
+    }
 
     #[test]
     fn copies_files_dirs_and_symlinks_with_modes() {

@@ -1,9 +1,57 @@
 //! How PID 1 powers the machine off: which signal asks for what, and the final sequence
 //! (sync, unmount or remount read-only, `reboot(2)`).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::api::PowerAction;
+
+/// What reaches the daemon's stop loop from signals and `superctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerMsg {
+    /// The request that decided how this run ends: stop every workload, then this.
+    Request(PowerAction),
+    /// A power signal after the decision: skip what is left of the orderly stop.
+    Again(PowerAction),
+}
+
+/// The one decision of how this run ends, shared by the signal thread and the control API:
+/// the first claim wins, so a request is never acknowledged and then dropped.
+#[derive(Debug, Clone, Default)]
+pub struct PowerLatch(Arc<AtomicU8>);
+
+impl PowerLatch {
+    /// Takes `action` if nothing was decided yet; otherwise returns what was.
+    pub fn claim(&self, action: PowerAction) -> Result<(), PowerAction> {
+        let code = match action {
+            PowerAction::Halt => 1,
+            PowerAction::Poweroff => 2,
+            PowerAction::Reboot => 3,
+        };
+        match self
+            .0
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => Ok(()),
+            Err(first) => Err(Self::decode(first).unwrap_or(action)),
+        }
+    }
+
+    /// What was decided, if anything.
+    pub fn taken(&self) -> Option<PowerAction> {
+        Self::decode(self.0.load(Ordering::SeqCst))
+    }
+
+    fn decode(code: u8) -> Option<PowerAction> {
+        match code {
+            1 => Some(PowerAction::Halt),
+            2 => Some(PowerAction::Poweroff),
+            3 => Some(PowerAction::Reboot),
+            _ => None,
+        }
+    }
+}
 
 /// The action a signal to PID 1 asks for, covering both families of tools:
 /// SIGTERM and SIGPWR (container managers, hypervisor agents) → poweroff; SIGINT
@@ -35,6 +83,32 @@ pub fn power_signals() -> Vec<i32> {
         rt + 4,
         rt + 5,
     ]
+}
+
+/// Blocks (or unblocks) every power signal for the calling thread. PID 1 blocks them until
+/// their handlers exist, so none is lost: pending signals wait, even across the re-exec after
+/// leaving the initramfs (the mask and pending signals survive `execve`). Threads inherit the
+/// mask of the thread that creates them: unblock before creating any.
+pub fn set_power_signals_blocked(blocked: bool) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigset_t is initialised by sigemptyset before use; sigaddset takes
+    // valid signal numbers; pthread_sigmask only reads `set`.
+    let r = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in power_signals() {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut())
+    };
+    match r {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
 }
 
 /// The last steps as PID 1, after the workloads are stopped: SIGTERM then SIGKILL to every
@@ -117,7 +191,9 @@ fn wait_for_no_processes(budget: Duration) {
     let deadline = std::time::Instant::now() + budget;
     loop {
         let none_left = if crate::runtime::reaper::Reaper::is_running() {
-            own_children().is_empty()
+            // Unknown (no CONFIG_PROC_CHILDREN, no /proc) counts as "some left": the whole
+            // grace period then passes before SIGKILL.
+            own_children().is_some_and(|c| c.is_empty())
         } else {
             reap_without_reaper()
         };
@@ -141,20 +217,18 @@ pub(crate) fn reap_without_reaper() -> bool {
     }
 }
 
-/// The children of every thread of this process (zombies included).
-fn own_children() -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
+/// The children of every thread of this process (zombies included); `None` when the kernel
+/// does not say (no `/proc`, or no `children` files).
+fn own_children() -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    Some(out)
 }
 
 fn reboot(action: PowerAction) -> std::io::Error {
@@ -182,6 +256,20 @@ pub fn in_initial_pid_namespace() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_claim_wins() {
+        let latch = PowerLatch::default();
+        assert_eq!(latch.taken(), None);
+        assert_eq!(latch.claim(PowerAction::Poweroff), Ok(()));
+        let other = latch.clone();
+        assert_eq!(other.claim(PowerAction::Reboot), Err(PowerAction::Poweroff));
+        assert_eq!(
+            latch.claim(PowerAction::Poweroff),
+            Err(PowerAction::Poweroff)
+        );
+        assert_eq!(other.taken(), Some(PowerAction::Poweroff));
+    }
 
     #[test]
     fn mount_paths_are_unescaped() {

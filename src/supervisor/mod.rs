@@ -10,6 +10,7 @@ pub mod workload;
 
 use crate::api::{Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
 use crate::manifest::{Desired, NetworkMode, Signal, Spec};
+use crate::pid1::power::{PowerLatch, PowerMsg};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
 use crate::runtime::{Event, Runtime};
 use netstate::NetState;
@@ -50,10 +51,9 @@ pub struct Supervisor {
     /// The watcher has delivered a desired set: before that, an empty `desired` means "not
     /// read yet", and admitting against it would drop every persisted lease.
     desired_loaded: bool,
-    /// Where `superctl poweroff|reboot|halt` goes (PID-1 mode only).
-    power_tx: Option<mpsc::Sender<crate::api::PowerAction>>,
-    /// The power action a request already asked for (only the first is taken).
-    power_requested: Option<crate::api::PowerAction>,
+    /// Where `superctl poweroff|reboot|halt` goes (PID-1 mode only), and the latch that
+    /// says whether a power action was already decided (by a signal or a request).
+    power: Option<(mpsc::Sender<PowerMsg>, PowerLatch)>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -85,14 +85,13 @@ impl Supervisor {
             shutting_down: false,
             next_gen: 1,
             desired_loaded: false,
-            power_tx: None,
-            power_requested: None,
+            power: None,
         }
     }
 
-    /// Accepts power requests (PID-1 mode) and forwards them to `tx`.
-    pub fn with_power(mut self, tx: mpsc::Sender<crate::api::PowerAction>) -> Self {
-        self.power_tx = Some(tx);
+    /// Accepts power requests (PID-1 mode): the first to claim `latch` is sent to `tx`.
+    pub fn with_power(mut self, tx: mpsc::Sender<PowerMsg>, latch: PowerLatch) -> Self {
+        self.power = Some((tx, latch));
         self
     }
 
@@ -251,37 +250,28 @@ impl Supervisor {
                     None => Response::NotFound(format!("no workload named {n}")),
                 }
             }
-            Request::Power { action } => match &self.power_tx {
+            Request::Power { action } => match &self.power {
                 // Only the first request is taken: acknowledging a reboot while a poweroff
                 // is under way would promise what will not happen.
-                Some(_) if self.shutting_down || self.power_requested.is_some() => {
-                    Response::Error(match self.power_requested {
-                        Some(first) => format!(
-                            "a {} is already under way; {} not taken",
-                            first.as_str(),
-                            action.as_str()
-                        ),
-                        None => format!(
-                            "superd is already stopping every workload; {} not taken",
-                            action.as_str()
-                        ),
-                    })
-                }
-                Some(tx) => match tx.try_send(action) {
-                    Ok(()) => {
-                        self.power_requested = Some(action);
-                        Response::Ack(Ack {
+                Some((tx, latch)) => match latch.claim(action) {
+                    Err(first) => Response::Error(format!(
+                        "a {} is already under way; {} not taken",
+                        first.as_str(),
+                        action.as_str()
+                    )),
+                    Ok(()) => match tx.try_send(PowerMsg::Request(action)) {
+                        Ok(()) => Response::Ack(Ack {
                             message: format!(
                                 "{}: stopping every workload, then {}",
                                 action.as_str(),
                                 action.as_str()
                             ),
-                        })
-                    }
-                    Err(e) => Response::Error(format!(
-                        "{} not taken: the shutdown path is unavailable ({e})",
-                        action.as_str()
-                    )),
+                        }),
+                        Err(e) => Response::Error(format!(
+                            "{} not taken: the shutdown path is unavailable ({e})",
+                            action.as_str()
+                        )),
+                    },
                 },
                 None => Response::Error(format!(
                     "superd is not the init (PID 1) of this machine; use the host's {} \

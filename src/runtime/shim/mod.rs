@@ -136,7 +136,10 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
         .map_err(|e| fail("creating the cgroup namespace", e))?;
     // The workload must not be able to ptrace us or open our fds (CVE-2016-9962).
     nix::sys::prctl::set_dumpable(false).map_err(|e| fail("making the shim non-dumpable", e))?;
-    reset_oom_score_adj().map_err(|e| fail("resetting oom_score_adj to 0", e))?;
+    if let Err(e) = reset_oom_score_adj() {
+        // Not fatal: the workload runs, merely as protected as superd (told in its log).
+        eprintln!("superd-init: resetting oom_score_adj to 0: {e}");
+    }
     rootfs::build(cfg)?;
     if cfg.own_netns {
         loopback_up().map_err(|e| fail("bringing lo up", e))?;
@@ -144,19 +147,40 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Workloads start at the kernel's default OOM score adjustment (0), not at superd's: the
-/// systemd unit protects superd (`OOMScoreAdjust=-900`), and a runaway workload that
-/// inherited that would make the OOM killer pick the host's services first. Raising the
-/// value needs no privilege. Written through a handle checked to be a real procfs.
+/// Workloads do not inherit superd's protection from the OOM killer: the systemd unit gives
+/// superd `OOMScoreAdjust=-900`, and a runaway workload that inherited it would make the OOM
+/// killer pick the host's services first. A negative value is raised to the kernel's default
+/// 0 (raising needs no privilege); a positive one (superd itself run as a likely victim,
+/// e.g. in a BestEffort pod) is kept, since lowering it may need CAP_SYS_RESOURCE. Written
+/// through a handle checked to be a real procfs.
 fn reset_oom_score_adj() -> std::io::Result<()> {
-    use std::io::Write;
+    use std::io::{Read, Seek, Write};
     let mut f = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open("/proc/self/oom_score_adj")?;
     if nix::sys::statfs::fstatfs(&f)?.filesystem_type().0 != rootfs::PROC_SUPER_MAGIC {
         return Err(std::io::Error::other("/proc is not a procfs"));
     }
-    f.write_all(b"0")
+    let mut now = String::new();
+    f.read_to_string(&mut now)?;
+    let now: i32 = now
+        .trim()
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("reading {now:?}: {e}")))?;
+    match workload_oom_score_adj(now) {
+        None => Ok(()),
+        Some(v) => {
+            f.rewind()?;
+            f.write_all(v.to_string().as_bytes())
+        }
+    }
+}
+
+/// The value to write for a workload that inherited `inherited`, if any (see
+/// [`reset_oom_score_adj`]).
+fn workload_oom_score_adj(inherited: i32) -> Option<i32> {
+    (inherited < 0).then_some(0)
 }
 
 /// `ip link set lo up` through an ioctl (we are inside the new network namespace).
@@ -272,5 +296,17 @@ fn run_init(p: &process::Prepared) -> ! {
             // SAFETY: kill(2) on our child's PID.
             unsafe { libc::kill(child, sig) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_protection_is_dropped() {
+        use super::workload_oom_score_adj as adj;
+        assert_eq!(adj(-900), Some(0));
+        assert_eq!(adj(-1000), Some(0));
+        assert_eq!(adj(0), None);
+        assert_eq!(adj(500), None);
     }
 }
