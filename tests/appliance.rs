@@ -81,6 +81,21 @@ fn boot(out: &Path, timeout: u32, append: &str) -> (bool, String, String) {
     (ok, log, console)
 }
 
+/// A minimal busybox tree under `dir` for a workload with a directory rootfs.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc"] {
+        std::fs::create_dir_all(root.join(d)).expect("rootfs dir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copying busybox");
+    for applet in ["sh", "cat", "grep", "cut"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet");
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+    root
+}
+
 /// The value after `CHECK key=` on the console.
 fn check<'a>(console: &'a str, key: &str) -> Option<&'a str> {
     let prefix = format!("CHECK {key}=");
@@ -105,9 +120,13 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     // The manifests are not in /etc/workloads.d: superd finds them through the kernel
     // command line (superd.manifests=).
     let manifests = repo().join("tests/appliance/manifests");
+    let rootfs = busybox_rootfs(out.path());
     build(
         out.path(),
-        &[format!("{}:/srv/workloads.d", manifests.display())],
+        &[
+            format!("{}:/srv/workloads.d", manifests.display()),
+            format!("{}:/srv/rootfs", rootfs.display()),
+        ],
     );
     // `single` is not the kernel's: it reaches /init as an argument superd does not take,
     // which as PID 1 must be reported and ignored, never end the process.
@@ -203,7 +222,7 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    for gone in ["hog", "cpu", "hostnet"] {
+    for gone in ["hog", "cpu", "hostnet", "overlay"] {
         assert!(
             !cgroups.contains(&gone),
             "cgroup of {gone} left: {cgroups:?}"
@@ -212,6 +231,13 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     for kept in ["web", "check", "stubborn"] {
         assert!(cgroups.contains(&kept), "no cgroup for {kept}: {cgroups:?}");
     }
+    // A directory rootfs with a tmpfs overlay (the overlay module, pivot_root out of the
+    // tmpfs root): the workload wrote into its own root.
+    assert_eq!(
+        check(&console, "overlay"),
+        Some("written-in-overlay overlay"),
+        "{console}"
+    );
     // PID 1 brought lo up: a host-network workload reaches web's port on 127.0.0.1.
     assert_eq!(
         check(&console, "loopback"),
