@@ -259,9 +259,9 @@ async fn daemon(
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     // Stop requests: SIGTERM/SIGINT normally; as PID 1 every power signal, and superctl.
-    // The signals were registered before anything else (see init_main); a thread turns
-    // each into a request.
-    // The first signal or request to claim the latch decides; a later signal escalates.
+    // The signals were registered before anything else (see init_main); a thread turns each
+    // into a message. The first signal or request to claim the latch decides; a later signal
+    // escalates.
     let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<PowerMsg>(4);
     let latch = PowerLatch::default();
     if let Some(mut signals) = signals {

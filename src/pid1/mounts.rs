@@ -9,15 +9,43 @@ use std::io;
 use std::path::Path;
 
 /// The mount points listed in `/proc/self/mountinfo`, with their filesystem types.
-fn mount_table() -> Vec<(String, String)> {
+pub(crate) fn mount_table() -> Vec<(String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let point = l.split_whitespace().nth(4)?;
             let fstype = l.split(" - ").nth(1)?.split_whitespace().next()?;
-            Some((super::power::unescape_mount_path(point), fstype.to_string()))
+            Some((unescape_mount_path(point), fstype.to_string()))
         })
         .collect()
+}
+
+/// A mount point as `/proc/self/mounts` writes it, with space, tab, newline and backslash as
+/// octal escapes (`\040`), decoded.
+fn unescape_mount_path(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                u8::try_from(v).ok()
+            });
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_mounted(point: &str) -> bool {
@@ -334,6 +362,15 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount_path("/x\\011y\\134z"), "/x\ty\\z");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path("/trailing\\04"), "/trailing\\04");
+        assert_eq!(unescape_mount_path("/big\\777"), "/big\\777");
+    }
 
     #[test]
     fn removes_a_tree_through_its_fd_without_following_links() {

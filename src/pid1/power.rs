@@ -129,11 +129,9 @@ pub fn finish(action: PowerAction) -> std::io::Error {
         eprintln!("superd: PID 1 of a child PID namespace: leaving the mounts as they are");
         return reboot(action);
     }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut points: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(unescape_mount_path)
+    let mut points: Vec<String> = super::mounts::mount_table()
+        .into_iter()
+        .map(|(point, _)| point)
         .filter(|p| p != "/")
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -153,34 +151,6 @@ pub fn finish(action: PowerAction) -> std::io::Error {
     }
     nix::unistd::sync();
     reboot(action)
-}
-
-/// A mount point as `/proc/self/mounts` writes it, with space, tab, newline and backslash as
-/// octal escapes (`\040`), decoded.
-pub fn unescape_mount_path(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .and_then(|d| {
-                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                u8::try_from(v).ok()
-            });
-        match (b[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Waits until we have no child left, or `budget` has passed: a machine with nothing left to
@@ -269,15 +239,6 @@ mod tests {
             Err(PowerAction::Poweroff)
         );
         assert_eq!(other.taken(), Some(PowerAction::Poweroff));
-    }
-
-    #[test]
-    fn mount_paths_are_unescaped() {
-        assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape_mount_path("/x\\011y\\134z"), "/x\ty\\z");
-        assert_eq!(unescape_mount_path("/plain"), "/plain");
-        assert_eq!(unescape_mount_path("/trailing\\04"), "/trailing\\04");
-        assert_eq!(unescape_mount_path("/big\\777"), "/big\\777");
     }
 
     #[test]
