@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 /// (`superctl --socket` / `SUPERD_SOCKET`).
 pub const DEFAULT_SOCKET: &str = "/run/superd/superd.sock";
 
+/// Longest error text one workload's status carries, in characters: a manifest's errors are
+/// bounded already (see `manifest::error`), and this keeps the status of a directory full of
+/// broken files well within what superctl reads.
+pub const MAX_ERROR_CHARS: usize = 16 << 10;
+
 /// A workload's lifecycle state as shown to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,7 @@
 //! The error collector used while turning a raw manifest into a `Spec`: typed accessors for
 //! spanned leaves that record a positioned error and return `None` instead of stopping.
 
-use super::error::FieldError;
+use super::error::{FieldError, MAX_ERRORS};
 use super::raw::Val;
 use super::spec::AbsPath;
 use super::values;
@@ -10,10 +10,13 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-/// Collects every error of one file.
+/// Collects the errors of one file: the first [`MAX_ERRORS`] in full, the rest only counted,
+/// so that a hostile file with a million bad values costs no more than one with twenty.
 pub(crate) struct Checker<'t> {
     pub text: &'t str,
     pub errors: Vec<FieldError>,
+    /// Errors found beyond `errors`.
+    pub suppressed: usize,
 }
 
 impl<'t> Checker<'t> {
@@ -22,13 +25,28 @@ impl<'t> Checker<'t> {
         Checker {
             text,
             errors: Vec::new(),
+            suppressed: 0,
+        }
+    }
+
+    /// Every error found so far, kept or counted.
+    pub fn count(&self) -> usize {
+        self.errors.len() + self.suppressed
+    }
+
+    /// Records `make()`'s error, or only counts it once [`MAX_ERRORS`] are kept.
+    pub fn push(&mut self, make: impl FnOnce() -> FieldError) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(make());
+        } else {
+            self.suppressed += 1;
         }
     }
 
     /// Records an error at `span`.
     pub fn error(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
-        self.errors
-            .push(FieldError::at(self.text, span, field, message));
+        let text = self.text;
+        self.push(|| FieldError::at(text, span, field, message));
     }
 
     /// Records an error from the TOML parser or deserializer; `doc` (when the document parsed)
@@ -44,7 +62,7 @@ impl<'t> Checker<'t> {
             .replace("expected a sequence", "expected an array")
             .replace("expected a map", "expected a table");
         let Some(span) = err.span() else {
-            self.errors.push(FieldError::at_start("", message));
+            self.push(|| FieldError::at_start("", message));
             return;
         };
         let field = doc.and_then(|t| field_at(t, &span, "")).unwrap_or_default();

@@ -1,9 +1,31 @@
 //! Manifest errors: every problem of one file, each with a position, a field path and a message,
 //! printed compiler style (`file:line:col: field: message` plus the source line and a caret).
+//!
+//! Everything an error holds is bounded, whatever the file: a manifest is operator input that
+//! may be hostile or simply broken, and its errors travel into logs and status replies. A
+//! snippet is a window of at most [`SNIPPET_CHARS`] characters around the column, a field path
+//! or message at most [`TEXT_CHARS`], and a file keeps its first [`MAX_ERRORS`] errors plus a
+//! count of the rest.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+/// Most errors kept per file; the rest are counted ([`ManifestError::more`]).
+pub const MAX_ERRORS: usize = 20;
+/// Widest source window shown under an error, in characters.
+pub const SNIPPET_CHARS: usize = 200;
+/// Longest field path or message kept, in characters.
+pub const TEXT_CHARS: usize = 512;
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub fn bound_text(mut s: String, max: usize) -> String {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
+    }
+    s
+}
 
 /// One problem in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +42,15 @@ pub struct FieldError {
     pub snippet: Option<Snippet>,
 }
 
-/// The source line an error points into, with the width of the caret underline.
+/// The part of the source line an error points into, with the caret underline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snippet {
-    /// The whole source line, without its line terminator.
+    /// The source line without its terminator, or a window of at most [`SNIPPET_CHARS`]
+    /// characters around the column of a longer one (cut ends marked with `…`).
     pub text: String,
-    /// Number of characters to underline, starting at the error's column (at least 1).
+    /// Characters of `text` before the caret.
+    pub caret: usize,
+    /// Number of characters to underline, starting at the caret (at least 1).
     pub width: usize,
 }
 
@@ -35,8 +60,8 @@ impl FieldError {
         FieldError {
             line: 0,
             column: 0,
-            field: field.into(),
-            message: message.into(),
+            field: bound_text(field.into(), TEXT_CHARS),
+            message: bound_text(message.into(), TEXT_CHARS),
             snippet: None,
         }
     }
@@ -73,10 +98,11 @@ impl FieldError {
             .map_or(0, |s| s.chars().count());
         err.line = before.matches('\n').count() + 1;
         err.column = before[line_start..].chars().count() + 1;
-        err.snippet = Some(Snippet {
-            text: line_text.to_string(),
-            width: underlined.max(1),
-        });
+        err.snippet = Some(Snippet::window(
+            line_text,
+            err.column - 1,
+            underlined.max(1),
+        ));
         err
     }
 
@@ -100,7 +126,7 @@ impl FieldError {
         let indent: String = snippet
             .text
             .chars()
-            .take(self.column.saturating_sub(1))
+            .take(snippet.caret)
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         write!(
@@ -113,22 +139,69 @@ impl FieldError {
     }
 }
 
+impl Snippet {
+    /// The window of `line` shown for a caret `caret` characters in, `width` wide: the whole
+    /// line when it is short, else [`SNIPPET_CHARS`] characters with the caret about a quarter
+    /// in, cut ends marked with `…` (which then counts toward the caret).
+    fn window(line: &str, caret: usize, width: usize) -> Snippet {
+        let len = line.chars().count();
+        if len <= SNIPPET_CHARS {
+            return Snippet {
+                text: line.to_string(),
+                caret,
+                width,
+            };
+        }
+        let start = caret
+            .saturating_sub(SNIPPET_CHARS / 4)
+            .min(len - SNIPPET_CHARS);
+        let end = start + SNIPPET_CHARS;
+        let mut text: String = if start > 0 {
+            "…".into()
+        } else {
+            String::new()
+        };
+        text.extend(line.chars().skip(start).take(SNIPPET_CHARS));
+        if end < len {
+            text.push('…');
+        }
+        let lead = usize::from(start > 0);
+        let caret_in = caret - start + lead;
+        Snippet {
+            text,
+            caret: caret_in,
+            width: width.min(end.saturating_sub(caret).max(1)),
+        }
+    }
+}
+
 /// Everything wrong with one manifest file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     /// The manifest file, as given to `parse`/`load_file`.
     pub file: PathBuf,
-    /// The problems, sorted by position; never empty.
+    /// The first [`MAX_ERRORS`] problems, sorted by position; never empty.
     pub errors: Vec<FieldError>,
+    /// How many more problems the file has beyond `errors`.
+    pub more: usize,
 }
 
 impl ManifestError {
-    /// Wraps `errors` (sorted by position, stable) for `file`.
-    pub fn new(file: &Path, mut errors: Vec<FieldError>) -> Self {
+    /// Wraps `errors` (sorted by position, stable) for `file`, keeping the first
+    /// [`MAX_ERRORS`] and counting the rest.
+    pub fn new(file: &Path, errors: Vec<FieldError>) -> Self {
+        ManifestError::with_more(file, errors, 0)
+    }
+
+    /// As [`new`](Self::new), with `more` problems already left out by the caller.
+    pub fn with_more(file: &Path, mut errors: Vec<FieldError>, more: usize) -> Self {
         errors.sort_by_key(|e| (e.line, e.column));
+        let more = more + errors.len().saturating_sub(MAX_ERRORS);
+        errors.truncate(MAX_ERRORS);
         ManifestError {
             file: file.to_path_buf(),
             errors,
+            more,
         }
     }
 
@@ -150,6 +223,16 @@ impl fmt::Display for ManifestError {
             if !f.alternate() {
                 err.fmt_snippet(f)?;
             }
+        }
+        if self.more > 0 {
+            let s = if self.more == 1 { "" } else { "s" };
+            f.write_str(if f.alternate() { "\n" } else { "\n\n" })?;
+            write!(
+                f,
+                "{}: … and {} more error{s} (fix the ones above first)",
+                self.file.display(),
+                self.more
+            )?;
         }
         Ok(())
     }
@@ -202,5 +285,59 @@ mod tests {
         let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let m = ManifestError::io(Path::new("/x/web.toml"), "cannot read", &io);
         assert_eq!(m.to_string(), "/x/web.toml: cannot read: permission denied");
+    }
+
+    #[test]
+    fn a_long_line_shows_a_bounded_window_with_the_caret_in_place() {
+        let line = format!("env = {{ {} }}", "a = 1, ".repeat(20_000));
+        let col = line.len() / 2;
+        let start = line[col..].find('a').unwrap() + col;
+        let e = FieldError::at(&line, start..start + 1, "env.a", "bad");
+        assert_eq!(e.column, start + 1);
+        let snip = e.snippet.as_ref().unwrap();
+        assert!(
+            snip.text.chars().count() <= SNIPPET_CHARS + 2,
+            "{}",
+            snip.text
+        );
+        assert!(snip.text.starts_with('…') && snip.text.ends_with('…'));
+        assert_eq!(snip.text.chars().nth(snip.caret), Some('a'));
+        let shown = ManifestError::new(Path::new("w.toml"), vec![e]).to_string();
+        assert!(shown.len() < 1000, "{} bytes", shown.len());
+        // The caret sits under the character the column names.
+        let lines: Vec<&str> = shown.lines().collect();
+        let caret_at = lines[3].chars().position(|c| c == '^').unwrap();
+        assert_eq!(lines[2].chars().nth(caret_at), Some('a'), "{shown}");
+    }
+
+    #[test]
+    fn near_the_line_ends_the_window_is_cut_on_one_side_only() {
+        let line = "x".repeat(1000);
+        let e = FieldError::at(&line, 2..4, "", "start");
+        let snip = e.snippet.unwrap();
+        assert!(!snip.text.starts_with('…') && snip.text.ends_with('…'));
+        assert_eq!((snip.caret, snip.width), (2, 2));
+        let e = FieldError::at(&line, 999..1000, "", "end");
+        let snip = e.snippet.unwrap();
+        assert!(snip.text.starts_with('…') && !snip.text.ends_with('…'));
+        assert_eq!(snip.text.chars().count(), SNIPPET_CHARS + 1);
+        assert_eq!(snip.caret, SNIPPET_CHARS);
+    }
+
+    #[test]
+    fn fields_messages_and_error_counts_are_bounded() {
+        let huge = "k".repeat(100_000);
+        let e = FieldError::new(format!("env.{huge}"), format!("bad key {huge}"));
+        assert!(e.field.chars().count() <= TEXT_CHARS + 1);
+        assert!(e.message.chars().count() <= TEXT_CHARS + 1);
+        let errors = (0..1000)
+            .map(|i| FieldError::at("a\n".repeat(1000).as_str(), 2 * i..2 * i + 1, "a", "x"))
+            .collect();
+        let m = ManifestError::new(Path::new("f.toml"), errors);
+        assert_eq!((m.errors.len(), m.more), (MAX_ERRORS, 1000 - MAX_ERRORS));
+        assert_eq!(m.errors[0].line, 1, "the first errors by position are kept");
+        let one_line = format!("{m:#}");
+        assert_eq!(one_line.lines().count(), MAX_ERRORS + 1);
+        assert!(one_line.ends_with("… and 980 more errors (fix the ones above first)"));
     }
 }

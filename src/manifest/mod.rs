@@ -24,7 +24,7 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-pub use error::{FieldError, ManifestError, Snippet};
+pub use error::{bound_text, FieldError, ManifestError, Snippet};
 pub use load::{
     is_manifest_file_name, load_dir, load_file, Desired, DesiredEntry, MAX_MANIFEST_BYTES,
 };

@@ -23,22 +23,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec, ManifestError> {
     let name = match name_from_file(file) {
         Ok(name) => Some(name),
         Err(msg) => {
-            ck.errors.push(FieldError::new("name", msg));
+            ck.push(|| FieldError::new("name", msg));
             None
         }
     };
     let spec = read_raw(&mut ck).and_then(|raw| build(&mut ck, name, raw));
     match spec {
-        Some(spec) if ck.errors.is_empty() => Ok(spec),
+        Some(spec) if ck.count() == 0 => Ok(spec),
         _ => {
-            if ck.errors.is_empty() {
+            if ck.count() == 0 {
                 // `build` only returns None after recording an error; never report "ok" anyway.
                 ck.errors.push(FieldError::at_start(
                     "",
                     "manifest rejected for an unknown reason",
                 ));
             }
-            Err(ManifestError::new(file, ck.errors))
+            Err(ManifestError::with_more(file, ck.errors, ck.suppressed))
         }
     }
 }
@@ -61,9 +61,31 @@ pub(crate) fn name_from_file(file: &Path) -> Result<Name, String> {
     })
 }
 
+/// Most TOML tokens (keys, values, punctuation, line breaks) a manifest may have. The TOML
+/// parser holds every token and parse event of a document at once, a few dozen bytes each, so
+/// a 1 MiB file of `a = 1, ` would cost superd 45 MiB; this bound keeps it near 5 MiB. Real
+/// manifests are far below it: even 10 000 environment variables take 60 000 tokens.
+pub const MAX_TOKENS: usize = 100_000;
+
+/// The span of the first token beyond [`MAX_TOKENS`], if any. The lexer allocates nothing.
+fn too_many_tokens(text: &str) -> Option<std::ops::Range<usize>> {
+    toml_parser::Source::new(text)
+        .lex()
+        .nth(MAX_TOKENS)
+        .map(|t| t.span().start()..t.span().end())
+}
+
 /// Syntax and structure (unknown keys, a value where a table belongs, …): the first such error
 /// only. (The parser could recover and go on, but what follows a syntax error is mostly noise.)
 fn read_raw(ck: &mut Checker<'_>) -> Option<RawManifest> {
+    if let Some(span) = too_many_tokens(ck.text) {
+        let msg = format!(
+            "the manifest is too complex: more than {MAX_TOKENS} TOML tokens (keys, values, \
+             punctuation, line breaks); is it a manifest?"
+        );
+        ck.error(span, "", msg);
+        return None;
+    }
     let doc = match DeTable::parse(ck.text) {
         Ok(doc) => doc,
         Err(err) => {
@@ -71,11 +93,13 @@ fn read_raw(ck: &mut Checker<'_>) -> Option<RawManifest> {
             return None;
         }
     };
-    let lookup = doc.get_ref().clone();
     match RawManifest::deserialize(toml::de::Deserializer::from(doc)) {
         Ok(raw) => Some(raw),
         Err(err) => {
-            ck.toml_error(&err, Some(&lookup));
+            // Parse again to name the field, rather than keep a copy of a document that may
+            // be a megabyte of entries: this costs time only on the error path.
+            let lookup = DeTable::parse(ck.text).ok();
+            ck.toml_error(&err, lookup.as_ref().map(|d| d.get_ref()));
             None
         }
     }
@@ -98,7 +122,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
         None => {
             let msg =
                 "missing: every manifest needs `command = [\"/path/to/program\", \"arg\", …]`";
-            ck.errors.push(FieldError::at_start("command", msg));
+            ck.push(|| FieldError::at_start("command", msg));
             None
         }
     };
@@ -154,7 +178,7 @@ fn command(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<String>> {
         ck.error(v.span(), "command", msg);
         return None;
     }
-    let before = ck.errors.len();
+    let before = ck.count();
     let mut argv = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = format!("command[{i}]");
@@ -169,7 +193,7 @@ fn command(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<String>> {
             argv.push(arg.to_string());
         }
     }
-    (ck.errors.len() == before).then_some(argv)
+    (ck.count() == before).then_some(argv)
 }
 
 type RawEnv = BTreeMap<Spanned<String>, Spanned<Val>>;
@@ -504,7 +528,7 @@ fn ports(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<PortMapping>> {
         values::PORT_FORM
     );
     let items = array(ck, v, "network.ports", &expected)?;
-    let before = ck.errors.len();
+    let before = ck.count();
     let mut ports: Vec<(usize, PortMapping)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = format!("network.ports[{i}]");
@@ -534,7 +558,7 @@ fn ports(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<PortMapping>> {
         }
         ports.push((i, p));
     }
-    (ck.errors.len() == before).then(|| ports.into_iter().map(|(_, p)| p).collect())
+    (ck.count() == before).then(|| ports.into_iter().map(|(_, p)| p).collect())
 }
 
 /// `[network] aliases`; `None` when anything in it was reported.
@@ -545,7 +569,7 @@ fn aliases(ck: &mut Checker<'_>, v: &Spanned<Val>, own_name: Option<&Name>) -> O
         "network.aliases",
         "an array of workload names such as [\"api\"]",
     )?;
-    let before = ck.errors.len();
+    let before = ck.count();
     let mut aliases: Vec<(usize, Name)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = format!("network.aliases[{i}]");
@@ -565,5 +589,5 @@ fn aliases(ck: &mut Checker<'_>, v: &Spanned<Val>, own_name: Option<&Name>) -> O
             aliases.push((i, alias));
         }
     }
-    (ck.errors.len() == before).then(|| aliases.into_iter().map(|(_, a)| a).collect())
+    (ck.count() == before).then(|| aliases.into_iter().map(|(_, a)| a).collect())
 }

@@ -8,8 +8,8 @@
 pub mod netstate;
 pub mod workload;
 
-use crate::api::{Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
-use crate::manifest::{Desired, NetworkMode, Signal, Spec};
+use crate::api::{self, Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
+use crate::manifest::{self, Desired, NetworkMode, Signal, Spec};
 use crate::pid1::power::{PowerLatch, PowerMsg};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
 use crate::runtime::{Event, Runtime};
@@ -318,7 +318,7 @@ impl Supervisor {
                 let merr = entry
                     .and_then(|e| e.spec.as_ref().err())
                     .or_else(|| self.net.rejection(name))
-                    .map(|e| e.to_string());
+                    .map(|e| manifest::bound_text(e.to_string(), api::MAX_ERROR_CHARS));
                 match self.workloads.get(name) {
                     Some(w) => w.status(name, file, merr),
                     None => WorkloadStatus {
