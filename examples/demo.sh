@@ -12,7 +12,11 @@ packaging/deps.sh
 cargo build --release --quiet
 work=$(mktemp -d /tmp/superd-demo.XXXXXX)
 sock="$work/superd.sock"
-./target/release/superd --manifests manifests --state-dir "$work/state" --socket "$sock" \
+# superd reads only manifests that root owns and no one else may write: a checkout owned by
+# the user who cloned it is copied into a root-owned directory first.
+install -d -m 0755 "$work/manifests"
+install -m 0644 manifests/*.toml "$work/manifests/"
+./target/release/superd --manifests "$work/manifests" --state-dir "$work/state" --socket "$sock" \
     --cgroup-root "superd-demo-$$" &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }

@@ -98,3 +98,111 @@ fn malformed_manifests_cost_bounded_memory_log_and_status() {
     );
     sb.shutdown();
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_fifo_swapped_in_for_a_manifest_never_wedges_the_watcher() {
+    let Some(()) = privileged("a_fifo_swapped_in_for_a_manifest_never_wedges_the_watcher") else {
+        return;
+    };
+    let mut sb = Sandbox::start("fifo");
+    let text = "command = [\"/bin/sleep\", \"1000\"]\n[network]\nmode = \"none\"\n";
+    sb.write_manifest("swap", text);
+    sb.wait_running("swap");
+    // Swap a FIFO and a regular file in and out under the same name, so that some re-reads
+    // list a regular file and then find a FIFO (the old stat-then-open race), with SIGHUPs
+    // forcing more re-reads.
+    let (fifo, file) = (sb.dir.path().join("fifo"), sb.dir.path().join("file"));
+    let target = sb.manifests.join("swap.toml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut n = 0u32;
+    while std::time::Instant::now() < deadline {
+        mkfifo(&fifo);
+        std::fs::rename(&fifo, &target).unwrap();
+        std::fs::write(&file, text).unwrap();
+        common::set_mode(&file, 0o644);
+        std::fs::rename(&file, &target).unwrap();
+        n += 1;
+        if n % 50 == 0 {
+            // SAFETY: kill(2) on the superd we started.
+            unsafe { libc::kill(sb.superd_pid() as i32, libc::SIGHUP) };
+        }
+    }
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &target).unwrap();
+    // The watcher still sees new manifests, and the control socket answers.
+    sb.write_manifest("after", text);
+    sb.wait_running("after");
+    // SIGTERM finishes within the stop timeouts (shutdown() fails the test otherwise).
+    sb.shutdown();
+}
+
+#[test]
+fn manifests_others_could_write_never_run() {
+    let Some(()) = privileged("manifests_others_could_write_never_run") else {
+        return;
+    };
+    let mut sb = Sandbox::start("trust");
+    let text = "command = [\"/bin/sleep\", \"1000\"]\n[network]\nmode = \"none\"\n";
+    sb.write_manifest("kept", text);
+    let pid = sb.wait_running("kept").pid;
+    let chown = |path: &std::path::Path, uid: u32| {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: lchown(2) with a valid C string.
+        assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0, "lchown");
+    };
+    // A file owned by an unprivileged user.
+    sb.write_manifest("user", text);
+    chown(&sb.manifests.join("user.toml"), 1000);
+    // A file anyone may write.
+    sb.write_manifest("open", text);
+    common::set_mode(&sb.manifests.join("open.toml"), 0o666);
+    // A root-owned symlink to a user-owned file.
+    let outside = sb.dir.path().join("users-file.toml");
+    std::fs::write(&outside, text).unwrap();
+    common::set_mode(&outside, 0o644);
+    chown(&outside, 1000);
+    std::os::unix::fs::symlink(&outside, sb.manifests.join("linked.toml")).unwrap();
+    // A running workload whose file becomes writable keeps running on its last good spec.
+    common::set_mode(&sb.manifests.join("kept.toml"), 0o646);
+    // SAFETY: kill(2) on the superd we started (chmod and chown raise no inotify event
+    // superd acts on; SIGHUP re-reads).
+    unsafe { libc::kill(sb.superd_pid() as i32, libc::SIGHUP) };
+    for (name, needle) in [
+        ("user", "owned by uid 1000, not by root"),
+        ("open", "writable by everyone (mode 0666)"),
+        (
+            "linked",
+            "the file this symlink points to is owned by uid 1000",
+        ),
+        ("kept", "writable by everyone (mode 0646)"),
+    ] {
+        let w = sb.wait_for(name, needle, Duration::from_secs(20), |w| {
+            w.error.as_deref().is_some_and(|e| e.contains(needle))
+        });
+        if name == "kept" {
+            assert_eq!((w.state, w.pid), (State::Running, pid), "{w:?}");
+        } else {
+            assert_eq!((w.state, w.pid), (State::Failed, None), "{w:?}");
+        }
+    }
+    // superctl validate says the same about the directory.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
+        .arg("validate")
+        .arg(&sb.manifests)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("owned by uid 1000, not by root"), "{text}");
+    assert!(
+        text.contains("4 manifests checked: 0 valid, 4 invalid"),
+        "{text}"
+    );
+    sb.shutdown();
+}

@@ -120,6 +120,7 @@ fn fifty_manifests_at_once_all_run() {
     std::fs::create_dir(&staging).unwrap();
     for i in 0..50 {
         std::fs::write(staging.join(format!("w{i:02}.toml")), SLEEPER).unwrap();
+        common::set_mode(&staging.join(format!("w{i:02}.toml")), 0o644);
     }
     for i in 0..50 {
         let f = format!("w{i:02}.toml");

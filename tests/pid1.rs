@@ -32,6 +32,11 @@ impl Init {
             .unwrap();
         for d in ["manifests", "empty"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
+            std::fs::set_permissions(
+                dir.path().join(d),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
         }
         let cgroup_root = format!("superd-pid1-{}-{test}", std::process::id());
         let log = std::fs::File::create(dir.path().join("superd.log")).unwrap();
@@ -173,6 +178,7 @@ impl Drop for Init {
 fn write(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::rename(&tmp, dir.join(format!("{name}.toml"))).unwrap();
 }
 

@@ -149,7 +149,9 @@ depmod -b "$stage" "$kver"
 } >"$stage/etc/modules-load.d/superd.conf"
 
 # --- manifests and extras ----------------------------------------------------------------------
-find "$manifests" -maxdepth 1 -type f -name '*.toml' -exec cp {} "$stage/etc/workloads.d/" \;
+# superd reads only manifests no one but root may write (cpio -R 0:0 makes root the owner).
+find "$manifests" -maxdepth 1 -type f -name '*.toml' -exec install -m 0644 {} "$stage/etc/workloads.d/" \;
+chmod 0755 "$stage/etc/workloads.d"
 for e in "${extras[@]}"; do
     src=${e%%:*} dest=${e#*:}
     mkdir -p "$(dirname "$stage$dest")"

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,21 +46,63 @@ pub fn is_manifest_file_name(name: &OsStr) -> bool {
     }
 }
 
-/// Reads and parses one manifest file; the workload name is the file stem.
+/// Reads and parses one manifest file; the workload name is the file stem. The file is not
+/// checked for who may have written it (see [`load_dir`]); [`trust_problem`] tells.
 pub fn load_file(path: &Path) -> Result<Spec, ManifestError> {
-    let text = read_text(path)?;
+    let file = open_manifest(path)?;
+    let text = read_text(path, file)?;
     parse(path, &text)
 }
 
-/// Reads every manifest file of `dir` (not recursive). Non-regular files are skipped, symlinks
-/// to regular files are followed, and a file that cannot be read or parsed gets an `Err` entry.
+/// Why a file or directory owned by `uid` with `mode` must not be trusted to say what superd
+/// runs as root, if it must not. sudo's rule: owned by root (or superd's own `euid`) and
+/// writable by nobody else. `what` names it in the message ("the manifest", "the directory").
+pub fn trust_problem(what: &str, uid: u32, mode: u32, euid: u32) -> Option<String> {
+    if uid != 0 && uid != euid {
+        return Some(format!(
+            "{what} is owned by uid {uid}, not by root: anyone who can write a manifest runs \
+             programs as root, so superd reads only files owned by root (chown root)"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 {
+            "everyone"
+        } else {
+            "its group"
+        };
+        return Some(format!(
+            "{what} is writable by {who} (mode {:04o}): anyone who can write a manifest runs \
+             programs as root, so superd reads only files no one else may change (chmod go-w)",
+            mode & 0o7777
+        ));
+    }
+    None
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Reads every manifest file of `dir` (not recursive). Entries that are neither regular files
+/// nor symlinks are skipped, symlinks to regular files are followed, and a file that cannot be
+/// read or parsed, or that someone other than root could have written ([`trust_problem`]:
+/// the directory, the file, a symlink's target), gets an `Err` entry: it never runs, and a
+/// workload already running keeps its last good spec.
 ///
 /// Fails only when the directory itself cannot be listed, including part-way: a partial
 /// listing would look like deleted manifests and stop workloads.
 pub fn load_dir(dir: &Path) -> io::Result<Desired> {
     let mut desired = Desired::new();
+    let meta = fs::metadata(dir)?;
+    let dir_problem = trust_problem(
+        &format!("the manifest directory {}", dir.display()),
+        meta.uid(),
+        meta.mode(),
+        euid(),
+    );
     for (stem, file) in manifest_files(dir)? {
-        let (text, spec) = match read_text(&file) {
+        let (text, spec) = match read_trusted(&file, dir_problem.as_deref()) {
             Ok(text) => {
                 let spec = parse(&file, &text).map(Arc::new);
                 (Arc::from(text), spec)
@@ -74,8 +117,9 @@ pub fn load_dir(dir: &Path) -> io::Result<Desired> {
     Ok(desired)
 }
 
-/// `(stem, path)` of every manifest file in `dir`, sorted by stem.
-pub(crate) fn manifest_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+/// `(stem, path)` of every manifest file in `dir` (regular files and symlinks), sorted by stem.
+/// Nothing is opened or followed here: a FIFO, socket or device is never touched.
+fn manifest_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -83,15 +127,14 @@ pub(crate) fn manifest_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
         if !is_manifest_file_name(&name) {
             continue;
         }
-        let path = entry.path();
-        match fs::metadata(&path) {
-            Ok(meta) if !meta.is_file() => continue, // directories, FIFOs (reading one blocks), …
-            Err(_) if vanished(&path) => continue,
-            // Regular files, and dangling or unreadable symlinks: `load_file` reports why.
-            _ => {}
+        match entry.file_type() {
+            Ok(t) if t.is_file() || t.is_symlink() => {}
+            Ok(_) => continue, // directories, FIFOs (reading one blocks), sockets, devices
+            Err(_) if vanished(&entry.path()) => continue,
+            Err(_) => {} // `load_file` reports why
         }
         if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".toml")) {
-            files.push((stem.to_string(), path));
+            files.push((stem.to_string(), entry.path()));
         }
     }
     files.sort();
@@ -103,20 +146,62 @@ fn vanished(path: &Path) -> bool {
     matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
-fn read_text(path: &Path) -> Result<String, ManifestError> {
+fn refused(path: &Path, msg: impl Into<String>) -> ManifestError {
+    ManifestError::new(path, vec![FieldError::new("", msg)])
+}
+
+/// Opens `path` once, without blocking (a FIFO swapped in after the listing opens at once
+/// instead of waiting for a writer), and checks through the fd that it is a regular file:
+/// everything after this reads the file that was checked, never the path again.
+fn open_manifest(path: &Path) -> Result<fs::File, ManifestError> {
     let io_err = |e: io::Error| ManifestError::io(path, "cannot read the manifest", &e);
-    let meta = fs::metadata(path).map_err(io_err)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
-        let msg = "not a regular file: a manifest must be a TOML file";
-        return Err(ManifestError::new(path, vec![FieldError::new("", msg)]));
+        return Err(refused(
+            path,
+            "not a regular file: a manifest must be a TOML file",
+        ));
     }
+    Ok(file)
+}
+
+/// [`open_manifest`], then the trust rules for the file, its symlink target and its directory
+/// (`dir_problem`), then [`read_text`].
+fn read_trusted(path: &Path, dir_problem: Option<&str>) -> Result<String, ManifestError> {
+    let file = open_manifest(path)?;
+    if let Some(problem) = dir_problem {
+        return Err(refused(path, problem));
+    }
+    let meta = file
+        .metadata()
+        .map_err(|e| ManifestError::io(path, "cannot read the manifest", &e))?;
+    let linked = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let what = if linked {
+        "the file this symlink points to"
+    } else {
+        "the manifest"
+    };
+    if let Some(problem) = trust_problem(what, meta.uid(), meta.mode(), euid()) {
+        return Err(refused(path, problem));
+    }
+    read_text(path, file)
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] of UTF-8 from an opened regular file.
+fn read_text(path: &Path, file: fs::File) -> Result<String, ManifestError> {
+    let io_err = |e: io::Error| ManifestError::io(path, "cannot read the manifest", &e);
     let mut bytes = Vec::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         let msg = format!("the file is larger than {MAX_MANIFEST_BYTES} bytes; is it a manifest?");
-        return Err(ManifestError::new(path, vec![FieldError::new("", msg)]));
+        return Err(refused(path, msg));
     }
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -261,5 +346,75 @@ mod tests {
             .contains("larger than"));
         let not_file = load_file(dir.path()).unwrap_err();
         assert!(not_file.to_string().contains("not a regular file"));
+    }
+
+    #[test]
+    fn trust_follows_sudos_rule() {
+        assert_eq!(trust_problem("f", 0, 0o100644, 0), None);
+        assert_eq!(trust_problem("f", 0, 0o100600, 1000), None);
+        assert_eq!(
+            trust_problem("f", 1000, 0o100644, 1000),
+            None,
+            "superd's own euid"
+        );
+        let owned = trust_problem("the manifest", 1000, 0o100644, 0).unwrap();
+        assert!(owned.contains("owned by uid 1000"), "{owned}");
+        let world = trust_problem("f", 0, 0o100666, 0).unwrap();
+        assert!(
+            world.contains("writable by everyone (mode 0666)"),
+            "{world}"
+        );
+        let group = trust_problem("f", 0, 0o40775, 0).unwrap();
+        assert!(group.contains("writable by its group"), "{group}");
+    }
+
+    #[test]
+    fn writable_files_and_directories_are_error_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        let good = "command = [\"/bin/true\"]\n";
+        for name in ["ok.toml", "open.toml", "target.conf"] {
+            fs::write(d.join(name), good).unwrap();
+            fs::set_permissions(d.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        fs::set_permissions(d.join("open.toml"), fs::Permissions::from_mode(0o666)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("t.conf"), good).unwrap();
+        fs::set_permissions(
+            other.path().join("t.conf"),
+            fs::Permissions::from_mode(0o646),
+        )
+        .unwrap();
+        symlink(other.path().join("t.conf"), d.join("linked.toml")).unwrap();
+        let desired = load_dir(d).unwrap();
+        assert!(desired["ok"].spec.is_ok());
+        let open = desired["open"].spec.as_ref().unwrap_err().to_string();
+        assert!(open.contains("writable by everyone"), "{open}");
+        let linked = desired["linked"].spec.as_ref().unwrap_err().to_string();
+        assert!(
+            linked.contains("the file this symlink points to"),
+            "{linked}"
+        );
+        // A directory others may write taints every file in it.
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+        let desired = load_dir(d).unwrap();
+        let ok = desired["ok"].spec.as_ref().unwrap_err().to_string();
+        assert!(ok.contains("the manifest directory"), "{ok}");
+    }
+
+    #[test]
+    fn a_fifo_is_never_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // Listed entries skip it without opening it...
+        assert_eq!(load_dir(dir.path()).unwrap(), Desired::new());
+        // ...and one swapped in after the listing is opened without blocking and refused.
+        let err = read_trusted(&fifo, None).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(load_file(&fifo).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! that are allowed but will keep a workload from starting (yet).
 
 use super::error::ManifestError;
-use super::load::{load_file, manifest_files};
+use super::load::{load_dir, load_file, trust_problem};
 use super::spec::{AbsPath, Rootfs, Spec};
 use std::fmt;
 use std::fs;
@@ -49,8 +49,10 @@ impl ValidateReport {
     }
 }
 
-/// Checks each path: a file is parsed whatever its name; a directory contributes its manifest
-/// files (as `load_dir` would read them). A path that cannot be read is an invalid entry.
+/// Checks each path: a file is parsed whatever its name (and warned about when superd would
+/// refuse it for who may write it); a directory is read exactly as superd reads it
+/// (`load_dir`: only its manifest files, and none that someone other than root could have
+/// written). A path that cannot be read is an invalid entry.
 pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
     let mut files = Vec::new();
     for path in paths {
@@ -58,8 +60,12 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
             files.push(check_file(path));
             continue;
         }
-        match manifest_files(path) {
-            Ok(found) => files.extend(found.iter().map(|(_, file)| check_file(file))),
+        match load_dir(path) {
+            Ok(desired) => files.extend(desired.into_values().map(|entry| {
+                let spec = entry.spec.map(|s| (*s).clone());
+                let warnings = spec.as_ref().map(warnings).unwrap_or_default();
+                (entry.file, spec, warnings)
+            })),
             Err(e) => {
                 let err = ManifestError::io(path, "cannot read the directory", &e);
                 files.push((path.clone(), Err(err), Vec::new()));
@@ -71,7 +77,15 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
 
 fn check_file(path: &Path) -> (PathBuf, Result<Spec, ManifestError>, Vec<String>) {
     let spec = load_file(path);
-    let warnings = spec.as_ref().map(warnings).unwrap_or_default();
+    let mut warnings = spec.as_ref().map(warnings).unwrap_or_default();
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid(2) cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        if let Some(p) = trust_problem("the file", meta.uid(), meta.mode(), euid) {
+            warnings.push(format!("superd would refuse it from its directory: {p}"));
+        }
+    }
     (path.to_path_buf(), spec, warnings)
 }
 

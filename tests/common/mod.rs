@@ -107,6 +107,9 @@ impl Sandbox {
             .unwrap();
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
+        // superd reads only a directory and files no one but root may write, whatever the
+        // umask the tests run under.
+        set_mode(&manifests, 0o755);
         let state = dir.path().join("state");
         let socket = dir.path().join("run/superd.sock");
         let cgroup_root = format!("superd-test-{}-{n}", std::process::id());
@@ -277,6 +280,7 @@ impl Sandbox {
     pub fn write_manifest(&self, name: &str, text: &str) {
         let tmp = self.manifests.join(format!(".{name}.toml.tmp"));
         std::fs::write(&tmp, text).unwrap();
+        set_mode(&tmp, 0o644);
         std::fs::rename(&tmp, self.manifests.join(format!("{name}.toml"))).unwrap();
     }
 
@@ -437,6 +441,12 @@ impl Sandbox {
             );
         }
     }
+}
+
+/// chmod, independent of the umask.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Last-resort cleanup after a failed test: kill what is in the cgroups, remove them.
