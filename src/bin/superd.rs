@@ -222,6 +222,9 @@ fn init_logging(format: LogFormat, console: bool) {
 
 /// Runs the daemon until a stop request; returns the power action asked for in PID-1 mode.
 fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>> {
+    // Before anything is touched: a second superd on the same state directory must exit
+    // here and change nothing (not the first one's cgroups, bridge or nftables table).
+    let state = runtime::state::StateDir::lock(&cli.state_dir)?;
     // The reaper registers SIGCHLD before any child or runtime thread exists.
     let reaper = runtime::reaper::Reaper::start().context("starting the reaper")?;
     let cgroups =
@@ -230,7 +233,7 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
         .log_dir
         .clone()
         .unwrap_or_else(|| cli.state_dir.join("logs"));
-    let rt = runtime::Runtime::new(reaper.clone(), cgroups, cli.state_dir.clone(), log_dir)
+    let rt = runtime::Runtime::new(reaper.clone(), cgroups, state, log_dir)
         .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?;
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -326,7 +326,10 @@ impl CgroupManager {
                 continue;
             };
             for e in entries.flatten() {
-                if e.path().is_dir() && e.file_name() != "daemon" {
+                // Never the leaf superd itself lives in (with an empty --cgroup-root the
+                // root is superd's own cgroup, which holds its `daemon` leaf).
+                let me = std::process::id() as i32;
+                if e.path().is_dir() && !pids_in(&e.path()).contains(&me) {
                     names.push(e.file_name().to_string_lossy().into_owned());
                 }
             }
@@ -412,7 +415,10 @@ fn remove_dir_retry(dir: &Path, budget: Duration) -> io::Result<()> {
         // Children first (stale trees may be nested).
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
-                if e.path().is_dir() {
+                // Never the leaf superd itself lives in (with an empty --cgroup-root the
+                // root is superd's own cgroup, which holds its `daemon` leaf).
+                let me = std::process::id() as i32;
+                if e.path().is_dir() && !pids_in(&e.path()).contains(&me) {
                     let _ = remove_dir_retry(&e.path(), Duration::from_millis(100));
                 }
             }
@@ -551,69 +557,85 @@ impl WorkloadCgroup {
 
     /// Kills every process in the cgroup.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
-        let Some(dir) = self.dirs.first() else {
-            return Ok(());
-        };
-        if self.v2 && dir.join("cgroup.kill").exists() {
-            return std::fs::write(dir.join("cgroup.kill"), "1")
-                .map_err(io_err("killing the processes of", dir));
-        }
-        // Freeze (v1 freezer hierarchy, or v2 cgroup.freeze on kernels before 5.14), kill, thaw.
-        let freezer = if self.v2 {
-            Some(dir.clone())
-        } else {
-            self.cg
-                .controller_of::<cgroups_rs::fs::freezer::FreezerController>()
-                .map(|f| f.path().to_path_buf())
-        };
-        let frozen = freezer
-            .as_ref()
-            .map(|f| set_frozen(f, self.v2, true).is_ok())
-            .unwrap_or(false);
-        if frozen && !self.v2 {
-            if let Some(f) = &freezer {
-                let deadline = Instant::now() + Duration::from_millis(500);
-                while Instant::now() < deadline {
-                    match std::fs::read_to_string(f.join("freezer.state")) {
-                        Ok(s) if s.trim() == "FROZEN" => break,
-                        _ => std::thread::sleep(Duration::from_millis(1)),
-                    }
-                }
-            }
-        }
-        for pid in pids_in(dir) {
-            // SAFETY: kill(2) on a PID listed in this workload's cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        if let (true, Some(f)) = (frozen, &freezer) {
-            set_frozen(f, self.v2, false).map_err(io_err("thawing", f))?;
-        }
-        Ok(())
+        kill_dirs(&self.dirs, self.v2)
     }
 
     /// Kills what is left, waits until the cgroup is empty and removes it (blocking; bounded by
     /// `budget`).
     pub fn remove(&self, budget: Duration) -> Result<(), CgroupError> {
-        let deadline = Instant::now() + budget;
-        loop {
-            if self.pids().is_empty() {
-                break;
-            }
-            let _ = self.kill_all();
-            if Instant::now() >= deadline {
-                return Err(CgroupError::NotEmpty(
-                    self.dirs.first().cloned().unwrap_or_default(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        for dir in &self.dirs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            remove_dir_retry(dir, left.max(Duration::from_millis(100)))
-                .map_err(io_err("removing", dir))?;
-        }
-        Ok(())
+        remove_dirs(&self.dirs, self.v2, budget)
     }
+
+    /// The cgroup's directory in every hierarchy (absolute), for the instance record.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+}
+
+/// Kills every process in a cgroup given by its directories (one per hierarchy; v1 freezes
+/// through whichever of them is in the freezer hierarchy).
+pub fn kill_dirs(dirs: &[PathBuf], v2: bool) -> Result<(), CgroupError> {
+    let Some(dir) = dirs.first() else {
+        return Ok(());
+    };
+    if v2 && dir.join("cgroup.kill").exists() {
+        return std::fs::write(dir.join("cgroup.kill"), "1")
+            .map_err(io_err("killing the processes of", dir));
+    }
+    // Freeze (v1 freezer hierarchy, or v2 cgroup.freeze on kernels before 5.14), kill, thaw.
+    let freezer = if v2 {
+        Some(dir.clone())
+    } else {
+        dirs.iter()
+            .find(|d| d.join("freezer.state").exists())
+            .cloned()
+    };
+    let frozen = freezer
+        .as_ref()
+        .map(|f| set_frozen(f, v2, true).is_ok())
+        .unwrap_or(false);
+    if frozen && !v2 {
+        if let Some(f) = &freezer {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                match std::fs::read_to_string(f.join("freezer.state")) {
+                    Ok(s) if s.trim() == "FROZEN" => break,
+                    _ => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }
+    }
+    for pid in pids_in(dir) {
+        // SAFETY: kill(2) on a PID listed in this workload's cgroup.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    if let (true, Some(f)) = (frozen, &freezer) {
+        set_frozen(f, v2, false).map_err(io_err("thawing", f))?;
+    }
+    Ok(())
+}
+
+/// Kills what is left in a cgroup given by its directories, waits until it is empty and
+/// removes the directories that exist (blocking; bounded by `budget`).
+pub fn remove_dirs(dirs: &[PathBuf], v2: bool, budget: Duration) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + budget;
+    let first = dirs.first().cloned().unwrap_or_default();
+    loop {
+        if pids_in(&first).is_empty() {
+            break;
+        }
+        let _ = kill_dirs(dirs, v2);
+        if Instant::now() >= deadline {
+            return Err(CgroupError::NotEmpty(first));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        remove_dir_retry(dir, left.max(Duration::from_millis(100)))
+            .map_err(io_err("removing", dir))?;
+    }
+    Ok(())
 }
 
 fn refused_or(e: cgroups_rs::fs::error::Error, what: &'static str, rel: &str) -> CgroupError {

@@ -28,6 +28,7 @@ pub(super) struct NetAttach {
 
 /// The per-instance task: speaks the sync protocol, waits for the exit, cleans the cgroup up.
 pub(super) struct Driver {
+    pub(super) records: super::state::Records,
     pub(super) pidfd: OwnedFd,
     pub(super) name: String,
     pub(super) gen: u64,
@@ -235,7 +236,12 @@ impl Driver {
         let removed =
             tokio::task::spawn_blocking(move || cgroup.remove(Duration::from_secs(5))).await;
         match removed {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                // Gone for good: nothing is left for a successor to stop.
+                if let Err(e) = self.records.remove(&self.name, self.gen) {
+                    tracing::warn!(workload = %self.name, "removing the instance record: {e}");
+                }
+            }
             Ok(Err(e)) => tracing::warn!(workload = %self.name, "removing cgroup: {e}"),
             Err(e) => tracing::warn!(workload = %self.name, "cgroup removal task: {e}"),
         }

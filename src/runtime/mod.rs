@@ -10,6 +10,7 @@ pub mod net;
 pub mod reaper;
 pub mod shim;
 pub mod spawn;
+pub mod state;
 pub mod sync;
 pub mod sys;
 
@@ -38,6 +39,8 @@ pub struct Runtime {
     log_dir: PathBuf,
     scratch_dir: PathBuf,
     network: Option<Arc<net::Network>>,
+    state: state::StateDir,
+    records: state::Records,
 }
 
 /// A start that failed before the shim ran.
@@ -166,24 +169,30 @@ fn id_cfg(i: &IdOrName) -> IdOrNameCfg {
 }
 
 impl Runtime {
-    /// Prepares the runtime: seals a memfd copy of our binary once (copying per start is slow),
-    /// creates the state directories and removes what a crashed predecessor left in the cgroup
-    /// root.
+    /// Prepares the runtime in the locked state directory: seals a memfd copy of our binary
+    /// once (copying per start is slow), creates the directories, and stops and removes every
+    /// instance a predecessor recorded but did not clean up (it crashed or was killed), and
+    /// whatever else is left in the cgroup root.
     pub fn new(
         reaper: Reaper,
         cgroups: CgroupManager,
-        state_dir: PathBuf,
+        state: state::StateDir,
         log_dir: PathBuf,
     ) -> std::io::Result<Runtime> {
         use std::os::unix::fs::DirBuilderExt;
-        let scratch_dir = state_dir.join("mnt");
-        for d in [&state_dir, &scratch_dir, &log_dir] {
+        let scratch_dir = state.path().join("mnt");
+        for d in [&scratch_dir, &log_dir] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(d)?;
         }
         let memfd = sys::sealed_self_copy()?;
+        let records = state.records();
+        let stopped = stop_recorded(&records);
+        if !stopped.is_empty() {
+            tracing::warn!(?stopped, "stopped instances a previous superd left running");
+        }
         let stale = cgroups.remove_stale();
         if !stale.is_empty() {
             tracing::warn!(?stale, "removed cgroups left behind by a previous superd");
@@ -195,7 +204,14 @@ impl Runtime {
             log_dir,
             scratch_dir,
             network: None,
+            state,
+            records,
         })
+    }
+
+    /// The locked state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
     }
 
     /// Enables bridge networking (before the runtime is shared).
@@ -364,7 +380,22 @@ impl Runtime {
                 return Err(StartError::Register(e));
             }
         };
+        let record = state::InstanceRecord {
+            name: name.clone(),
+            gen,
+            superd_pid: std::process::id(),
+            shim_pid,
+            shim_start: state::process_start_time(shim_pid).unwrap_or(0),
+            cgroup_dirs: cgroup.dirs().to_vec(),
+            cgroup_v2: self.cgroups.is_v2(),
+            address,
+            spec_hash: spec.hash(),
+        };
+        if let Err(e) = self.records.write(&record) {
+            tracing::warn!(workload = %name, "recording the instance in {}: {e}; a successor could not stop it after a crash", self.state.path().display());
+        }
         let driver = Driver {
+            records: self.records.clone(),
             pidfd: driver_pidfd,
             name,
             gen,
@@ -385,6 +416,37 @@ impl Runtime {
             workload_pid,
         })
     }
+}
+
+/// Stops every recorded instance: SIGKILLs its shim if the PID still names the process that
+/// was recorded (same start time; through a pidfd, so a PID reused meanwhile is never hit),
+/// then kills what is left in its cgroup directories and removes them, wherever they are.
+/// Returns `name.gen` of each instance whose record was cleared.
+fn stop_recorded(records: &state::Records) -> Vec<String> {
+    let (recs, problems) = records.load();
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    let mut stopped = Vec::new();
+    for r in recs {
+        if let Some(pidfd) = sys::pidfd_open(r.shim_pid) {
+            let same = state::process_start_time(r.shim_pid)
+                .is_some_and(|t| t == r.shim_start && r.shim_start != 0);
+            if same {
+                pidfd_signal(&pidfd, libc::SIGKILL);
+            }
+        }
+        match cgroups::remove_dirs(&r.cgroup_dirs, r.cgroup_v2, Duration::from_secs(5)) {
+            Ok(()) => {
+                let _ = records.remove(&r.name, r.gen);
+                stopped.push(format!("{}.{}", r.name, r.gen));
+            }
+            Err(e) => {
+                tracing::warn!(workload = %r.name, "stopping what a previous superd left running: {e}")
+            }
+        }
+    }
+    stopped
 }
 
 /// "exit code 3" / "signal SIGKILL".

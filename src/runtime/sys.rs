@@ -43,6 +43,17 @@ pub fn openat_in_root(dirfd: RawFd, path: &str, flags: libc::c_int) -> io::Resul
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// A pidfd for `pid`, or `None` when no such process exists (or pidfds are unsupported).
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open(2) takes no pointers; it returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh fd from the kernel, owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Opens `name` (one path component, no symlink following) relative to `dirfd`.
 pub fn openat_nofollow(dirfd: RawFd, name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let p = cstr(name)?;

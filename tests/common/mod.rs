@@ -211,34 +211,43 @@ impl Sandbox {
 
     /// Starts superd on this sandbox and waits for its control socket.
     pub fn spawn_superd(&mut self) {
-        let (manifests, state, socket, cgroup_root) = (
-            &self.manifests,
-            &self.state,
-            &self.socket,
-            &self.cgroup_root,
-        );
+        self.spawn_superd_in(None);
+    }
+
+    /// The command that starts superd on this sandbox (not spawned).
+    pub fn superd_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
+        cmd.arg("--manifests")
+            .arg(&self.manifests)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--cgroup-root")
+            .arg(&self.cgroup_root)
+            .args(&self.extra_args);
+        in_netns(&mut cmd, &self.netns);
+        cmd
+    }
+
+    /// Starts superd in `cgroup` (a [`Sibling`] of the test's own cgroup), or in the test's
+    /// own cgroup, and waits for its control socket.
+    pub fn spawn_superd_in(&mut self, cgroup: Option<&Sibling>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("superd.log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
-        cmd.arg("--manifests")
-            .arg(manifests)
-            .arg("--state-dir")
-            .arg(state)
-            .arg("--socket")
-            .arg(socket)
-            .arg("--cgroup-root")
-            .arg(cgroup_root)
-            .args(&self.extra_args)
-            .env("SUPERD_LOG", "debug")
+        // superd runs in the test's namespace: nothing it does to links touches the host.
+        let mut cmd = self.superd_command();
+        cmd.env("SUPERD_LOG", "debug")
             .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        // superd runs in the test's namespace: nothing it does to links touches the host.
-        in_netns(&mut cmd, &self.netns);
+        if let Some(sib) = cgroup {
+            sib.enter_on_exec(&mut cmd);
+        }
         self.child = Some(cmd.spawn().expect("spawning superd"));
         self.wait_until("control socket is up", Duration::from_secs(20), |s| {
             s.try_status().is_some()
@@ -439,6 +448,64 @@ impl Sandbox {
                 problems.join("\n"),
                 self.superd_log()
             );
+        }
+    }
+}
+
+/// A cgroup beside the test's own (`<own>/<name>` in each v1 hierarchy superd uses), removed
+/// on drop: for starting superd from somewhere else than its predecessor.
+pub struct Sibling {
+    dirs: Vec<PathBuf>,
+    procs: Vec<std::fs::File>,
+}
+
+impl Sibling {
+    pub fn new(name: &str) -> Sibling {
+        let dirs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer"]
+            .iter()
+            .map(|c| own_cgroup_dir(c).join(name))
+            .collect();
+        let mut procs = Vec::new();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+            procs.push(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+                    .unwrap(),
+            );
+        }
+        Sibling { dirs, procs }
+    }
+
+    /// The sibling's directory in the `controller` hierarchy.
+    pub fn dir(&self, controller: &str) -> PathBuf {
+        own_cgroup_dir(controller).join(self.dirs[0].file_name().unwrap())
+    }
+
+    /// Makes `cmd`'s process join this cgroup before it executes.
+    fn enter_on_exec(&self, cmd: &mut Command) {
+        let fds: Vec<i32> = self.procs.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: write(2) is async-signal-safe; the fds stay open in the parent until spawn
+        // returns.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                for &fd in &fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            force_remove_cgroup(d);
         }
     }
 }

@@ -1,0 +1,322 @@
+//! superd's state directory: the exclusive lock that makes a second instance exit before it
+//! touches anything, and the record of every instance it starts, so that a successor cleans up
+//! (or, later, re-adopts) exactly what was started, wherever either superd runs.
+//!
+//! ```text
+//! <state-dir>/superd.lock                  flock(LOCK_EX) held for superd's lifetime; holds its PID
+//! <state-dir>/instances/<name>.<gen>.json  one InstanceRecord per live instance
+//! ```
+//! Records are written tmp + fsync + rename + fsync of the directory, and removed once the
+//! instance has ended and its cgroup is gone. A garbled record is reported and set aside.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why the state directory could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds the lock.
+    #[error(
+        "another superd (PID {pid}) is using the state directory {dir}; \
+         this one exits without changing anything"
+    )]
+    Held {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's PID as it wrote it, or `unknown`.
+        pid: String,
+    },
+    /// Creating, opening or locking failed.
+    #[error("{step} {path}")]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn lock_io<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LockError + 'a {
+    move |source| LockError::Io {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The locked state directory; the lock is released when this is dropped (or superd dies).
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl StateDir {
+    /// Creates `dir` (mode 0700) if needed and takes its lock without waiting; writes our PID
+    /// into the lock file for the error a second instance prints.
+    pub fn lock(dir: &Path) -> Result<StateDir, LockError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(lock_io("creating the state directory", dir))?;
+        let path = dir.join("superd.lock");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(lock_io("opening", &path))?;
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    let pid = match pid.trim() {
+                        "" => "unknown".to_string(),
+                        p => p.chars().take(20).collect(),
+                    };
+                    return Err(LockError::Held {
+                        dir: dir.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err((_, e)) => return Err(lock_io("locking", &path)(e.into())),
+            };
+        let pid = std::process::id().to_string();
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(pid.as_bytes()))
+            .map_err(lock_io("writing our PID to", &path))?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The instance records kept in this directory.
+    pub fn records(&self) -> Records {
+        Records {
+            dir: self.dir.join("instances"),
+        }
+    }
+}
+
+/// What superd records about an instance it started: enough for a successor to find and stop
+/// it (cgroup directories, the shim by PID and start time) and, later, to re-adopt it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Workload name.
+    pub name: String,
+    /// Instance generation.
+    pub gen: u64,
+    /// The superd that started it.
+    pub superd_pid: u32,
+    /// Host PID of the init shim (the workload itself with `init = false`).
+    pub shim_pid: i32,
+    /// The shim's start time in clock ticks since boot (`/proc/PID/stat` field 22), which
+    /// tells the shim from a process that reused its PID; 0 when it could not be read.
+    pub shim_start: u64,
+    /// The instance's cgroup directory in every hierarchy, absolute.
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// Whether those are cgroup v2 directories.
+    pub cgroup_v2: bool,
+    /// The bridged workload's address.
+    pub address: Option<Ipv4Addr>,
+    /// Hex SHA-256 of the spec it runs.
+    pub spec_hash: String,
+}
+
+/// The start time of process `pid` in clock ticks since boot, from `/proc/PID/stat`.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 of a `/proc/PID/stat` line; the command (field 2) may hold spaces and `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Fields after the command start at 3 (state); starttime is field 22.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The directory of instance records.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// Records in `dir` (for tests and tools; superd gets them from [`StateDir::records`]).
+    pub fn at(dir: PathBuf) -> Records {
+        Records { dir }
+    }
+
+    fn file(&self, name: &str, gen: u64) -> PathBuf {
+        self.dir.join(format!("{name}.{gen}.json"))
+    }
+
+    /// Writes `rec` durably: tmp + fsync + rename + fsync of the directory.
+    pub fn write(&self, rec: &InstanceRecord) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let path = self.file(&rec.name, rec.gen);
+        let tmp = self.dir.join(format!(".{}.{}.tmp", rec.name, rec.gen));
+        let bytes = serde_json::to_vec(rec).map_err(io::Error::other)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the record of `name` generation `gen` (missing is fine).
+    pub fn remove(&self, name: &str, gen: u64) -> io::Result<()> {
+        match fs::remove_file(self.file(name, gen)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => sync_dir(&self.dir).or(Ok(())),
+        }
+    }
+
+    /// Every record, and a message for each file that could not be used (garbled files are
+    /// renamed to `*.corrupt` so they are reported once).
+    pub fn load(&self) -> (Vec<InstanceRecord>, Vec<String>) {
+        let mut recs: Vec<(String, InstanceRecord)> = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return (Vec::new(), problems);
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                let _ = fs::remove_file(&path); // a write cut short
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let parsed = read_small(&path)
+                .and_then(|b| serde_json::from_slice::<InstanceRecord>(&b).map_err(Into::into));
+            match parsed {
+                Ok(r) => recs.push((name, r)),
+                Err(err) => {
+                    problems.push(format!("instance record {}: {err}", path.display()));
+                    let _ = fs::rename(&path, path.with_extension("corrupt"));
+                }
+            }
+        }
+        recs.sort_by(|a, b| a.0.cmp(&b.0));
+        (recs.into_iter().map(|(_, r)| r).collect(), problems)
+    }
+}
+
+/// Reads a record file of at most 64 KiB through a non-following, non-blocking open.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(64 << 10).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    // SAFETY: fsync(2) on a directory fd we own.
+    if unsafe { libc::fsync(d.as_raw_fd()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, gen: u64) -> InstanceRecord {
+        InstanceRecord {
+            name: name.into(),
+            gen,
+            superd_pid: 1,
+            shim_pid: 42,
+            shim_start: 7,
+            cgroup_dirs: vec!["/sys/fs/cgroup/x".into()],
+            cgroup_v2: true,
+            address: Some(Ipv4Addr::new(10, 77, 0, 2)),
+            spec_hash: "ab".into(),
+        }
+    }
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let line = "123 (a) b ) c) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 \
+                    1000 10 18446744073709551615";
+        assert_eq!(parse_start_time(line), Some(98765));
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = std::process::id() as i32;
+        assert!(process_start_time(me).is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn records_round_trip_and_garbage_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = Records::at(dir.path().join("instances"));
+        recs.write(&rec("web", 1)).unwrap();
+        recs.write(&rec("web", 2)).unwrap();
+        recs.write(&rec("db", 1)).unwrap();
+        recs.remove("web", 1).unwrap();
+        recs.remove("web", 1).unwrap();
+        fs::write(dir.path().join("instances/bad.1.json"), "{\"name\": ").unwrap();
+        let (found, problems) = recs.load();
+        let names: Vec<_> = found.iter().map(|r| (r.name.as_str(), r.gen)).collect();
+        assert_eq!(names, [("db", 1), ("web", 2)]);
+        assert_eq!(found[0], rec("db", 1));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(dir.path().join("instances/bad.1.corrupt").exists());
+        assert!(recs.load().1.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_second_lock_fails_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = StateDir::lock(&state).unwrap();
+        let err = StateDir::lock(&state).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("another superd (PID {})", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        StateDir::lock(&state).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! One superd per state directory, and what a successor does with what its predecessor
+//! started: a second instance changes nothing; after a crash, a superd started from another
+//! cgroup stops every recorded instance (even one named `daemon`) before starting its own.
+
+mod common;
+
+use common::{Sandbox, Sibling};
+use std::time::{Duration, Instant};
+use superd::api::State;
+use superd::testing::privileged;
+
+const SLEEPER: &str = "command = [\"/bin/sleep\", \"1000\"]\n";
+
+fn alive(pid: u32) -> bool {
+    // A zombie is as good as gone; /proc/PID/stat's state field tells.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_second_superd_exits_at_once_and_changes_nothing() {
+    let Some(()) = privileged("a_second_superd_exits_at_once_and_changes_nothing") else {
+        return;
+    };
+    let mut sb = Sandbox::start("second");
+    sb.write_manifest(
+        "web",
+        &format!("{SLEEPER}[network]\nports = [\"8080:80\"]\n"),
+    );
+    let before = sb.wait_running("web");
+    let net_before = sb.net_objects();
+    let t0 = Instant::now();
+    let out = sb
+        .superd_command()
+        .output()
+        .expect("running a second superd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another superd (PID {})", sb.superd_pid())),
+        "{stderr}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "it took {:?}",
+        t0.elapsed()
+    );
+    // The first one's workload, bridge, veth and nftables table are untouched.
+    assert_eq!(sb.net_objects(), net_before);
+    let after = sb.workload("web").unwrap();
+    assert_eq!((after.state, after.pid), (State::Running, before.pid));
+    assert!(sb.cgroup_dir("pids", "web").exists());
+    sb.shutdown();
+}
+
+#[test]
+fn after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance() {
+    let Some(()) =
+        privileged("after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance")
+    else {
+        return;
+    };
+    let mut sb = Sandbox::start("crashed");
+    let none = "[network]\nmode = \"none\"\n";
+    sb.write_manifest("web", &format!("{SLEEPER}{none}"));
+    sb.write_manifest("daemon", &format!("{SLEEPER}{none}"));
+    let old: Vec<(u32, u32)> = ["web", "daemon"]
+        .iter()
+        .map(|n| {
+            let w = sb.wait_running(n);
+            (w.pid.unwrap(), w.init_pid.unwrap())
+        })
+        .collect();
+    let old_dirs = [
+        sb.cgroup_dir("pids", "web"),
+        sb.cgroup_dir("pids", "daemon"),
+    ];
+    sb.crash();
+    for (pid, shim) in &old {
+        assert!(
+            alive(*pid) && alive(*shim),
+            "a crash leaves the workloads running"
+        );
+    }
+    let elsewhere = Sibling::new(&format!("superd-test-elsewhere-{}", std::process::id()));
+    sb.spawn_superd_in(Some(&elsewhere));
+    let new: Vec<u32> = ["web", "daemon"]
+        .iter()
+        .map(|n| sb.wait_running(n).pid.unwrap())
+        .collect();
+    for (pid, shim) in &old {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (alive(*pid) || alive(*shim)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(*pid) && !alive(*shim),
+            "{pid}/{shim} of the crashed superd still run"
+        );
+    }
+    for (n, (pid, _)) in new.iter().zip(&old) {
+        assert_ne!(n, pid);
+    }
+    for d in &old_dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    // The new superd lives (and makes its cgroups) in the sibling; the crashed one's root is
+    // empty now, and only a directory superd could not know about remains.
+    assert!(elsewhere
+        .dir("pids")
+        .join(&sb.cgroup_root)
+        .join("web")
+        .exists());
+    for c in ["memory", "pids", "cpu", "freezer"] {
+        let _ = std::fs::remove_dir(common::own_cgroup_dir(c).join(&sb.cgroup_root));
+    }
+    sb.stop();
+    for c in ["memory", "pids", "cpu", "freezer"] {
+        assert!(!elsewhere.dir(c).join(&sb.cgroup_root).exists());
+    }
+}
