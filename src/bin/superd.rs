@@ -214,9 +214,18 @@ fn init_logging(format: LogFormat, console: bool) {
                     .with_writer(std::io::stderr),
             )
             .init(),
-        LogFormat::Text => reg
-            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
-            .init(),
+        LogFormat::Text => {
+            // Colours only for a person at a terminal, never into a file or the journal.
+            use std::io::IsTerminal;
+            let ansi = std::io::stderr().is_terminal();
+            reg.with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
+            .init()
+        }
     }
 }
 

@@ -130,6 +130,9 @@ pub fn main() -> ! {
 /// Everything before the workload may run.
 fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
     let _ = nix::sys::prctl::set_name(c"superd-init");
+    // Its own session and process group, whatever the init mode: a workload's `kill(0, sig)`
+    // (or a shell's job control) must reach only the container, never superd's group.
+    nix::unistd::setsid().map_err(|e| fail("creating a session", e))?;
     // CLONE_NEWCGROUP roots the namespace where we are now: already inside the workload cgroup
     // (the spawner's child joined it before exec), so /proc/self/cgroup reads `0::/`.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -139,6 +142,12 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
     if let Err(e) = reset_oom_score_adj() {
         // Not fatal: the workload runs, merely as protected as superd (told in its log).
         eprintln!("superd-init: resetting oom_score_adj to 0: {e}");
+    }
+    if cfg.own_netns {
+        // As Docker does: in its own network namespace a non-root workload may bind any port
+        // (written before /proc/sys becomes read-only; the sysctl is per namespace).
+        unprivileged_ports_from_zero()
+            .map_err(|e| fail("setting net.ipv4.ip_unprivileged_port_start", e))?;
     }
     rootfs::build(cfg)?;
     if cfg.own_netns {
@@ -175,6 +184,19 @@ fn reset_oom_score_adj() -> std::io::Result<()> {
             f.write_all(v.to_string().as_bytes())
         }
     }
+}
+
+/// `net.ipv4.ip_unprivileged_port_start = 0` in the shim's (new) network namespace, through a
+/// handle checked to be a real procfs.
+fn unprivileged_ports_from_zero() -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/net/ipv4/ip_unprivileged_port_start")?;
+    if nix::sys::statfs::fstatfs(&f)?.filesystem_type().0 != rootfs::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other("/proc is not a procfs"));
+    }
+    f.write_all(b"0")
 }
 
 /// The value to write for a workload that inherited `inherited`, if any (see
