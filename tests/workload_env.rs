@@ -98,3 +98,111 @@ fn a_non_root_workload_binds_port_80_in_its_own_namespace() {
     assert!(log.contains("LISTENING-80"), "{log}");
     sb.shutdown();
 }
+
+/// `(soft, hard)` of a `/proc/PID/limits` row such as "Max open files".
+fn limit_row(limits: &str, row: &str) -> (String, String) {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row} in {limits}"));
+    let f: Vec<&str> = line[row.len()..].split_whitespace().collect();
+    (f[0].to_string(), f[1].to_string())
+}
+
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    bnd & (1 << 24) != 0 // CAP_SYS_RESOURCE
+}
+
+#[test]
+fn rlimits_tmpfs_sizes_and_pids_have_explicit_defaults() {
+    let Some(()) = privileged("rlimits_tmpfs_sizes_and_pids_have_explicit_defaults") else {
+        return;
+    };
+    let mut sb = Sandbox::start("limits");
+    let rootfs = sb.busybox_rootfs();
+    let none = "[network]\nmode = \"none\"\n";
+    let show = "cat /proc/self/limits; grep -E ' /(tmp|run|dev/shm) ' /proc/self/mountinfo; \
+                echo END; exec sleep 1000";
+    sb.write_manifest("dflt", &manifest(&rootfs, show, none));
+    sb.write_manifest(
+        "set",
+        &manifest(
+            &rootfs,
+            show,
+            &format!(
+                "{none}[resources]\nnofile = 4096\npids = 100\n[resources.ulimits]\n\
+                 core = \"unlimited\"\nnproc = \"500:600\"\n\
+                 [tmpfs]\ntmp = \"1M\"\nrun = \"512K\"\nshm = \"2M\"\n"
+            ),
+        ),
+    );
+    sb.wait_running("dflt");
+    sb.wait_running("set");
+    let dflt = sb.wait_log("dflt", "END");
+    let set = sb.wait_log("set", "END");
+    // superd's own hard limit, which a default is lowered to without CAP_SYS_RESOURCE.
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a valid struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) };
+    let hard = if has_cap_sys_resource() {
+        524_288
+    } else {
+        own.rlim_max.min(524_288)
+    };
+    assert_eq!(
+        limit_row(&dflt, "Max open files"),
+        ("1024".into(), hard.to_string()),
+        "{dflt}"
+    );
+    assert_eq!(limit_row(&dflt, "Max core file size").0, "0");
+    assert_eq!(
+        limit_row(&dflt, "Max locked memory").0,
+        (8u64 << 20).to_string()
+    );
+    assert_eq!(
+        limit_row(&set, "Max open files"),
+        ("4096".into(), "4096".into())
+    );
+    assert_eq!(limit_row(&set, "Max core file size").0, "unlimited");
+    assert_eq!(
+        limit_row(&set, "Max processes"),
+        ("500".into(), "600".into())
+    );
+    assert!(dflt.contains("size=65536k"), "{dflt}");
+    assert!(dflt.contains("size=16384k"), "{dflt}");
+    for size in ["size=1024k", "size=512k", "size=2048k"] {
+        assert!(set.contains(size), "{size}: {set}");
+    }
+    let pids_max =
+        |name: &str| std::fs::read_to_string(sb.cgroup_dir("pids", name).join("pids.max")).unwrap();
+    assert_eq!(pids_max("dflt").trim(), "2048");
+    assert_eq!(pids_max("set").trim(), "100");
+    // An explicit limit superd cannot grant is a start error that says why.
+    if !has_cap_sys_resource() && own.rlim_max != libc::RLIM_INFINITY {
+        let too_high = own.rlim_max + 1;
+        sb.write_manifest(
+            "high",
+            &manifest(
+                &rootfs,
+                "exec sleep 1000",
+                &format!("{none}[resources]\nnofile = {too_high}\n"),
+            ),
+        );
+        let w = sb.wait_for("high", "start error", Duration::from_secs(20), |w| {
+            w.error
+                .as_deref()
+                .is_some_and(|e| e.contains("CAP_SYS_RESOURCE"))
+        });
+        assert!(w.error.unwrap().contains("setting the nofile limit"));
+    }
+    sb.shutdown();
+}

@@ -13,10 +13,12 @@
 
 mod check;
 pub mod error;
+mod limits;
 mod load;
 mod locate;
 mod parse;
 mod raw;
+mod security;
 pub mod spec;
 mod validate;
 mod values;

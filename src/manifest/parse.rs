@@ -7,9 +7,9 @@ use super::raw::{
 };
 use super::spec::{
     AbsPath, Mount, Name, Network, NetworkMode, PortMapping, Resources, Restart, RestartPolicy,
-    Rootfs, Spec, Stop, User, Writable,
+    Rootfs, Spec, Stop, User, Writable, DEFAULT_PIDS, MIN_MEMORY,
 };
-use super::values;
+use super::{limits, security, values};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -148,6 +148,9 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let restart = raw.restart.as_ref().map(|r| restart(ck, r));
     let stop = raw.stop.as_ref().map(|s| stop(ck, s));
     let network = raw.network.as_ref().map(|n| network(ck, n, name.as_ref()));
+    let rlimits = limits::rlimits(ck, raw.resources.as_deref());
+    let tmpfs = limits::tmpfs(ck, raw.tmpfs.as_deref());
+    let security = raw.security.as_ref().map(|s| security::security(ck, s));
 
     let mut spec = Spec::with_defaults(name?, command?);
     spec.env = env;
@@ -157,10 +160,13 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.init = init.unwrap_or(spec.init);
     spec.rootfs = rootfs.unwrap_or(spec.rootfs);
     spec.mounts = mounts;
-    spec.resources = resources.unwrap_or_default();
+    spec.resources = resources.unwrap_or(spec.resources);
     spec.restart = restart.unwrap_or_default();
     spec.stop = stop.unwrap_or_default();
     spec.network = network.unwrap_or_default();
+    spec.rlimits = rlimits;
+    spec.tmpfs = tmpfs;
+    spec.security = security.unwrap_or(spec.security);
     Some(spec)
 }
 
@@ -295,18 +301,30 @@ fn mounts(ck: &mut Checker<'_>, raw: &[Spanned<Table<RawMount>>]) -> Vec<Mount> 
 }
 
 fn resources(ck: &mut Checker<'_>, raw: &RawResources) -> Resources {
-    let memory = raw.memory.as_ref().and_then(|v| match v.get_ref() {
-        Val::Int(_) => {
-            let max = i128::from(values::MAX_MEMORY);
-            ck.integer(v, "resources.memory", 1, max)
-                .and_then(|n| u64::try_from(n).ok())
+    let memory = raw.memory.as_ref().and_then(|v| {
+        let bytes = match v.get_ref() {
+            Val::Int(_) => {
+                let max = i128::from(values::MAX_MEMORY);
+                ck.integer(v, "resources.memory", 1, max)
+                    .and_then(|n| u64::try_from(n).ok())
+            }
+            _ => ck.parsed(
+                v,
+                "resources.memory",
+                "bytes (an integer) or a size string such as \"64M\"",
+                values::parse_size,
+            ),
+        }?;
+        if bytes < MIN_MEMORY {
+            let msg = format!(
+                "{bytes} bytes is below the minimum of 6M: not even the init shim and a shell \
+                 fit, and the workload would loop on OOM kills (an integer is bytes; write \
+                 \"64M\" for 64 MiB)"
+            );
+            ck.error(v.span(), "resources.memory", msg);
+            return None;
         }
-        _ => ck.parsed(
-            v,
-            "resources.memory",
-            "bytes (an integer) or a size string such as \"64M\"",
-            values::parse_size,
-        ),
+        Some(bytes)
     });
     let cpu_millis = raw.cpus.as_ref().and_then(|v| {
         let cpus = match v.get_ref() {
@@ -326,10 +344,20 @@ fn resources(ck: &mut Checker<'_>, raw: &RawResources) -> Resources {
             .map_err(|msg| ck.error(v.span(), "resources.cpus", msg))
             .ok()
     });
-    let pids = raw.pids.as_ref().and_then(|v| {
-        ck.integer(v, "resources.pids", 1, i64::MAX.into())
-            .and_then(|n| u64::try_from(n).ok())
-    });
+    let pids = match &raw.pids {
+        None => Some(DEFAULT_PIDS),
+        Some(v) => match v.get_ref() {
+            Val::Str(s) if s == "unlimited" => None,
+            Val::Int(_) => ck
+                .integer(v, "resources.pids", 1, i64::MAX.into())
+                .and_then(|n| u64::try_from(n).ok()),
+            _ => {
+                let msg = "expected a number of tasks (an integer from 1) or \"unlimited\"";
+                ck.error(v.span(), "resources.pids", msg);
+                None
+            }
+        },
+    };
     Resources {
         memory,
         cpu_millis,

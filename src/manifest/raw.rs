@@ -33,7 +33,29 @@ pub(crate) struct RawManifest {
     pub restart: Option<Table<RawRestart>>,
     pub stop: Option<Table<RawStop>>,
     pub network: Option<Table<RawNetwork>>,
+    pub tmpfs: Option<Table<RawTmpfs>>,
+    pub security: Option<Table<RawSecurity>>,
 }
+
+/// `[tmpfs]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawTmpfs {
+    pub tmp: Leaf,
+    pub run: Leaf,
+    pub shm: Leaf,
+}
+
+/// `[security]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawSecurity {
+    pub seccomp: Leaf,
+    pub devices: Leaf,
+}
+
+/// A table of name → any value, with spans (`env`, `resources.ulimits`).
+pub(crate) type RawMap = Spanned<BTreeMap<Spanned<String>, Spanned<Val>>>;
 
 /// `[rootfs]`.
 #[derive(Debug, Deserialize)]
@@ -59,6 +81,8 @@ pub(crate) struct RawResources {
     pub memory: Leaf,
     pub cpus: Leaf,
     pub pids: Leaf,
+    pub nofile: Leaf,
+    pub ulimits: Option<RawMap>,
 }
 
 /// `[restart]`.

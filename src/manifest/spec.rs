@@ -165,7 +165,8 @@ pub struct Mount {
     pub readonly: bool,
 }
 
-/// `[resources]`: cgroup limits. `None` means unlimited.
+/// `[resources]`: cgroup limits. `None` means unlimited; a manifest without `pids` gets
+/// [`DEFAULT_PIDS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct Resources {
     /// Memory limit in bytes (swap is capped to the same value).
@@ -174,6 +175,280 @@ pub struct Resources {
     pub cpu_millis: Option<u32>,
     /// Maximum number of tasks.
     pub pids: Option<u64>,
+}
+
+/// The pids limit a workload gets when its manifest sets none (podman's default).
+pub const DEFAULT_PIDS: u64 = 2048;
+/// The smallest memory limit accepted (Docker's minimum too): below it not even the init shim
+/// and a shell fit, and the workload would loop on OOM kills.
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+/// A resource limit a workload starts with (`setrlimit(2)`); `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Rlimit {
+    /// The soft limit (what the kernel enforces).
+    pub soft: Option<u64>,
+    /// The hard limit (how far the workload may raise the soft one).
+    pub hard: Option<u64>,
+}
+
+impl Rlimit {
+    /// Soft and hard both `n`.
+    pub const fn both(n: u64) -> Rlimit {
+        Rlimit {
+            soft: Some(n),
+            hard: Some(n),
+        }
+    }
+}
+
+/// The rlimits Docker's `--ulimit` covers, by their manifest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RlimitKind {
+    /// RLIMIT_CORE: core dump size (bytes).
+    Core,
+    /// RLIMIT_CPU: CPU time (seconds).
+    Cpu,
+    /// RLIMIT_DATA: data segment size (bytes).
+    Data,
+    /// RLIMIT_FSIZE: largest file written (bytes).
+    Fsize,
+    /// RLIMIT_LOCKS: file locks.
+    Locks,
+    /// RLIMIT_MEMLOCK: locked memory (bytes).
+    Memlock,
+    /// RLIMIT_MSGQUEUE: POSIX message queue bytes.
+    Msgqueue,
+    /// RLIMIT_NICE: ceiling of the nice value (20 - n).
+    Nice,
+    /// RLIMIT_NOFILE: open files.
+    Nofile,
+    /// RLIMIT_NPROC: processes of the user.
+    Nproc,
+    /// RLIMIT_RSS: resident set (ignored by Linux).
+    Rss,
+    /// RLIMIT_RTPRIO: real-time priority ceiling.
+    Rtprio,
+    /// RLIMIT_RTTIME: real-time CPU time (microseconds).
+    Rttime,
+    /// RLIMIT_SIGPENDING: queued signals.
+    Sigpending,
+    /// RLIMIT_STACK: stack size (bytes).
+    Stack,
+}
+
+impl RlimitKind {
+    /// Every kind with its manifest name.
+    pub const ALL: [(&'static str, RlimitKind); 15] = [
+        ("core", RlimitKind::Core),
+        ("cpu", RlimitKind::Cpu),
+        ("data", RlimitKind::Data),
+        ("fsize", RlimitKind::Fsize),
+        ("locks", RlimitKind::Locks),
+        ("memlock", RlimitKind::Memlock),
+        ("msgqueue", RlimitKind::Msgqueue),
+        ("nice", RlimitKind::Nice),
+        ("nofile", RlimitKind::Nofile),
+        ("nproc", RlimitKind::Nproc),
+        ("rss", RlimitKind::Rss),
+        ("rtprio", RlimitKind::Rtprio),
+        ("rttime", RlimitKind::Rttime),
+        ("sigpending", RlimitKind::Sigpending),
+        ("stack", RlimitKind::Stack),
+    ];
+
+    /// The manifest name, e.g. `nofile`.
+    pub fn name(self) -> &'static str {
+        RlimitKind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// One rlimit of a spec and whether the manifest set it (a default that exceeds what superd
+/// may grant is lowered to superd's own hard limit; an explicit value is an error then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct RlimitSetting {
+    /// The limit.
+    pub limit: Rlimit,
+    /// Set by the manifest (not a default).
+    pub explicit: bool,
+}
+
+/// The rlimits every workload starts with unless its manifest says otherwise; nothing is
+/// inherited from superd (whose own limits depend on how it was started). `sigpending` is
+/// left as the kernel sized it for the machine.
+pub const DEFAULT_RLIMITS: &[(RlimitKind, Rlimit)] = &[
+    (
+        RlimitKind::Core,
+        Rlimit {
+            soft: Some(0),
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Cpu,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Data,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Fsize,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Locks,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (RlimitKind::Memlock, Rlimit::both(8 << 20)),
+    (RlimitKind::Msgqueue, Rlimit::both(819_200)),
+    (RlimitKind::Nice, Rlimit::both(0)),
+    (
+        RlimitKind::Nofile,
+        Rlimit {
+            soft: Some(1024),
+            hard: Some(524_288),
+        },
+    ),
+    (
+        RlimitKind::Nproc,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Rss,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (RlimitKind::Rtprio, Rlimit::both(0)),
+    (
+        RlimitKind::Rttime,
+        Rlimit {
+            soft: None,
+            hard: None,
+        },
+    ),
+    (
+        RlimitKind::Stack,
+        Rlimit {
+            soft: Some(8 << 20),
+            hard: None,
+        },
+    ),
+];
+
+/// The default rlimits as a spec holds them.
+pub fn default_rlimits() -> BTreeMap<RlimitKind, RlimitSetting> {
+    DEFAULT_RLIMITS
+        .iter()
+        .map(|&(k, limit)| {
+            (
+                k,
+                RlimitSetting {
+                    limit,
+                    explicit: false,
+                },
+            )
+        })
+        .collect()
+}
+
+/// `[tmpfs]`: sizes of the container's tmpfs mounts, in bytes. Their pages are charged to the
+/// workload's memory cgroup, so these also bound what a workload can pin in RAM through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct TmpfsSizes {
+    /// `/tmp`.
+    pub tmp: u64,
+    /// `/run`.
+    pub run: u64,
+    /// `/dev/shm` (Docker's default is 64 MiB too).
+    pub shm: u64,
+}
+
+impl Default for TmpfsSizes {
+    fn default() -> Self {
+        TmpfsSizes {
+            tmp: 64 << 20,
+            run: 16 << 20,
+            shm: 64 << 20,
+        }
+    }
+}
+
+/// `[security] seccomp`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seccomp {
+    /// superd's default allowlist (Docker's and podman's default as the reference).
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// An OCI/Docker seccomp JSON profile, read when the workload starts.
+    Profile(AbsPath),
+}
+
+/// Access to a device node, as the devices cgroup spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct DeviceAccess {
+    /// `r`.
+    pub read: bool,
+    /// `w`.
+    pub write: bool,
+    /// `m`: create the node with mknod.
+    pub mknod: bool,
+}
+
+impl fmt::Display for DeviceAccess {
+    /// `rwm`, `rw`, `r`, …
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (on, c) in [(self.read, "r"), (self.write, "w"), (self.mknod, "m")] {
+            if on {
+                f.write_str(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `[security] devices` entry: a host device node the workload may use (it also appears
+/// at the same path in the container's /dev).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DeviceRule {
+    /// The node, below /dev.
+    pub path: AbsPath,
+    /// What the workload may do with it.
+    pub access: DeviceAccess,
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Security {
+    /// The seccomp filter.
+    pub seccomp: Seccomp,
+    /// Devices beyond the default set (null, zero, full, random, urandom, tty, console, ptmx,
+    /// pts).
+    pub devices: Vec<DeviceRule>,
 }
 
 /// When a workload that exited is started again.
@@ -435,6 +710,12 @@ pub struct Spec {
     pub stop: Stop,
     /// Networking.
     pub network: Network,
+    /// rlimits the workload starts with (every kind in [`DEFAULT_RLIMITS`], maybe overridden).
+    pub rlimits: BTreeMap<RlimitKind, RlimitSetting>,
+    /// Sizes of /tmp, /run and /dev/shm.
+    pub tmpfs: TmpfsSizes,
+    /// Seccomp and devices.
+    pub security: Security,
 }
 
 /// The default PATH inside a container.
@@ -453,10 +734,16 @@ impl Spec {
             init: true,
             rootfs: Rootfs::Host,
             mounts: Vec::new(),
-            resources: Resources::default(),
+            resources: Resources {
+                pids: Some(DEFAULT_PIDS),
+                ..Resources::default()
+            },
             restart: Restart::default(),
             stop: Stop::default(),
             network: Network::default(),
+            rlimits: default_rlimits(),
+            tmpfs: TmpfsSizes::default(),
+            security: Security::default(),
         }
     }
 

@@ -15,7 +15,9 @@ pub mod sync;
 pub mod sys;
 
 use crate::api::ExitReason;
-use crate::manifest::{IdOrName, NetworkMode, Resources, Rootfs, Spec, Writable};
+use crate::manifest::{
+    IdOrName, NetworkMode, Resources, RlimitKind, RlimitSetting, Rootfs, Spec, Writable,
+};
 use crate::reconcile::RunEnd;
 use cgroups::{CgroupError, CgroupManager, WorkloadCgroup};
 use driver::{Driver, NetAttach};
@@ -161,6 +163,34 @@ fn kill_instance(pidfd: &OwnedFd, cgroup: &WorkloadCgroup) -> Result<(), CgroupE
     cgroup.kill_all()
 }
 
+/// The kernel's number and values for one rlimit of a spec.
+fn rlimit_cfg(kind: RlimitKind, set: &RlimitSetting) -> sync::RlimitCfg {
+    let resource = match kind {
+        RlimitKind::Core => libc::RLIMIT_CORE,
+        RlimitKind::Cpu => libc::RLIMIT_CPU,
+        RlimitKind::Data => libc::RLIMIT_DATA,
+        RlimitKind::Fsize => libc::RLIMIT_FSIZE,
+        RlimitKind::Locks => libc::RLIMIT_LOCKS,
+        RlimitKind::Memlock => libc::RLIMIT_MEMLOCK,
+        RlimitKind::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitKind::Nice => libc::RLIMIT_NICE,
+        RlimitKind::Nofile => libc::RLIMIT_NOFILE,
+        RlimitKind::Nproc => libc::RLIMIT_NPROC,
+        RlimitKind::Rss => libc::RLIMIT_RSS,
+        RlimitKind::Rtprio => libc::RLIMIT_RTPRIO,
+        RlimitKind::Rttime => libc::RLIMIT_RTTIME,
+        RlimitKind::Sigpending => libc::RLIMIT_SIGPENDING,
+        RlimitKind::Stack => libc::RLIMIT_STACK,
+    };
+    sync::RlimitCfg {
+        name: kind.name().to_string(),
+        resource,
+        soft: set.limit.soft.unwrap_or(libc::RLIM_INFINITY),
+        hard: set.limit.hard.unwrap_or(libc::RLIM_INFINITY),
+        explicit: set.explicit,
+    }
+}
+
 fn id_cfg(i: &IdOrName) -> IdOrNameCfg {
     match i {
         IdOrName::Id(n) => IdOrNameCfg::Id(*n),
@@ -267,6 +297,16 @@ impl Runtime {
                 .collect(),
             own_netns: spec.network.mode != NetworkMode::Host,
             scratch_dir: self.scratch_dir.to_string_lossy().into_owned(),
+            rlimits: spec
+                .rlimits
+                .iter()
+                .map(|(kind, set)| rlimit_cfg(*kind, set))
+                .collect(),
+            tmpfs: sync::TmpfsCfg {
+                tmp: spec.tmpfs.tmp,
+                run: spec.tmpfs.run,
+                shm: spec.tmpfs.shm,
+            },
         }
     }
 

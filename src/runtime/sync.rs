@@ -88,6 +88,37 @@ pub struct ShimConfig {
     pub own_netns: bool,
     /// An empty host directory the shim mounts its scratch tmpfs on (in its own mount namespace).
     pub scratch_dir: String,
+    /// rlimits to set before the workload runs.
+    pub rlimits: Vec<RlimitCfg>,
+    /// Sizes in bytes of /tmp, /run and /dev/shm.
+    pub tmpfs: TmpfsCfg,
+}
+
+/// One rlimit as the shim sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitCfg {
+    /// The manifest name (`nofile`), for messages.
+    pub name: String,
+    /// The `RLIMIT_*` resource number.
+    pub resource: u32,
+    /// Soft limit (`RLIM_INFINITY` for unlimited).
+    pub soft: u64,
+    /// Hard limit (`RLIM_INFINITY` for unlimited).
+    pub hard: u64,
+    /// Set by the manifest: refuse to start when it cannot be granted, instead of lowering a
+    /// default to superd's own hard limit.
+    pub explicit: bool,
+}
+
+/// Sizes of the container's tmpfs mounts, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsCfg {
+    /// /tmp.
+    pub tmp: u64,
+    /// /run.
+    pub run: u64,
+    /// /dev/shm.
+    pub shm: u64,
 }
 
 /// `user = ...` as the shim resolves it against the container's /etc/passwd and /etc/group.

@@ -297,15 +297,21 @@ fn resources() {
         (r.memory, r.cpu_millis, r.pids),
         (Some(64 << 20), Some(500), Some(64))
     );
-    assert_eq!(ok(CMD).resources, Resources::default());
+    let defaults = ok(CMD).resources;
+    assert_eq!(
+        (defaults.memory, defaults.cpu_millis, defaults.pids),
+        (None, None, Some(DEFAULT_PIDS))
+    );
+    let unlimited = ok_with("[resources]\npids = \"unlimited\"").resources;
+    assert_eq!(unlimited.pids, None);
     let memory = |v: &str| {
         ok_with(&format!("[resources]\nmemory = {v}"))
             .resources
             .memory
     };
-    assert_eq!(memory("1048576"), Some(1 << 20));
+    assert_eq!(memory("6291456"), Some(6 << 20));
     assert_eq!(memory("\"2GiB\""), Some(2 << 30));
-    assert_eq!(memory("\"512k\""), Some(512 << 10));
+    assert_eq!(memory("\"6144k\""), Some(6 << 20));
     let cpus = |v: &str| {
         ok_with(&format!("[resources]\ncpus = {v}"))
             .resources
@@ -340,7 +346,98 @@ fn resources() {
     bad("cpus = nan", "out of range");
     bad("cpus = \"2\"", "found a string");
     bad("pids = 0", "out of range");
-    bad("pids = \"64\"", "found a string");
+    bad("pids = \"64\"", "or \"unlimited\"");
+    bad("memory = 64", "below the minimum of 6M");
+    bad("memory = \"5M\"", "below the minimum of 6M");
+}
+
+#[test]
+fn rlimits_and_tmpfs() {
+    let spec = ok(CMD);
+    let nofile = spec.rlimits[&RlimitKind::Nofile];
+    assert_eq!(
+        (nofile.limit.soft, nofile.limit.hard, nofile.explicit),
+        (Some(1024), Some(524_288), false)
+    );
+    assert_eq!(spec.rlimits.len(), DEFAULT_RLIMITS.len());
+    let spec = ok_with(
+        "[resources]\nnofile = 4096\n[resources.ulimits]\ncore = \"unlimited\"\n\
+         memlock = \"64M:unlimited\"\nnproc = \"100:200\"\n",
+    );
+    let get = |k| spec.rlimits[&k];
+    assert_eq!(get(RlimitKind::Nofile).limit, Rlimit::both(4096));
+    assert!(get(RlimitKind::Nofile).explicit);
+    assert_eq!(
+        get(RlimitKind::Core).limit,
+        Rlimit {
+            soft: None,
+            hard: None
+        }
+    );
+    assert_eq!(
+        get(RlimitKind::Memlock).limit,
+        Rlimit {
+            soft: Some(64 << 20),
+            hard: None
+        }
+    );
+    assert_eq!(get(RlimitKind::Nproc).limit.hard, Some(200));
+    error_with(
+        "[resources.ulimits]\nfiles = 5",
+        "resources.ulimits.files",
+        "unknown limit `files`: expected one of core, cpu",
+    );
+    error_with(
+        "[resources.ulimits]\nnofile = 5",
+        "resources.ulimits.nofile",
+        "as `resources.nofile`",
+    );
+    error_with(
+        "[resources]\nnofile = \"9:3\"",
+        "resources.nofile",
+        "above the hard",
+    );
+    error_with(
+        "[resources]\nnofile = -1",
+        "resources.nofile",
+        "out of range",
+    );
+
+    assert_eq!(spec.tmpfs, TmpfsSizes::default());
+    let t = ok_with("[tmpfs]\ntmp = \"1G\"\nrun = 1048576\nshm = \"128M\"").tmpfs;
+    assert_eq!((t.tmp, t.run, t.shm), (1 << 30, 1 << 20, 128 << 20));
+    error_with("[tmpfs]\ntmp = 4096", "tmpfs.tmp", "too small");
+    error_with("[tmpfs]\nvar = \"1M\"", "tmpfs.var", "unknown field");
+}
+
+#[test]
+fn security_section() {
+    assert_eq!(ok(CMD).security, Security::default());
+    let s = ok_with(
+        "[security]\nseccomp = \"unconfined\"\ndevices = [\"/dev/fuse\", \"/dev/net/tun:rw\"]",
+    )
+    .security;
+    assert_eq!(s.seccomp, Seccomp::Unconfined);
+    assert_eq!(s.devices.len(), 2);
+    let p = ok_with("[security]\nseccomp = \"/etc/superd/strict.json\"").security;
+    assert!(
+        matches!(p.seccomp, Seccomp::Profile(ref p) if p.as_str() == "/etc/superd/strict.json")
+    );
+    error_with(
+        "[security]\nseccomp = \"strict\"",
+        "security.seccomp",
+        "\"unconfined\"",
+    );
+    error_with(
+        "[security]\ndevices = [\"/dev/fuse\", \"/dev/fuse:r\"]",
+        "security.devices[1]",
+        "listed twice",
+    );
+    error_with(
+        "[security]\ndevices = \"/dev/fuse\"",
+        "security.devices",
+        "expected an array",
+    );
 }
 
 #[test]

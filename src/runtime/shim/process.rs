@@ -4,7 +4,7 @@
 
 use super::rootfs::StepError;
 use crate::manifest::DEFAULT_PATH;
-use crate::runtime::sync::{IdOrNameCfg, ShimConfig};
+use crate::runtime::sync::{IdOrNameCfg, RlimitCfg, ShimConfig};
 use caps::{CapSet, Capability, CapsHashSet};
 use std::ffi::CString;
 
@@ -33,6 +33,7 @@ pub struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     workdir: String,
+    rlimits: Vec<RlimitCfg>,
 }
 
 fn step(s: impl Into<String>, m: impl std::fmt::Display) -> StepError {
@@ -185,7 +186,59 @@ pub fn prepare(cfg: &ShimConfig) -> Result<Prepared, StepError> {
             .map(|(k, v)| cstring(&format!("{k}={v}"), "the environment"))
             .collect::<Result<_, _>>()?,
         workdir: cfg.workdir.clone(),
+        rlimits: cfg.rlimits.clone(),
     })
+}
+
+/// Sets one rlimit. A default the shim may not grant (raising a hard limit above superd's own
+/// needs CAP_SYS_RESOURCE) is lowered to the current hard limit; an explicit one is an error.
+fn set_rlimit(r: &RlimitCfg) -> Result<(), StepError> {
+    let set = |soft: u64, hard: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit(2) with a valid struct.
+        if unsafe { libc::setrlimit(r.resource, &lim) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match set(r.soft, r.hard) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let mut now = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit(2) into a valid struct.
+            unsafe { libc::getrlimit(r.resource, &mut now) };
+            if r.explicit {
+                return Err(step(
+                    format!("setting the {} limit", r.name),
+                    format!(
+                        "{e}: the hard limit {} is above superd's own ({}), and raising it \
+                         needs CAP_SYS_RESOURCE",
+                        show_limit(r.hard),
+                        show_limit(now.rlim_max)
+                    ),
+                ));
+            }
+            let hard = r.hard.min(now.rlim_max);
+            set(r.soft.min(hard), hard)
+                .map_err(|e| step(format!("setting the {} limit", r.name), e))
+        }
+        Err(e) => Err(step(format!("setting the {} limit", r.name), e)),
+    }
+}
+
+fn show_limit(n: u64) -> String {
+    if n == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
 }
 
 fn is_executable(p: &str) -> bool {
@@ -227,6 +280,10 @@ pub fn exec(p: &Prepared) -> StepError {
 
 fn exec_inner(p: &Prepared) -> Result<std::convert::Infallible, StepError> {
     let root = p.uid == 0;
+    // Before the user changes: RLIMIT_NPROC is checked against the new user at setuid.
+    for r in &p.rlimits {
+        set_rlimit(r)?;
+    }
     restrict_bounding(root)?;
     let groups: Vec<nix::unistd::Gid> = p
         .groups

@@ -186,19 +186,24 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         return Err(StepError::new("checking /proc", "not a procfs"));
     }
 
-    let dev_null = build_dev(rootfd, cfg.writable)?;
+    let dev_null = build_dev(rootfd, cfg)?;
 
     let sys_dir = special_dir(rootfd, "sys", cfg.writable)?;
     mount_sysfs(rootfd, &sys_dir)?;
 
-    for d in ["tmp", "run"] {
+    // Sized: their pages count against the workload's memory, and unsized each could take
+    // half of the host's RAM.
+    for (d, mode, size) in [
+        ("tmp", "1777", cfg.tmpfs.tmp),
+        ("run", "0755", cfg.tmpfs.run),
+    ] {
         let dir = special_dir(rootfd, d, cfg.writable)?;
         mnt(
             "tmpfs",
             &dir,
             "tmpfs",
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(if d == "tmp" { "mode=1777" } else { "mode=0755" }),
+            Some(&format!("mode={mode},size={size}")),
         )
         .ctx(|| format!("mounting /{d}"))?;
     }
@@ -268,8 +273,8 @@ fn special_dir(rootfd: RawFd, name: &str, writable: bool) -> Result<OwnedFd> {
 }
 
 /// Mounts a fresh tmpfs on /dev with only the standard nodes; returns an fd of its null device.
-fn build_dev(rootfd: RawFd, writable: bool) -> Result<OwnedFd> {
-    let dev = special_dir(rootfd, "dev", writable)?;
+fn build_dev(rootfd: RawFd, cfg: &ShimConfig) -> Result<OwnedFd> {
+    let dev = special_dir(rootfd, "dev", cfg.writable)?;
     mnt(
         "tmpfs",
         &dev,
@@ -341,7 +346,7 @@ fn build_dev(rootfd: RawFd, writable: bool) -> Result<OwnedFd> {
         &shm,
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={}", cfg.tmpfs.shm)),
     )
     .ctx(|| "mounting /dev/shm".into())?;
     let null = openat_nofollow(d, "null", libc::O_PATH).ctx(|| "opening /dev/null".into())?;
