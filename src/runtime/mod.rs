@@ -8,6 +8,7 @@ pub mod cgroups;
 mod driver;
 pub mod net;
 pub mod reaper;
+pub mod seccomp;
 pub mod shim;
 pub mod spawn;
 pub mod state;
@@ -16,7 +17,7 @@ pub mod sys;
 
 use crate::api::ExitReason;
 use crate::manifest::{
-    IdOrName, NetworkMode, Resources, RlimitKind, RlimitSetting, Rootfs, Spec, Writable,
+    IdOrName, NetworkMode, Resources, RlimitKind, RlimitSetting, Rootfs, Seccomp, Spec, Writable,
 };
 use crate::reconcile::RunEnd;
 use cgroups::{CgroupError, CgroupManager, WorkloadCgroup};
@@ -43,6 +44,8 @@ pub struct Runtime {
     network: Option<Arc<net::Network>>,
     state: state::StateDir,
     records: state::Records,
+    /// The default seccomp profile, compiled once.
+    default_seccomp: Vec<seccomp::WireProgram>,
 }
 
 /// A start that failed before the shim ran.
@@ -65,6 +68,9 @@ pub enum StartError {
     /// Registering the sync socket with tokio failed.
     #[error("registering the sync socket: {0}")]
     Register(std::io::Error),
+    /// The seccomp profile could not be read or compiled.
+    #[error("seccomp: {0}")]
+    Seccomp(String),
     /// A bridged workload without bridge networking or an address.
     #[error("bridge networking is not available: {0}")]
     Network(String),
@@ -218,6 +224,9 @@ impl Runtime {
                 .create(d)?;
         }
         let memfd = sys::sealed_self_copy()?;
+        let default_seccomp = seccomp::compile(&seccomp::default_profile())
+            .map(|p| seccomp::to_wire(&p))
+            .map_err(std::io::Error::other)?;
         let records = state.records();
         let stopped = stop_recorded(&records);
         if !stopped.is_empty() {
@@ -236,6 +245,7 @@ impl Runtime {
             network: None,
             state,
             records,
+            default_seccomp,
         })
     }
 
@@ -260,7 +270,38 @@ impl Runtime {
         &self.cgroups
     }
 
-    fn shim_config(&self, spec: &Spec) -> ShimConfig {
+    /// The filters for `spec`'s `[security] seccomp`.
+    fn seccomp_for(&self, spec: &Spec) -> Result<Vec<seccomp::WireProgram>, StartError> {
+        let path = match &spec.security.seccomp {
+            Seccomp::Default => return Ok(self.default_seccomp.clone()),
+            Seccomp::Unconfined => return Ok(Vec::new()),
+            Seccomp::Profile(path) => path,
+        };
+        let fail = |e: String| StartError::Seccomp(format!("profile {path}: {e}"));
+        let json = read_bounded(path.as_str(), seccomp::MAX_PROFILE_BYTES)
+            .map_err(|e| fail(e.to_string()))?;
+        // A root workload holds the default capabilities (its uid is known for sure only
+        // inside the container, so a user named other than `root` counts as non-root).
+        let root = matches!(&spec.user.user, IdOrName::Id(0))
+            || matches!(&spec.user.user, IdOrName::Name(n) if n == "root");
+        let caps: Vec<String> = if root {
+            shim::process::DEFAULT_CAPS
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let profile = seccomp::parse_profile(&json, &caps, &kernel).map_err(fail)?;
+        let progs = seccomp::compile(&profile).map_err(|e| fail(e.to_string()))?;
+        Ok(seccomp::to_wire(&progs))
+    }
+
+    fn shim_config(&self, spec: &Spec, seccomp: Vec<seccomp::WireProgram>) -> ShimConfig {
         let (rootfs, writable) = match &spec.rootfs {
             Rootfs::Host => (None, false),
             Rootfs::Dir { path, writable } => {
@@ -307,6 +348,7 @@ impl Runtime {
                 run: spec.tmpfs.run,
                 shm: spec.tmpfs.shm,
             },
+            seccomp,
         }
     }
 
@@ -363,6 +405,7 @@ impl Runtime {
             }
             NetworkMode::None | NetworkMode::Host => None,
         };
+        let seccomp = self.seccomp_for(spec)?;
         let cgroup = Arc::new(self.cgroups.create(&name, &spec.resources)?);
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = {
@@ -441,7 +484,7 @@ impl Runtime {
             gen,
             init: spec.init,
             shim_pid,
-            cfg: self.shim_config(spec),
+            cfg: self.shim_config(spec, seccomp),
             net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),
@@ -487,6 +530,26 @@ fn stop_recorded(records: &state::Records) -> Vec<String> {
         }
     }
     stopped
+}
+
+/// Reads a regular file of at most `max` bytes, opened once and checked through its fd, without
+/// blocking (a FIFO or device named in a manifest must not wedge superd).
+fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(buf)
 }
 
 /// "exit code 3" / "signal SIGKILL".

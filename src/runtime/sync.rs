@@ -92,6 +92,8 @@ pub struct ShimConfig {
     pub rlimits: Vec<RlimitCfg>,
     /// Sizes in bytes of /tmp, /run and /dev/shm.
     pub tmpfs: TmpfsCfg,
+    /// Seccomp filters to install, in order, right before `execve` (none: unconfined).
+    pub seccomp: Vec<crate::runtime::seccomp::WireProgram>,
 }
 
 /// One rlimit as the shim sets it.

@@ -34,6 +34,7 @@ pub struct Prepared {
     envp: Vec<CString>,
     workdir: String,
     rlimits: Vec<RlimitCfg>,
+    seccomp: Vec<crate::runtime::seccomp::WireProgram>,
 }
 
 fn step(s: impl Into<String>, m: impl std::fmt::Display) -> StepError {
@@ -187,6 +188,7 @@ pub fn prepare(cfg: &ShimConfig) -> Result<Prepared, StepError> {
             .collect::<Result<_, _>>()?,
         workdir: cfg.workdir.clone(),
         rlimits: cfg.rlimits.clone(),
+        seccomp: cfg.seccomp.clone(),
     })
 }
 
@@ -339,6 +341,9 @@ fn exec_inner(p: &Prepared) -> Result<std::convert::Infallible, StepError> {
     reset_signals();
     let argv: Vec<&std::ffi::CStr> = p.argv.iter().map(|a| a.as_c_str()).collect();
     let envp: Vec<&std::ffi::CStr> = p.envp.iter().map(|a| a.as_c_str()).collect();
+    // Last: from here on only what the filter allows runs, and `execve` is all that is left.
+    crate::runtime::seccomp::install(&p.seccomp)
+        .map_err(|e| step("installing the seccomp filter", e))?;
     let err = nix::unistd::execve(&p.path, &argv, &envp).err();
     Err(step(
         format!("executing {}", p.path.to_string_lossy()),
