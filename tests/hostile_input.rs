@@ -206,3 +206,25 @@ fn manifests_others_could_write_never_run() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn a_large_valid_manifest_starts_at_once() {
+    let Some(()) = privileged("a_large_valid_manifest_starts_at_once") else {
+        return;
+    };
+    let mut sb = Sandbox::start("bigenv");
+    // ~900 KB of environment in nine variables (each below the kernel's 128 KiB per string).
+    let mut text = String::from(
+        "command = [\"/bin/sh\", \"-c\", \"echo len=${#BIG8}; exec sleep 1000\"]\n\
+         [network]\nmode = \"none\"\n[env]\n",
+    );
+    for i in 0..9 {
+        text.push_str(&format!("BIG{i} = \"{}\"\n", "x".repeat(100_000)));
+    }
+    assert!(text.len() > 900_000 && text.len() < 1 << 20);
+    sb.write_manifest("big", &text);
+    // (It used to sit in `starting` for a minute, then report a setup timeout.)
+    sb.wait_running("big");
+    sb.wait_log("big", "len=100000");
+    sb.shutdown();
+}

@@ -540,6 +540,18 @@ impl WorkloadCgroup {
         }
     }
 
+    /// The memory limit in bytes (`None`: unlimited or unknown).
+    pub fn memory_limit(&self) -> Option<u64> {
+        let dir = self.mem_dir()?;
+        let file = if self.v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        // "max" on v2 and a huge page-aligned number on v1 mean unlimited.
+        read_u64(&dir.join(file)).filter(|&b| b < (1 << 62))
+    }
+
     /// How many processes the OOM killer killed in this cgroup (`None` if unknown).
     pub fn oom_kills(&self) -> Option<u64> {
         let dir = self.mem_dir()?;

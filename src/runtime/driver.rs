@@ -48,14 +48,22 @@ enum Packet {
     Eof,
 }
 
-async fn send_packet(sock: &AsyncFd<OwnedFd>, msg: &ToShim) -> std::io::Result<()> {
+/// Sends `msg` as [`sync::frame`]d packets, each waiting for room in the socket buffer.
+async fn send_msg(sock: &AsyncFd<OwnedFd>, msg: &ToShim) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    for packet in sync::frame(&bytes) {
+        send_packet(sock, &packet).await?;
+    }
+    Ok(())
+}
+
+async fn send_packet(sock: &AsyncFd<OwnedFd>, bytes: &[u8]) -> std::io::Result<()> {
     loop {
         let mut guard = sock.writable().await?;
         match guard.try_io(|s| {
             nix::sys::socket::send(
                 s.get_ref().as_raw_fd(),
-                &bytes,
+                bytes,
                 nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             )
             .map_err(std::io::Error::from)
@@ -121,8 +129,11 @@ impl Driver {
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
         let mut ports_added = false;
-        if let Err(e) = send_packet(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {
+        if let Err(e) = send_msg(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {
+            // The shim waits for a config that will not come: stop it now, and keep this
+            // as the cause (not a setup timeout a minute later).
             error = Some(format!("sending the config to the init shim: {e}"));
+            let _ = kill_instance(&self.pidfd, &self.cgroup);
         }
         loop {
             let packet = if started || timed_out {
@@ -132,10 +143,12 @@ impl Driver {
                     Ok(p) => p,
                     Err(_) => {
                         timed_out = true;
-                        error = Some(format!(
-                            "container setup did not finish within {}s",
-                            SETUP_TIMEOUT.as_secs()
-                        ));
+                        error.get_or_insert_with(|| {
+                            format!(
+                                "container setup did not finish within {}s",
+                                SETUP_TIMEOUT.as_secs()
+                            )
+                        });
                         let _ = kill_instance(&self.pidfd, &self.cgroup);
                         continue;
                     }
@@ -147,7 +160,9 @@ impl Driver {
                     break;
                 }
                 Ok(Packet::Eof) => break,
-                Ok(Packet::Early(e)) => error = Some(e),
+                Ok(Packet::Early(e)) => {
+                    error.get_or_insert(e);
+                }
                 Ok(Packet::Msg(FromShim::SetupDone, _)) => {
                     // The namespaces exist and the shim waits: connect it before it runs.
                     if let Some(n) = &self.net {
@@ -175,8 +190,9 @@ impl Driver {
                             }
                         }
                     }
-                    if let Err(e) = send_packet(&sock, &ToShim::Go).await {
-                        error = Some(format!("telling the init shim to go: {e}"));
+                    if let Err(e) = send_msg(&sock, &ToShim::Go).await {
+                        error.get_or_insert(format!("telling the init shim to go: {e}"));
+                        let _ = kill_instance(&self.pidfd, &self.cgroup);
                     }
                 }
                 Ok(Packet::Msg(FromShim::Started, pid)) => {
@@ -195,7 +211,7 @@ impl Driver {
                     });
                 }
                 Ok(Packet::Msg(FromShim::Failed { step, message }, _)) => {
-                    error = Some(format!("{step}: {message}"));
+                    error.get_or_insert(format!("{step}: {message}"));
                 }
                 Ok(Packet::Msg(FromShim::Exited { status }, _)) => workload_status = Some(status),
             }
@@ -203,7 +219,19 @@ impl Driver {
         drop(sock);
         let shim_status = exit.await.unwrap_or(libc::SIGKILL);
         let oom = self.cgroup.oom_kills().unwrap_or(0) > 0;
-        let (end, reason) = if error.is_some() {
+        let (end, reason) = if !started && oom {
+            // Whatever the shim last managed to say, the kernel's OOM killer is the cause.
+            let limit = self
+                .cgroup
+                .memory_limit()
+                .map_or_else(String::new, |b| format!(" of {} MiB", b >> 20));
+            error = Some(format!(
+                "killed by the OOM killer while the container was set up: the memory \
+                 limit{limit} is too low for the init shim and the workload to start{}",
+                error.map(|e| format!(" (last: {e})")).unwrap_or_default()
+            ));
+            (RunEnd::StartFailed, ExitReason::OomKilled)
+        } else if error.is_some() {
             (RunEnd::StartFailed, ExitReason::StartFailed)
         } else if !started {
             error = Some(format!(

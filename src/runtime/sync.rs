@@ -27,8 +27,60 @@ pub const STEP_EXEC: u8 = 3;
 pub const SHIM_SYNC_FD: i32 = 3;
 /// The argv[0] prefix that selects the shim role of the superd binary.
 pub const SHIM_ARGV0_PREFIX: &str = "superd-init:";
-/// Largest packet the shim accepts (the config: argv and environment).
-pub const MAX_PACKET: usize = 1 << 20;
+/// Largest message the shim accepts (the config: argv and environment of a manifest of up
+/// to 1 MiB, JSON-escaped, plus the seccomp filters).
+pub const MAX_MESSAGE: usize = 8 << 20;
+/// Payload bytes per packet of a parent → shim message. A message is split into packets of
+/// `[MORE or LAST] + payload`: a whole config in one packet could exceed the socket's send
+/// buffer (`EMSGSIZE` for a large environment).
+pub const CHUNK: usize = 32 << 10;
+/// First byte of a packet that a later one continues.
+pub const MORE: u8 = 0;
+/// First byte of the last packet of a message.
+pub const LAST: u8 = 1;
+
+/// The packets of a parent → shim message.
+pub fn frame(msg: &[u8]) -> Vec<Vec<u8>> {
+    let mut chunks: Vec<&[u8]> = msg.chunks(CHUNK).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    let last = chunks.len() - 1;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut p = Vec::with_capacity(c.len() + 1);
+            p.push(if i == last { LAST } else { MORE });
+            p.extend_from_slice(c);
+            p
+        })
+        .collect()
+}
+
+/// Reassembles a message from packets handed in one at a time; `Some` when it is complete.
+#[derive(Debug, Default)]
+pub struct Reassembly {
+    buf: Vec<u8>,
+}
+
+impl Reassembly {
+    /// Adds one packet.
+    pub fn push(&mut self, packet: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let Some((&flag, payload)) = packet.split_first() else {
+            return Err("an empty packet".into());
+        };
+        if self.buf.len() + payload.len() > MAX_MESSAGE {
+            return Err(format!("a message larger than {MAX_MESSAGE} bytes"));
+        }
+        self.buf.extend_from_slice(payload);
+        match flag {
+            LAST => Ok(Some(std::mem::take(&mut self.buf))),
+            MORE => Ok(None),
+            other => Err(format!("a packet with the unknown flag {other}")),
+        }
+    }
+}
 /// Largest packet superd accepts from a shim (reports are small; error texts are truncated to
 /// fit). Kept small because every running instance holds one receive buffer.
 pub const MAX_REPORT: usize = 8 << 10;
@@ -186,4 +238,39 @@ pub fn describe_early_failure(packet: &[u8]) -> String {
         .map(i32::from_ne_bytes)
         .unwrap_or(0);
     format!("{step}: {}", std::io::Error::from_raw_os_error(errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_round_trips_any_size() {
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7] {
+            let msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let packets = frame(&msg);
+            assert!(packets.iter().all(|p| p.len() <= CHUNK + 1));
+            let mut r = Reassembly::default();
+            let mut out = None;
+            for (i, p) in packets.iter().enumerate() {
+                let got = r.push(p).unwrap();
+                assert_eq!(got.is_some(), i == packets.len() - 1);
+                out = got.or(out);
+            }
+            assert_eq!(out.unwrap(), msg);
+        }
+        let mut r = Reassembly::default();
+        assert!(r.push(&[]).is_err());
+        assert!(r.push(&[7, 1]).is_err());
+        let big = vec![0u8; CHUNK + 1];
+        let mut r = Reassembly::default();
+        let mut last = Ok(None);
+        for _ in 0..=(MAX_MESSAGE / CHUNK) {
+            last = r.push(&big);
+            if last.is_err() {
+                break;
+            }
+        }
+        assert!(last.unwrap_err().contains("larger than"));
+    }
 }

@@ -8,7 +8,7 @@
 pub mod process;
 pub mod rootfs;
 
-use crate::runtime::sync::{FromShim, ShimConfig, ToShim, MAX_PACKET, SHIM_SYNC_FD};
+use crate::runtime::sync::{FromShim, Reassembly, ShimConfig, ToShim, CHUNK, SHIM_SYNC_FD};
 use rootfs::StepError;
 use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -48,24 +48,28 @@ fn send(msg: &FromShim, creds_pid: Option<i32>) {
 }
 
 fn recv() -> Result<ToShim, StepError> {
-    let mut buf = vec![0u8; MAX_PACKET];
+    let mut buf = vec![0u8; CHUNK + 1];
+    let mut message = Reassembly::default();
     // SAFETY: SHIM_SYNC_FD was placed by the spawner and stays open for our whole life.
     let fd = unsafe { BorrowedFd::borrow_raw(SHIM_SYNC_FD) };
-    let n = loop {
-        match nix::sys::socket::recv(
+    let bytes = loop {
+        let n = match nix::sys::socket::recv(
             fd.as_fd_raw(),
             &mut buf,
             nix::sys::socket::MsgFlags::empty(),
         ) {
-            Ok(n) => break n,
+            Ok(0) => return Err(fail("reading from superd", "superd closed the sync socket")),
+            Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(fail("reading from superd", e)),
+        };
+        match message.push(&buf[..n]) {
+            Ok(Some(bytes)) => break bytes,
+            Ok(None) => {}
             Err(e) => return Err(fail("reading from superd", e)),
         }
     };
-    if n == 0 {
-        return Err(fail("reading from superd", "superd closed the sync socket"));
-    }
-    serde_json::from_slice(&buf[..n]).map_err(|e| fail("decoding superd's message", e))
+    serde_json::from_slice(&bytes).map_err(|e| fail("decoding superd's message", e))
 }
 
 trait AsFdRaw {
