@@ -222,7 +222,7 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    for gone in ["hog", "cpu", "hostnet", "overlay"] {
+    for gone in ["hog", "cpu", "hostnet", "overlay", "devices"] {
         assert!(
             !cgroups.contains(&gone),
             "cgroup of {gone} left: {cgroups:?}"
@@ -255,6 +255,20 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         Some("hello-from-web"),
         "{console}"
     );
+    // cgroup v2 hardening: the BPF device program, the container's own cgroup at
+    // /sys/fs/cgroup, an mqueue, and the seccomp filter.
+    assert_eq!(
+        check(&console, "devices"),
+        Some("tty-read-open tty-write-denied"),
+        "{console}"
+    );
+    assert_eq!(
+        check(&console, "own-cgroup"),
+        Some("25165824 2048"),
+        "{console}"
+    );
+    assert_eq!(check(&console, "mqueue"), Some("1"), "{console}");
+    assert_eq!(check(&console, "seccomp"), Some("Seccomp:2"), "{console}");
     // superctl poweroff stops everything, then the VM powers off without a panic.
     assert!(has("superd: poweroff requested"), "{console}");
     assert!(has("superd: web removed"), "{console}");

@@ -118,11 +118,11 @@ fn after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance() {
         .join(&sb.cgroup_root)
         .join("web")
         .exists());
-    for c in ["memory", "pids", "cpu", "freezer"] {
+    for c in ["memory", "pids", "cpu", "freezer", "devices"] {
         let _ = std::fs::remove_dir(common::own_cgroup_dir(c).join(&sb.cgroup_root));
     }
     sb.stop();
-    for c in ["memory", "pids", "cpu", "freezer"] {
+    for c in ["memory", "pids", "cpu", "freezer", "devices"] {
         assert!(!elsewhere.dir(c).join(&sb.cgroup_root).exists());
     }
 }

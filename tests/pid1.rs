@@ -16,19 +16,23 @@ use superd::api::State;
 use superd::ctl::Client;
 use superd::testing::privileged;
 
-/// superd as PID 1 of fresh pid/mount/uts/net namespaces.
+/// superd as PID 1 of fresh pid/mount/uts/net namespaces, started in a cgroup of its own so
+/// that whatever it leaves (itself included, as the init of its namespace) is found, killed
+/// and reported.
 struct Init {
     dir: tempfile::TempDir,
     child: Option<Child>,
     cgroup_root: String,
+    guard: common::Sibling,
 }
 
 impl Init {
     fn start(test: &str, extra: &[&str]) -> Init {
-        // Not under /tmp: PID-1 mode mounts a fresh tmpfs there when it is not a mount point.
+        // Under the default temp dir (/tmp), on purpose: PID-1 mode must not hide a /tmp that
+        // holds files under a tmpfs of its own.
         let dir = tempfile::Builder::new()
             .prefix(&format!("superd-{test}-"))
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir()
             .unwrap();
         for d in ["manifests", "empty"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
@@ -74,11 +78,15 @@ impl Init {
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
+        let guard =
+            common::Sibling::new(&format!("superd-pid1-guard-{}-{test}", std::process::id()));
+        guard.enter_on_exec(&mut cmd);
         let child = cmd.spawn().expect("unshare");
         Init {
             dir,
             child: Some(child),
             cgroup_root,
+            guard,
         }
     }
 
@@ -148,9 +156,9 @@ impl Init {
     }
 
     fn cgroups_left(&self) -> Vec<PathBuf> {
-        ["memory", "pids", "cpu", "freezer"]
+        ["memory", "pids", "cpu", "freezer", "devices"]
             .iter()
-            .map(|c| common::own_cgroup_dir(c).join(&self.cgroup_root))
+            .map(|c| self.guard.dir(c).join(&self.cgroup_root))
             .filter(|p| p.exists())
             .collect()
     }
@@ -160,17 +168,30 @@ impl Drop for Init {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // unshare's child is superd; killing unshare alone would leave it. SIGKILL to PID
-            // 1 of a namespace ends every process in it.
-            let pid = self.try_superd_host_pid();
-            if pid > 1 {
-                // SAFETY: kill(2) on the PID of the superd this test started.
+            // 1 of a namespace ends every process in it. unshare's `children` file does not
+            // always list it, so every namespace init in the guard cgroup is found and killed.
+            let mut inits = self.guard.namespace_inits();
+            inits.push(self.try_superd_host_pid());
+            for pid in inits.into_iter().filter(|&p| p > 1) {
+                // SAFETY: kill(2) on a PID-namespace init this test started (it lives in the
+                // test's own guard cgroup).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Killing PID 1 of the namespace ends every process in it; anything still in the
+        // guard cgroup escaped that, and fails the test.
+        std::thread::sleep(Duration::from_millis(50));
+        let left = self.guard.kill_leftovers();
         for p in self.cgroups_left() {
             let _ = std::fs::remove_dir(&p);
+        }
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!(
+                "processes left behind (killed now): {left:?}\nlog:\n{}",
+                self.log()
+            );
         }
     }
 }

@@ -222,3 +222,149 @@ fn workloads_do_not_inherit_superds_oom_protection() {
     }
     sb.shutdown();
 }
+
+/// mknod(2) of a character device at `path`.
+fn mknod_char(path: &std::path::Path, major: u32, minor: u32) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mknod(2) with a valid C string.
+    let r = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(major, minor),
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn device_nodes_work_only_when_the_manifest_allows_them() {
+    let Some(()) = privileged("device_nodes_work_only_when_the_manifest_allows_them") else {
+        return;
+    };
+    let mut sb = Sandbox::start("devices");
+    let rootfs = sb.busybox_rootfs();
+    // A rootfs that carries device nodes of its own, outside /dev.
+    for (name, major, minor) in [("kvm", 10, 232), ("fuse", 10, 229), ("hwrng", 10, 183)] {
+        mknod_char(&rootfs.join("data").join(name), major, minor);
+    }
+    let probe = "for d in /data/kvm /data/fuse /data/hwrng /dev/fuse /dev/net/tun; do \
+                 if [ -e $d ] && (: < $d) 2>/dev/null; then echo $d=open; else echo $d=denied; fi; \
+                 done; echo END; exec sleep 1000";
+    let none = "[network]\nmode = \"none\"\n";
+    sb.write_manifest("plain", &rootfs_manifest(&rootfs, probe, none));
+    sb.write_manifest(
+        "fuse",
+        &rootfs_manifest(
+            &rootfs,
+            probe,
+            &format!("{none}[security]\ndevices = [\"/dev/fuse:rw\", \"/dev/net/tun\"]\n"),
+        ),
+    );
+    sb.wait_running("plain");
+    sb.wait_running("fuse");
+    let plain = sb.wait_log("plain", "END");
+    let fuse = sb.wait_log("fuse", "END");
+    for d in [
+        "/data/kvm",
+        "/data/fuse",
+        "/data/hwrng",
+        "/dev/fuse",
+        "/dev/net/tun",
+    ] {
+        assert!(plain.contains(&format!("{d}=denied")), "{d}: {plain}");
+    }
+    for d in ["/data/kvm", "/data/fuse", "/data/hwrng"] {
+        assert!(fuse.contains(&format!("{d}=denied")), "{d}: {fuse}");
+    }
+    assert!(fuse.contains("/dev/fuse=open"), "{fuse}");
+    assert!(fuse.contains("/dev/net/tun=open"), "{fuse}");
+    // The devices cgroup holds runc's allowlist plus the opt-ins, and nothing else.
+    let list =
+        std::fs::read_to_string(sb.cgroup_dir("devices", "fuse").join("devices.list")).unwrap();
+    assert!(
+        list.contains("c 10:229 rw\n") && list.contains("c 10:200 rwm\n"),
+        "{list}"
+    );
+    assert!(!list.contains("a *:*"), "{list}");
+    let plain_list =
+        std::fs::read_to_string(sb.cgroup_dir("devices", "plain").join("devices.list")).unwrap();
+    assert!(!plain_list.contains("10:"), "{plain_list}");
+    assert!(plain_list.contains("c 1:3 rwm"), "{plain_list}");
+    sb.shutdown();
+}
+
+#[test]
+fn the_v2_device_program_allows_only_its_list() {
+    let Some(()) = privileged("the_v2_device_program_allows_only_its_list") else {
+        return;
+    };
+    // A cgroup2 directory of the test's own (this host's cgroup2 holds no controllers, but
+    // device programs attach to any cgroup2 directory).
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .expect("a cgroup2 line");
+    let dir = unified
+        .join(own.trim_start_matches('/'))
+        .join(format!("superd-test-bpf-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let kmsg = superd::runtime::devices::resolve(&[superd::manifest::DeviceRule {
+        path: superd::manifest::AbsPath::new("/dev/kmsg").unwrap(),
+        access: superd::manifest::DeviceAccess {
+            read: true,
+            write: false,
+            mknod: false,
+        },
+    }])
+    .unwrap();
+    superd::runtime::devices_bpf::attach(&dir, &superd::runtime::devices::allowlist(&kmsg))
+        .expect("attaching the device program");
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(
+        "for d in /dev/null /dev/fuse /dev/kvm; do (: < $d) 2>/dev/null && echo $d=open || echo $d=denied; done; \
+         (: < /dev/kmsg) 2>/dev/null && echo kmsg-read=open || echo kmsg-read=denied; \
+         (: > /dev/kmsg) 2>/dev/null && echo kmsg-write=open || echo kmsg-write=denied",
+    );
+    // SAFETY: write(2) is async-signal-safe; `procs` outlives the spawn.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "/dev/null=open",
+        "/dev/fuse=denied",
+        "/dev/kvm=denied",
+        "kmsg-read=open",
+        "kmsg-write=denied",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}

@@ -206,3 +206,82 @@ fn rlimits_tmpfs_sizes_and_pids_have_explicit_defaults() {
     }
     sb.shutdown();
 }
+
+#[test]
+fn the_workload_sees_its_own_cgroup_read_only_and_an_mqueue() {
+    let Some(()) = privileged("the_workload_sees_its_own_cgroup_read_only_and_an_mqueue") else {
+        return;
+    };
+    let mut sb = Sandbox::start("cgroupfs");
+    let rootfs = sb.busybox_rootfs();
+    let cmd = "cd /sys/fs/cgroup && echo dirs=$(ls | tr '\\n' ' '); \
+               echo limit=$(cat memory/memory.limit_in_bytes) pids=$(cat pids/pids.max); \
+               if mkdir memory/x 2>/dev/null; then echo mkdir=ok; else echo mkdir=refused; fi; \
+               grep -q ' /dev/mqueue .* - mqueue ' /proc/self/mountinfo && echo mqueue=yes; \
+               echo END; exec sleep 1000";
+    sb.write_manifest(
+        "jvm",
+        &manifest(
+            &rootfs,
+            cmd,
+            "[network]\nmode = \"none\"\n[resources]\nmemory = \"64M\"\n",
+        ),
+    );
+    sb.wait_running("jvm");
+    let log = sb.wait_log("jvm", "END");
+    let dirs: Vec<&str> = log
+        .lines()
+        .find_map(|l| l.strip_prefix("dirs="))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    for d in ["memory", "pids", "freezer", "devices"] {
+        assert!(dirs.contains(&d), "{d}: {log}");
+    }
+    assert!(log.contains("limit=67108864 pids=2048"), "{log}");
+    assert!(log.contains("mkdir=refused"), "{log}");
+    assert!(log.contains("mqueue=yes"), "{log}");
+    sb.shutdown();
+}
+
+#[test]
+fn host_root_workloads_do_not_see_host_secrets_or_superds_files() {
+    let Some(()) = privileged("host_root_workloads_do_not_see_host_secrets_or_superds_files")
+    else {
+        return;
+    };
+    // Outside /tmp, which a workload's own /tmp would hide anyway.
+    let base = tempfile::Builder::new()
+        .prefix("superd-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let mut sb = Sandbox::start_in("secrets", base.path(), &[]);
+    let state = sb.state.display().to_string();
+    let show = format!(
+        "echo shadow=$(wc -c < /etc/shadow) root=$(ls -A /root | wc -l) \
+         state=$(ls -A {state} | wc -l) manifests=$(ls -A {} | wc -l); echo END; \
+         exec sleep 1000",
+        sb.manifests.display()
+    );
+    let host = |extra: &str| {
+        format!("command = [\"/bin/sh\", \"-c\", {show:?}]\n[network]\nmode = \"none\"\n{extra}")
+    };
+    sb.write_manifest("plain", &host(""));
+    sb.write_manifest(
+        "granted",
+        &host("[[mounts]]\nsource = \"/etc/shadow\"\ntarget = \"/etc/shadow\"\nreadonly = true\n"),
+    );
+    sb.wait_running("plain");
+    let plain = sb.wait_log("plain", "END");
+    let granted = sb.wait_log("granted", "END");
+    assert!(
+        plain.contains("shadow=0 root=0 state=0 manifests=0"),
+        "{plain}"
+    );
+    let shadow_len = std::fs::metadata("/etc/shadow").unwrap().len();
+    assert!(
+        granted.contains(&format!("shadow={shadow_len} ")),
+        "{granted}"
+    );
+    sb.shutdown();
+}

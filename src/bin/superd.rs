@@ -242,8 +242,10 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
         .log_dir
         .clone()
         .unwrap_or_else(|| cli.state_dir.join("logs"));
-    let rt = runtime::Runtime::new(reaper.clone(), cgroups, state, log_dir)
-        .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?;
+    let socket_dir = cli.socket.parent().unwrap_or(&cli.socket).to_path_buf();
+    let rt = runtime::Runtime::new(reaper.clone(), cgroups, state, log_dir.clone())
+        .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?
+        .hide(&[&cli.state_dir, &log_dir, &socket_dir, &cli.manifests]);
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

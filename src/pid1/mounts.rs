@@ -67,6 +67,30 @@ fn ensure(
     mount(Some(source), target, Some(fstype), flags, data).map_err(io::Error::from)
 }
 
+/// A tmpfs on the scratch directory `target` (/run, /tmp) unless something is mounted there
+/// or it holds files: those belong to someone (a VM's disk, the checkout of a test), and a
+/// tmpfs on top would hide them.
+fn ensure_scratch(target: &str, mode: &str) -> io::Result<()> {
+    if is_mounted(target) || !dir_is_empty(Path::new(target)) {
+        return Ok(());
+    }
+    ensure(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(mode),
+    )
+}
+
+/// True for a missing or empty directory.
+fn dir_is_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 /// What [`early_mounts`] did.
 #[derive(Debug, Default)]
 pub struct EarlyMounts {
@@ -147,14 +171,8 @@ pub fn early_mounts() -> EarlyMounts {
         "mounting /dev/shm",
         ensure("shm", "/dev/shm", "tmpfs", nosuid_nodev, Some("mode=1777")),
     );
-    step(
-        "mounting /run",
-        ensure("tmpfs", "/run", "tmpfs", nosuid_nodev, Some("mode=0755")),
-    );
-    step(
-        "mounting /tmp",
-        ensure("tmpfs", "/tmp", "tmpfs", nosuid_nodev, Some("mode=1777")),
-    );
+    step("mounting /run", ensure_scratch("/run", "mode=0755"));
+    step("mounting /tmp", ensure_scratch("/tmp", "mode=1777"));
     step("mounting cgroup2", cgroup2());
     EarlyMounts {
         problems,

@@ -10,6 +10,7 @@
 //! cgroups-rs either lacks them (v1 kill, v2 `memory.events`) or hides their errors.
 
 use crate::manifest::Resources;
+use crate::runtime::devices::Allow;
 use cgroups_rs::fs::{
     cgroup::Cgroup, cpu::CpuController, hierarchies::V1, memory::MemController, pid::PidController,
     Controller, Hierarchy, MaxValue, Subsystem,
@@ -86,6 +87,7 @@ impl Hierarchy for V1Filtered {
                         | Subsystem::CpuAcct(_)
                         | Subsystem::Pid(_)
                         | Subsystem::Freezer(_)
+                        | Subsystem::Devices(_)
                 )
             })
             .collect()
@@ -284,8 +286,15 @@ impl CgroupManager {
         }
     }
 
-    /// Creates the cgroup for workload `name` and applies `res`.
-    pub fn create(&self, name: &str, res: &Resources) -> Result<WorkloadCgroup, CgroupError> {
+    /// Creates the cgroup for workload `name`, applies `res` and lets its processes use only
+    /// the `devices` listed (v1 `devices.allow`, v2 a BPF device program; `None` leaves the
+    /// devices alone, for a fake tree in tests).
+    pub fn create(
+        &self,
+        name: &str,
+        res: &Resources,
+        devices: Option<&[Allow]>,
+    ) -> Result<WorkloadCgroup, CgroupError> {
         let rel = format!("{}/{}", self.root, name);
         let rel = rel.trim_start_matches('/').to_string();
         let cg = match &self.layout {
@@ -310,7 +319,10 @@ impl CgroupManager {
         } else {
             Ok(())
         };
-        if let Err(e) = checked.and_then(|()| wc.apply(res)) {
+        if let Err(e) = checked
+            .and_then(|()| wc.apply(res))
+            .and_then(|()| wc.limit_devices(devices))
+        {
             let _ = wc.remove(Duration::from_secs(1));
             return Err(e);
         }
@@ -359,6 +371,29 @@ impl CgroupManager {
         }
     }
 
+    /// What a container mounts at /sys/fs/cgroup to see its own cgroup (its cgroup namespace
+    /// makes that the root): cgroup2 itself, or on v1 each hierarchy superd manages (memory,
+    /// cpu, cpuacct, pids, freezer, devices) as mounted on the host.
+    pub fn container_mounts(&self) -> Vec<crate::runtime::sync::CgroupFsCfg> {
+        use crate::runtime::sync::CgroupFsCfg;
+        if self.is_v2() {
+            return vec![CgroupFsCfg {
+                dir: String::new(),
+                fstype: "cgroup2".into(),
+                options: String::new(),
+            }];
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        v1_hierarchies(&info)
+            .into_iter()
+            .map(|(dir, options)| CgroupFsCfg {
+                dir,
+                fstype: "cgroup".into(),
+                options,
+            })
+            .collect()
+    }
+
     /// Removes the (empty) root directories superd created; used on shutdown.
     pub fn remove_root(&self) {
         for dir in self.root_dirs() {
@@ -374,6 +409,36 @@ pub struct WorkloadCgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
     rel: String,
+}
+
+/// The v1 controllers superd places workloads in (see `V1Filtered`).
+const MANAGED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+
+/// `(directory below /sys/fs/cgroup, controllers)` of every v1 hierarchy in `mountinfo` that
+/// holds a controller superd manages.
+fn v1_hierarchies(mountinfo: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split_whitespace();
+        let (Some("cgroup"), Some(_source), Some(opts)) = (r.next(), r.next(), r.next()) else {
+            continue;
+        };
+        let Some(dir) = left
+            .split_whitespace()
+            .nth(4)
+            .and_then(|m| m.strip_prefix("/sys/fs/cgroup/"))
+        else {
+            continue;
+        };
+        let controllers: Vec<&str> = opts.split(',').filter(|o| MANAGED_V1.contains(o)).collect();
+        if !controllers.is_empty() && !dir.contains('/') && !out.iter().any(|(d, _)| d == dir) {
+            out.push((dir.to_string(), controllers.join(",")));
+        }
+    }
+    out
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -578,6 +643,35 @@ impl WorkloadCgroup {
         remove_dirs(&self.dirs, self.v2, budget)
     }
 
+    /// Lets the cgroup's processes use only `allowed` (v1 `devices.allow`, v2 a BPF device
+    /// program); `None` leaves the devices alone.
+    fn limit_devices(&self, allowed: Option<&[Allow]>) -> Result<(), CgroupError> {
+        match (allowed, self.v2, self.dirs.first()) {
+            (None, _, _) | (Some(_), true, None) => Ok(()),
+            (Some(allowed), true, Some(dir)) => crate::runtime::devices_bpf::attach(dir, allowed)
+                .map_err(io_err("limiting the devices of", dir)),
+            (Some(allowed), false, _) => self.allow_devices(allowed),
+        }
+    }
+
+    /// v1: deny every device, then allow each of `allowed` (`devices.deny`/`devices.allow`).
+    fn allow_devices(&self, allowed: &[Allow]) -> Result<(), CgroupError> {
+        let Some(dir) = self.dirs.iter().find(|d| d.join("devices.allow").exists()) else {
+            return Err(CgroupError::NoHierarchy(
+                "the v1 devices controller is not mounted: superd cannot limit the devices a \
+                 workload may open"
+                    .into(),
+            ));
+        };
+        let deny = dir.join("devices.deny");
+        std::fs::write(&deny, "a").map_err(io_err("writing", &deny))?;
+        let allow = dir.join("devices.allow");
+        for rule in allowed {
+            std::fs::write(&allow, rule.to_string()).map_err(io_err("writing", &allow))?;
+        }
+        Ok(())
+    }
+
     /// The cgroup's directory in every hierarchy (absolute), for the instance record.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
@@ -703,7 +797,7 @@ mod tests {
             cpu_millis: Some(500),
             pids: Some(64),
         };
-        let cg = mgr.create("web", &res).unwrap();
+        let cg = mgr.create("web", &res, None).unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(read("memory.max"), (64u64 << 20).to_string());
         assert_eq!(read("memory.swap.max"), "0");
@@ -735,7 +829,26 @@ mod tests {
             memory: Some(1 << 20),
             ..Default::default()
         };
-        let err = mgr.create("web", &res).unwrap_err().to_string();
+        let err = mgr.create("web", &res, None).unwrap_err().to_string();
         assert!(err.contains("memory controller is not enabled"), "{err}");
+    }
+
+    #[test]
+    fn v1_hierarchies_from_mountinfo() {
+        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+            32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
+            35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+            36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices\n\
+            38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n\
+            40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
+            41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            v1_hierarchies(info),
+            [
+                ("cpu,cpuacct".to_string(), "cpu,cpuacct".to_string()),
+                ("memory".into(), "memory".into()),
+                ("devices".into(), "devices".into()),
+            ]
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! driver task; it never blocks on the kernel itself.
 
 pub mod cgroups;
+pub mod devices;
+pub mod devices_bpf;
 mod driver;
 pub mod net;
 pub mod reaper;
@@ -46,7 +48,21 @@ pub struct Runtime {
     records: state::Records,
     /// The default seccomp profile, compiled once.
     default_seccomp: Vec<seccomp::WireProgram>,
+    /// Host paths a host-root workload must not see (see [`Runtime::hide`]).
+    hidden: Vec<String>,
 }
+
+/// What a workload on the host root never sees unless a bind mount brings it back (systemd's
+/// ProtectHome, and the password hashes).
+pub const HOST_SECRETS: &[&str] = &[
+    "/root",
+    "/home",
+    "/run/user",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+];
 
 /// A start that failed before the shim ran.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +84,9 @@ pub enum StartError {
     /// Registering the sync socket with tokio failed.
     #[error("registering the sync socket: {0}")]
     Register(std::io::Error),
+    /// A device the manifest names is missing or not a device.
+    #[error("{0}")]
+    Devices(String),
     /// The seccomp profile could not be read or compiled.
     #[error("seccomp: {0}")]
     Seccomp(String),
@@ -246,7 +265,23 @@ impl Runtime {
             state,
             records,
             default_seccomp,
+            hidden: HOST_SECRETS.iter().map(|s| s.to_string()).collect(),
         })
+    }
+
+    /// Also hides `paths` (superd's state, log and socket directories, the manifests) from
+    /// workloads on the host root.
+    pub fn hide(mut self, paths: &[&std::path::Path]) -> Runtime {
+        for p in paths {
+            // The shim resolves these inside the container's root; only absolute paths mean
+            // anything there.
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let s = abs.to_string_lossy().into_owned();
+            if s != "/" && !self.hidden.contains(&s) {
+                self.hidden.push(s);
+            }
+        }
+        self
     }
 
     /// The locked state directory.
@@ -301,7 +336,12 @@ impl Runtime {
         Ok(seccomp::to_wire(&progs))
     }
 
-    fn shim_config(&self, spec: &Spec, seccomp: Vec<seccomp::WireProgram>) -> ShimConfig {
+    fn shim_config(
+        &self,
+        spec: &Spec,
+        seccomp: Vec<seccomp::WireProgram>,
+        own_devices: &[devices::HostDevice],
+    ) -> ShimConfig {
         let (rootfs, writable) = match &spec.rootfs {
             Rootfs::Host => (None, false),
             Rootfs::Dir { path, writable } => {
@@ -349,6 +389,21 @@ impl Runtime {
                 shm: spec.tmpfs.shm,
             },
             seccomp,
+            devices: own_devices
+                .iter()
+                .map(|d| sync::DeviceNodeCfg {
+                    rel: d.rel.clone(),
+                    block: d.allow.kind == devices::Kind::Block,
+                    major: d.allow.major.unwrap_or(0),
+                    minor: d.allow.minor.unwrap_or(0),
+                    mode: d.mode,
+                })
+                .collect(),
+            cgroupfs: self.cgroups.container_mounts(),
+            hide: match spec.rootfs {
+                Rootfs::Host => self.hidden.clone(),
+                Rootfs::Dir { .. } => Vec::new(),
+            },
         }
     }
 
@@ -406,7 +461,12 @@ impl Runtime {
             NetworkMode::None | NetworkMode::Host => None,
         };
         let seccomp = self.seccomp_for(spec)?;
-        let cgroup = Arc::new(self.cgroups.create(&name, &spec.resources)?);
+        let own_devices = devices::resolve(&spec.security.devices).map_err(StartError::Devices)?;
+        let cgroup = Arc::new(self.cgroups.create(
+            &name,
+            &spec.resources,
+            Some(&devices::allowlist(&own_devices)),
+        )?);
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = {
             use std::os::unix::fs::OpenOptionsExt;
@@ -484,7 +544,7 @@ impl Runtime {
             gen,
             init: spec.init,
             shim_pid,
-            cfg: self.shim_config(spec, seccomp),
+            cfg: self.shim_config(spec, seccomp, &own_devices),
             net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),

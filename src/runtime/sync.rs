@@ -146,6 +146,39 @@ pub struct ShimConfig {
     pub tmpfs: TmpfsCfg,
     /// Seccomp filters to install, in order, right before `execve` (none: unconfined).
     pub seccomp: Vec<crate::runtime::seccomp::WireProgram>,
+    /// Device nodes the manifest opts into, created in the container's /dev.
+    pub devices: Vec<DeviceNodeCfg>,
+    /// What to mount at /sys/fs/cgroup (read-only): the workload's own cgroup.
+    pub cgroupfs: Vec<CgroupFsCfg>,
+    /// Host paths hidden from a host-root workload (absolute; masked before the bind mounts,
+    /// so an explicit mount brings one back).
+    pub hide: Vec<String>,
+}
+
+/// A device node to create in /dev.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNodeCfg {
+    /// Path below /dev (`fuse`, `net/tun`).
+    pub rel: String,
+    /// Block (else character) device.
+    pub block: bool,
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// One cgroup filesystem mount below /sys/fs/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupFsCfg {
+    /// Directory below /sys/fs/cgroup (`""` for /sys/fs/cgroup itself, v2).
+    pub dir: String,
+    /// `cgroup2` or `cgroup`.
+    pub fstype: String,
+    /// Mount data: the v1 hierarchy's controllers (`cpu,cpuacct`, `name=systemd`).
+    pub options: String,
 }
 
 /// One rlimit as the shim sets it.

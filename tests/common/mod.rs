@@ -100,10 +100,16 @@ impl Sandbox {
 
     /// Starts superd with extra command-line arguments.
     pub fn start_with(test: &str, extra_args: &[&str]) -> Sandbox {
+        Sandbox::start_in(test, &std::env::temp_dir(), extra_args)
+    }
+
+    /// Starts superd with its directories below `base` (e.g. outside /tmp, which a workload's
+    /// own /tmp hides anyway).
+    pub fn start_in(test: &str, base: &Path, extra_args: &[&str]) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::Builder::new()
             .prefix(&format!("superd-{test}-"))
-            .tempdir()
+            .tempdir_in(base)
             .unwrap();
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
@@ -416,7 +422,7 @@ impl Sandbox {
             problems.push(format!("superd did not exit 0 after SIGTERM: {status:?}"));
         }
         // Leftovers: cgroup dirs, processes, mounts.
-        for ctrl in ["memory", "pids", "cpu", "freezer"] {
+        for ctrl in ["memory", "pids", "cpu", "freezer", "devices"] {
             let root = own_cgroup_dir(ctrl).join(&self.cgroup_root);
             if root.exists() {
                 problems.push(format!("cgroup root left behind: {}", root.display()));
@@ -461,7 +467,7 @@ pub struct Sibling {
 
 impl Sibling {
     pub fn new(name: &str) -> Sibling {
-        let dirs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer"]
+        let dirs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer", "devices"]
             .iter()
             .map(|c| own_cgroup_dir(c).join(name))
             .collect();
@@ -478,13 +484,55 @@ impl Sibling {
         Sibling { dirs, procs }
     }
 
+    /// Kills every process left anywhere in the sibling's tree (PID-namespace inits
+    /// included) and returns `pid comm` of each one it had to kill.
+    pub fn kill_leftovers(&self) -> Vec<String> {
+        let mut killed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = pids_below(&self.dir("pids"));
+            if pids.is_empty() || Instant::now() > deadline {
+                return killed;
+            }
+            for pid in pids {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                let entry = format!("{pid} {}", comm.trim());
+                if !killed.contains(&entry) {
+                    killed.push(entry);
+                }
+                // SAFETY: kill(2) on a PID inside the test's own cgroup subtree.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The processes in the sibling's tree that are PID 1 of a namespace of their own.
+    pub fn namespace_inits(&self) -> Vec<i32> {
+        pids_below(&self.dir("pids"))
+            .into_iter()
+            .filter(|pid| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .map(|ids| {
+                        let ids: Vec<&str> = ids.split_whitespace().collect();
+                        ids.len() >= 2 && ids.last() == Some(&"1")
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
     /// The sibling's directory in the `controller` hierarchy.
     pub fn dir(&self, controller: &str) -> PathBuf {
         own_cgroup_dir(controller).join(self.dirs[0].file_name().unwrap())
     }
 
     /// Makes `cmd`'s process join this cgroup before it executes.
-    fn enter_on_exec(&self, cmd: &mut Command) {
+    pub fn enter_on_exec(&self, cmd: &mut Command) {
         let fds: Vec<i32> = self.procs.iter().map(|f| f.as_raw_fd()).collect();
         // SAFETY: write(2) is async-signal-safe; the fds stay open in the parent until spawn
         // returns.
@@ -508,6 +556,23 @@ impl Drop for Sibling {
             force_remove_cgroup(d);
         }
     }
+}
+
+/// Every PID in the cgroup `dir` and its descendants.
+fn pids_below(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                pids.extend(pids_below(&e.path()));
+            }
+        }
+    }
+    pids
 }
 
 /// chmod, independent of the umask.

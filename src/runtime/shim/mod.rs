@@ -5,6 +5,8 @@
 //! then either stay as PID 1 (reaping every zombie and forwarding every catchable signal to the
 //! workload, exiting with the workload's status) or exec the workload itself (`init = false`).
 
+mod cgroupfs;
+mod dev;
 pub mod process;
 pub mod rootfs;
 

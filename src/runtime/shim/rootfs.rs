@@ -20,7 +20,7 @@ pub struct StepError {
 }
 
 impl StepError {
-    fn new(step: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    pub(super) fn new(step: impl Into<String>, e: impl std::fmt::Display) -> Self {
         StepError {
             step: step.into(),
             message: e.to_string(),
@@ -28,9 +28,9 @@ impl StepError {
     }
 }
 
-type Result<T> = std::result::Result<T, StepError>;
+pub(super) type Result<T> = std::result::Result<T, StepError>;
 
-trait Ctx<T> {
+pub(super) trait Ctx<T> {
     fn ctx(self, step: impl FnOnce() -> String) -> Result<T>;
 }
 impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
@@ -58,6 +58,9 @@ pub const MASKED: &[&str] = &[
     "sys/devices/virtual/powercap",
 ];
 
+/// Read-only and no device nodes: every mount but the container's own /dev.
+const RDONLY_NODEV: u64 = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV;
+
 /// Paths made read-only.
 pub const READONLY: &[&str] = &[
     "proc/bus",
@@ -67,7 +70,7 @@ pub const READONLY: &[&str] = &[
     "proc/sysrq-trigger",
 ];
 
-fn mnt(
+pub(super) fn mnt(
     src: &str,
     target: &impl AsRawFd,
     fstype: &str,
@@ -83,7 +86,7 @@ fn mnt(
     )
 }
 
-fn reopen_dir(parent: RawFd, name: &str) -> io::Result<OwnedFd> {
+pub(super) fn reopen_dir(parent: RawFd, name: &str) -> io::Result<OwnedFd> {
     openat_nofollow(parent, name, libc::O_PATH | libc::O_DIRECTORY)
 }
 
@@ -132,7 +135,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         None => {
             let host = open_path("/", libc::O_DIRECTORY).ctx(|| "opening /".into())?;
             let tree = clone_tree(host.as_raw_fd(), true).ctx(|| "cloning the host root".into())?;
-            set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+            set_mount_attr(tree.as_raw_fd(), RDONLY_NODEV, true)
                 .ctx(|| "making the host root read-only".into())?;
             move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
                 .ctx(|| "attaching the host root".into())?;
@@ -154,13 +157,13 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
                     "overlay",
                     &mountpoint,
                     "overlay",
-                    MsFlags::empty(),
+                    MsFlags::MS_NODEV,
                     Some(&opts),
                 )
                 .ctx(|| format!("mounting the overlay over {dir}"))?;
             } else {
                 let tree = clone_tree(lower.as_raw_fd(), true).ctx(|| format!("cloning {dir}"))?;
-                set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
+                set_mount_attr(tree.as_raw_fd(), RDONLY_NODEV, true)
                     .ctx(|| format!("making {dir} read-only"))?;
                 move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
                     .ctx(|| format!("attaching {dir}"))?;
@@ -186,7 +189,8 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         return Err(StepError::new("checking /proc", "not a procfs"));
     }
 
-    let dev_null = build_dev(rootfd, cfg)?;
+    let dev = special_dir(rootfd, "dev", cfg.writable)?;
+    let dev_null = super::dev::build(rootfd, &dev, cfg)?;
 
     let sys_dir = special_dir(rootfd, "sys", cfg.writable)?;
     mount_sysfs(rootfd, &sys_dir)?;
@@ -206,6 +210,14 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
             Some(&format!("mode={mode},size={size}")),
         )
         .ctx(|| format!("mounting /{d}"))?;
+    }
+
+    super::cgroupfs::mount(rootfd, &cfg.cgroupfs)?;
+
+    // Host secrets and superd's own files, hidden from a host-root workload before the bind
+    // mounts, so that an explicit mount of one brings it back.
+    for path in &cfg.hide {
+        mask(rootfd, path.trim_start_matches('/'), &dev_null)?;
     }
 
     for m in &cfg.mounts {
@@ -272,97 +284,9 @@ fn special_dir(rootfd: RawFd, name: &str, writable: bool) -> Result<OwnedFd> {
     reopen_dir(rootfd, name).ctx(|| format!("opening /{name}"))
 }
 
-/// Mounts a fresh tmpfs on /dev with only the standard nodes; returns an fd of its null device.
-fn build_dev(rootfd: RawFd, cfg: &ShimConfig) -> Result<OwnedFd> {
-    let dev = special_dir(rootfd, "dev", cfg.writable)?;
-    mnt(
-        "tmpfs",
-        &dev,
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=0755,size=65536k"),
-    )
-    .ctx(|| "mounting /dev".into())?;
-    let dev = reopen_dir(rootfd, "dev").ctx(|| "opening /dev".into())?;
-    // O_PATH fds cannot be used for mknodat's dirfd on all kernels: use a real directory fd.
-    let devdir = openat_nofollow(dev.as_raw_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY)
-        .ctx(|| "opening /dev".into())?;
-    let d = devdir.as_raw_fd();
-    // SAFETY: umask only changes this process's file creation mask.
-    let old = unsafe { libc::umask(0) };
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        let c = std::ffi::CString::new(name).ctx(|| "node name".into())?;
-        // SAFETY: valid C string, dirfd owned by us.
-        let r = unsafe {
-            libc::mknodat(
-                d,
-                c.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        };
-        if r < 0 {
-            // SAFETY: restoring the umask.
-            unsafe { libc::umask(old) };
-            return Err(StepError::new(
-                format!("creating /dev/{name}"),
-                io::Error::last_os_error(),
-            ));
-        }
-    }
-    // SAFETY: restoring the umask.
-    unsafe { libc::umask(old) };
-    for (link, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        nix::unistd::symlinkat(target, &devdir, link).ctx(|| format!("creating /dev/{link}"))?;
-    }
-    for sub in ["pts", "shm"] {
-        mkdir_at(d, sub, 0o755).ctx(|| format!("creating /dev/{sub}"))?;
-    }
-    let pts = reopen_dir(d, "pts").ctx(|| "opening /dev/pts".into())?;
-    mnt(
-        "devpts",
-        &pts,
-        "devpts",
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .ctx(|| "mounting /dev/pts".into())?;
-    let shm = reopen_dir(d, "shm").ctx(|| "opening /dev/shm".into())?;
-    mnt(
-        "shm",
-        &shm,
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(&format!("mode=1777,size={}", cfg.tmpfs.shm)),
-    )
-    .ctx(|| "mounting /dev/shm".into())?;
-    let null = openat_nofollow(d, "null", libc::O_PATH).ctx(|| "opening /dev/null".into())?;
-    let st = lstat_at(null.as_raw_fd(), "").ctx(|| "stat /dev/null".into())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
-        return Err(StepError::new(
-            "checking /dev/null",
-            "not the character device 1:3",
-        ));
-    }
-    Ok(null)
-}
-
 /// Masks `path` (relative to the root): an empty read-only tmpfs on a directory, /dev/null on a
 /// file. Missing paths are fine.
-fn mask(rootfd: RawFd, path: &str, dev_null: &OwnedFd) -> Result<()> {
+pub(super) fn mask(rootfd: RawFd, path: &str, dev_null: &OwnedFd) -> Result<()> {
     let fd = match openat_in_root(rootfd, path, libc::O_PATH | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
@@ -442,10 +366,14 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
         }
     };
     let tree = clone_tree(src.as_raw_fd(), true).ctx(|| format!("cloning {}", m.source))?;
-    if m.readonly {
-        set_mount_attr(tree.as_raw_fd(), libc::MOUNT_ATTR_RDONLY, true)
-            .ctx(|| format!("making {} read-only", m.target))?;
-    }
+    // Device nodes work only in the container's own /dev ([security] devices).
+    let attrs = if m.readonly {
+        RDONLY_NODEV
+    } else {
+        libc::MOUNT_ATTR_NODEV
+    };
+    set_mount_attr(tree.as_raw_fd(), attrs, true)
+        .ctx(|| format!("setting the mount options of {}", m.target))?;
     move_mount_fd(tree.as_raw_fd(), target.as_raw_fd())
         .ctx(|| format!("mounting {} on {}", m.source, m.target))
 }
