@@ -23,6 +23,10 @@
 //! `manifest`, `network` and `reconcile` never touch the kernel: the whole decision engine is unit-tested
 //! without root. Every side effect lives under `runtime`.
 
+// Unsafe code only where the kernel is called directly: the runtime, PID-1 mode, and the
+// one uid lookup of the manifest loader (each module says so with an `allow`).
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod ctl;
 pub mod manifest;
@@ -30,6 +34,7 @@ pub mod network;
 pub mod notify;
 pub mod pid1;
 pub mod reconcile;
+pub mod report;
 pub mod runtime;
 pub mod supervisor;
 pub mod watch;

@@ -6,6 +6,9 @@
 //! Needs the kernel and qemu that `packaging/appliance/deps.sh` installs (`tests/run.sh` runs
 //! it). Boots run one at a time: two TCG guests on two cores would slow each other down.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

@@ -1,6 +1,9 @@
 //! Hostile and careless input to the manifest directory, against the real superd: what an
 //! error may cost, files that are not files, and files that anybody could have written.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

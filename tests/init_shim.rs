@@ -1,6 +1,9 @@
 //! The init shim as PID 1: orphan reaping, signal forwarding, exit status pass-through,
 //! restart backoff, and the stop timeout.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

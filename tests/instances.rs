@@ -2,6 +2,9 @@
 //! started: a second instance changes nothing; after a crash, a superd started from another
 //! cgroup stops every recorded instance (even one named `daemon`) before starting its own.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Sandbox, Sibling};
@@ -125,4 +128,25 @@ fn after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance() {
     for c in ["memory", "pids", "cpu", "freezer", "devices"] {
         assert!(!elsewhere.dir(c).join(&sb.cgroup_root).exists());
     }
+}
+
+#[test]
+fn a_failed_start_prints_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_superd"))
+        .arg("--state-dir")
+        .arg(file.join("state"))
+        .arg("--manifests")
+        .arg(dir.path())
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("creating the state directory"), "{stderr}");
+    assert_eq!(last.matches("os error").count(), 1, "{last}");
 }

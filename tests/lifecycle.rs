@@ -1,5 +1,8 @@
 //! Lifecycle against the real kernel: start, edit, invalid edit, delete, many at once, shutdown.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

@@ -1,5 +1,8 @@
 //! cgroup limits against the real kernel: OOM kill reported, fork bomb contained, CPU throttled.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

@@ -4,6 +4,9 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test --test manifest_golden` rewrites the expected files.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use superd::manifest::parse;

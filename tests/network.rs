@@ -2,6 +2,9 @@
 //! veths and names between workloads, published ports (TCP and UDP, loopback and the
 //! sandbox's own address), stable addresses, collisions, 200 workloads, and no leftovers.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

@@ -2,6 +2,9 @@
 //! (with this build's binaries), unpacked into a temp root with `dpkg-deb -x`, and run from
 //! there. Needs no root.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

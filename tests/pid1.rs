@@ -6,6 +6,9 @@
 //! machine-level path (mounts, modules, cgroup2, poweroff) is booted in a VM by the appliance
 //! test.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::process::ExitStatusExt;

@@ -1,6 +1,9 @@
 //! Every TOML example in the README parses as a manifest, so the docs cannot drift from the
 //! schema.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 #[test]

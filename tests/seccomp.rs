@@ -1,6 +1,9 @@
 //! The seccomp filter against the real kernel: what the default profile refuses (and an
 //! unconfined workload can do), and an OCI profile from a file.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

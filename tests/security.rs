@@ -1,5 +1,8 @@
 //! The named security tests (SECURITY.md): what a container can and cannot see or do.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

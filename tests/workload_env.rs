@@ -1,6 +1,9 @@
 //! What a workload is given besides its rootfs: its own session, its own ports, rlimits,
 //! cgroup files, tmpfs sizes and default limits — checked from inside real containers.
 
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Sandbox;

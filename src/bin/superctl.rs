@@ -1,5 +1,7 @@
 //! `superctl`: the command-line client of a running superd.
 
+#![deny(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +85,7 @@ fn main() -> ExitCode {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
             if !broken_pipe {
-                eprintln!("superctl: {e:#}");
+                eprintln!("superctl: {}", superd::report::chain(e.as_ref()));
             }
             ExitCode::FAILURE
         }

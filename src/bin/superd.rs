@@ -3,6 +3,8 @@
 //! The same binary is the in-container init shim: when executed (from the sealed memfd) with
 //! argv[0] `superd-init: <name>` it takes that role before any thread or runtime exists.
 
+#![deny(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use signal_hook::iterator::Signals;
@@ -139,8 +141,9 @@ fn main() {
         }
     };
     if let Err(e) = run(cli, Some(signals)) {
-        tracing::error!("{e:#}");
-        eprintln!("superd: {e:#}");
+        let text = superd::report::chain(e.as_ref());
+        tracing::error!("{text}");
+        eprintln!("superd: {text}");
         std::process::exit(1);
     }
 }
@@ -163,7 +166,10 @@ fn init_main(mut cli: Cli) -> ! {
     }
     if let Some(filter) = overrides.log {
         // SAFETY: no other thread exists yet.
-        unsafe { std::env::set_var("SUPERD_LOG", filter) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("SUPERD_LOG", filter)
+        };
     }
     init_logging(cli.log_format, true);
     for p in problems {
@@ -183,7 +189,7 @@ fn init_main(mut cli: Cli) -> ! {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli, signals))) {
         Ok(Ok(Some(action))) => pid1::end(action),
         Ok(Ok(None)) => pid1::emergency("the daemon stopped without a power request"),
-        Ok(Err(e)) => pid1::emergency(&format!("{e:#}")),
+        Ok(Err(e)) => pid1::emergency(&superd::report::chain(e.as_ref())),
         Err(_) => pid1::emergency("superd panicked (see above)"),
     }
 }

@@ -79,7 +79,9 @@ pub fn trust_problem(what: &str, uid: u32, mode: u32, euid: u32) -> Option<Strin
     None
 }
 
-fn euid() -> u32 {
+/// superd's effective uid (the owner a manifest may have besides root).
+#[allow(unsafe_code)]
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
@@ -404,6 +406,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)]
     fn a_fifo_is_never_waited_on() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe.toml");

@@ -80,9 +80,7 @@ fn check_file(path: &Path) -> (PathBuf, Result<Spec, ManifestError>, Vec<String>
     let mut warnings = spec.as_ref().map(warnings).unwrap_or_default();
     if let Ok(meta) = fs::metadata(path) {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid(2) cannot fail and touches no memory.
-        let euid = unsafe { libc::geteuid() };
-        if let Some(p) = trust_problem("the file", meta.uid(), meta.mode(), euid) {
+        if let Some(p) = trust_problem("the file", meta.uid(), meta.mode(), super::load::euid()) {
             warnings.push(format!("superd would refuse it from its directory: {p}"));
         }
     }

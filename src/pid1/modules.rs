@@ -2,6 +2,9 @@
 //! per line, `#` and `;` start comments), loaded from `/lib/modules/$(uname -r)` with their
 //! dependencies from `modules.dep`, through `finit_module(2)`.
 
+// finit_module(2) has no safe wrapper.
+#![allow(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

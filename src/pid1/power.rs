@@ -1,6 +1,9 @@
 //! How PID 1 powers the machine off: which signal asks for what, and the final sequence
 //! (sync, unmount or remount read-only, `reboot(2)`).
 
+// kill(-1) and waitpid on the way to reboot(2); sigprocmask.
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

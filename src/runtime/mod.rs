@@ -4,6 +4,10 @@
 //! The supervisor calls [`Runtime::start`] and receives [`Event`]s from a small per-instance
 //! driver task; it never blocks on the kernel itself.
 
+// The runtime is where superd calls the kernel: syscalls without safe wrappers, the spawn
+// path, fds handed between processes. Every unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 pub mod cgroups;
 pub mod devices;
 pub mod devices_bpf;

@@ -177,56 +177,71 @@ struct ChildFds<'a> {
 }
 
 /// Reports a failed step on the sync socket and exits. Async-signal-safe.
+///
+/// # Safety
+/// Only for the freshly cloned child (see [`child_main`]).
 unsafe fn child_fail(sync: RawFd, step: u8) -> ! {
-    let errno = *libc::__errno_location();
-    let e = errno.to_ne_bytes();
-    let packet = [EARLY_FAILURE, step, e[0], e[1], e[2], e[3]];
-    libc::write(sync, packet.as_ptr().cast(), packet.len());
-    libc::_exit(127)
+    // SAFETY: errno is thread-local and always readable; the packet is a local buffer; write
+    // and _exit are async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let e = errno.to_ne_bytes();
+        let packet = [EARLY_FAILURE, step, e[0], e[1], e[2], e[3]];
+        libc::write(sync, packet.as_ptr().cast(), packet.len());
+        libc::_exit(127)
+    }
 }
 
 /// The cloned child. Only async-signal-safe syscalls; no allocation, no locks, no panics.
+///
+/// # Safety
+/// Only in the child of the clone in [`spawn_shim`], with `c` prepared before it.
 unsafe fn child_main(c: &ChildFds<'_>) -> ! {
-    // 1. Join the workload cgroup in every hierarchy before anything is allocated.
-    for &fd in c.procs {
-        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-            child_fail(c.sync, STEP_CGROUP);
+    // SAFETY: we are the freshly cloned child of a fork-style clone: every fd and pointer in
+    // `c` was prepared before the clone and stays valid in our copy of the address space, and
+    // only async-signal-safe calls follow (no allocation, locks or panics).
+    unsafe {
+        // 1. Join the workload cgroup in every hierarchy before anything is allocated.
+        for &fd in c.procs {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child_fail(c.sync, STEP_CGROUP);
+            }
         }
+        // 2. Move the fds we keep out of the way, then into place: 0 1 2 stdio, 3 sync, 4 memfd.
+        let hi = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
+        let (sync, log, null, mem) = (hi(c.sync), hi(c.log), hi(c.devnull), hi(c.memfd));
+        if sync < 0 || log < 0 || null < 0 || mem < 0 {
+            child_fail(c.sync, STEP_FDS);
+        }
+        if libc::dup2(null, 0) < 0
+            || libc::dup2(log, 1) < 0
+            || libc::dup2(log, 2) < 0
+            || libc::dup2(sync, SHIM_SYNC_FD) < 0
+            || libc::dup2(mem, 4) < 0
+        {
+            child_fail(sync, STEP_FDS);
+        }
+        // The memfd only needs to live until execveat; the sync socket must survive it.
+        libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
+        // Close everything else (CVE-2024-21626: no stray fd reaches the container).
+        if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32) < 0 {
+            child_fail(SHIM_SYNC_FD, STEP_FDS);
+        }
+        // Signal mask from the forking thread must not leak into the shim.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // 3. Execute the sealed copy of superd.
+        libc::syscall(
+            libc::SYS_execveat,
+            4,
+            c"".as_ptr(),
+            c.argv,
+            c.envp,
+            libc::AT_EMPTY_PATH,
+        );
+        child_fail(SHIM_SYNC_FD, STEP_EXEC)
     }
-    // 2. Move the fds we keep out of the way, then into place: 0 1 2 stdio, 3 sync, 4 memfd.
-    let hi = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
-    let (sync, log, null, mem) = (hi(c.sync), hi(c.log), hi(c.devnull), hi(c.memfd));
-    if sync < 0 || log < 0 || null < 0 || mem < 0 {
-        child_fail(c.sync, STEP_FDS);
-    }
-    if libc::dup2(null, 0) < 0
-        || libc::dup2(log, 1) < 0
-        || libc::dup2(log, 2) < 0
-        || libc::dup2(sync, SHIM_SYNC_FD) < 0
-        || libc::dup2(mem, 4) < 0
-    {
-        child_fail(sync, STEP_FDS);
-    }
-    // The memfd only needs to live until execveat; the sync socket must survive it.
-    libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
-    // Close everything else (CVE-2024-21626: no stray fd reaches the container).
-    if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32) < 0 {
-        child_fail(SHIM_SYNC_FD, STEP_FDS);
-    }
-    // Signal mask from the forking thread must not leak into the shim.
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    // 3. Execute the sealed copy of superd.
-    libc::syscall(
-        libc::SYS_execveat,
-        4,
-        c"".as_ptr(),
-        c.argv,
-        c.envp,
-        libc::AT_EMPTY_PATH,
-    );
-    child_fail(SHIM_SYNC_FD, STEP_EXEC)
 }
 
 /// Sets or clears O_NONBLOCK.

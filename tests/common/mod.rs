@@ -3,6 +3,8 @@
 //! and a cgroup root below the test's own cgroup, and fails the test if anything it made is
 //! left behind — links and nftables tables in that namespace included, which outlives superd.
 #![allow(dead_code)]
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
