@@ -173,6 +173,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// True for requests that change nothing (members of `--socket-group` may make only these).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Request::Status { .. })
+    }
+
+    /// The verb, for messages: `status`, `restart`, `poweroff`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Status { .. } => "status",
+            Request::Restart { .. } => "restart",
+            Request::Power { action } => action.as_str(),
+        }
+    }
+}
+
 /// What the machine does at the end of an orderly shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,6 +11,7 @@
 //! - [`http`]: the minimal HTTP parsing and writing both sides share (pure).
 //! - [`table`]: `superctl status` rendering (pure).
 
+pub mod access;
 pub mod client;
 pub mod http;
 pub mod server;

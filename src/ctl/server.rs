@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use super::access::{self, Access, Admission, Gate};
 use super::http::{self, route, to_http, HttpError, HttpRequest, HttpResponse};
 use crate::api;
 
@@ -30,9 +31,11 @@ pub struct ServerLimits {
     pub max_request_bytes: usize,
     /// Deadline for reading the request, getting the supervisor's answer and writing the reply.
     pub request_timeout: Duration,
-    /// Connections served at once; further ones get an immediate 503.
+    /// Connections served at once per pool (root and superd's euid have one, group members
+    /// share the other); further ones get an immediate 503 (root: its oldest idle one does).
     pub max_connections: usize,
-    /// Besides root and superd's own euid, peers whose (primary) gid is this may connect.
+    /// Besides root and superd's own euid, members of this group (primary or supplementary)
+    /// may connect, for read-only requests.
     pub allowed_group: Option<u32>,
 }
 
@@ -220,7 +223,7 @@ pub async fn serve(
 ) -> Result<(), CtlError> {
     listener.set_nonblocking(true).map_err(CtlError::Listen)?;
     let listener = UnixListener::from_std(listener).map_err(CtlError::Listen)?;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let gate = Gate::new(limits.max_connections);
     let limits = Arc::new(limits);
     let own_euid = nix::unistd::geteuid().as_raw();
     loop {
@@ -233,7 +236,27 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+        // Who it is decides the pool (and a refusal costs no task): root always gets in.
+        let peer = access::peer_of(&stream);
+        let access = match &peer {
+            Ok(p) => access::authorize(p, own_euid, limits.allowed_group),
+            Err(_) => Access::Denied,
+        };
+        if access == Access::Denied {
+            match &peer {
+                Ok(p) => tracing::warn!(
+                    uid = p.uid,
+                    gid = p.gid,
+                    pid = p.pid,
+                    "control connection refused"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot read control peer credentials"),
+            }
+            let _ = stream.try_write(&HttpResponse::error(403, "permission denied").to_bytes());
+            continue;
+        }
+        let uid = peer.map(|p| p.uid).unwrap_or(u32::MAX);
+        let Some(admission) = gate.admit(access, uid).await else {
             // Never await for an over-limit client: one non-blocking write into the fresh
             // socket buffer, then close.
             let busy = HttpResponse::error(503, "superd is busy: too many control connections");
@@ -242,15 +265,10 @@ pub async fn serve(
         };
         let (limits, tx) = (Arc::clone(&limits), tx.clone());
         tokio::spawn(async move {
-            handle_connection(stream, &limits, &tx, own_euid).await;
-            drop(permit);
+            handle_connection(stream, &limits, &tx, access, &admission).await;
+            drop(admission);
         });
     }
-}
-
-/// Whether a peer may use the API: root, superd's own euid, or the configured group.
-pub fn authorize(peer_uid: u32, peer_gid: u32, own_euid: u32, allowed_group: Option<u32>) -> bool {
-    peer_uid == 0 || peer_uid == own_euid || allowed_group == Some(peer_gid)
 }
 
 /// How far a connection got; decides what to answer when the deadline passes.
@@ -261,36 +279,31 @@ enum Phase {
     Writing,
 }
 
-/// Serves one connection: credentials, then one request and one response, within the deadline.
-async fn handle_connection(mut stream: UnixStream, limits: &ServerLimits, tx: &ApiTx, euid: u32) {
+/// Serves one admitted connection: one request and one response, within the deadline.
+async fn handle_connection(
+    mut stream: UnixStream,
+    limits: &ServerLimits,
+    tx: &ApiTx,
+    access: Access,
+    admission: &Admission,
+) {
     let mut phase = Phase::Reading;
     let work = async {
-        let creds =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-        let resp = match creds {
-            Ok(c) if authorize(c.uid(), c.gid(), euid, limits.allowed_group) => {
-                match read_request(&mut stream, limits.max_request_bytes).await {
-                    Ok(Some(req)) => {
-                        phase = Phase::Handling;
-                        dispatch(&req, tx).await
-                    }
-                    Ok(None) => return, // the client went away
-                    Err(resp) => resp,
-                }
+        let read = tokio::select! {
+            r = read_request(&mut stream, limits.max_request_bytes) => r,
+            () = admission.evicted.notified() => Err(HttpResponse::error(
+                503,
+                "superd is busy: this idle connection made room for a new one",
+            )),
+        };
+        admission.request_read();
+        let resp = match read {
+            Ok(Some(req)) => {
+                phase = Phase::Handling;
+                dispatch(&req, tx, access, limits.allowed_group).await
             }
-            Ok(c) => {
-                tracing::warn!(
-                    uid = c.uid(),
-                    gid = c.gid(),
-                    pid = c.pid(),
-                    "control connection refused"
-                );
-                HttpResponse::error(403, "permission denied")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read control peer credentials");
-                HttpResponse::error(403, "permission denied: unknown peer")
-            }
+            Ok(None) => return, // the client went away
+            Err(resp) => resp,
         };
         phase = Phase::Writing;
         if let Err(e) = stream.write_all(&resp.to_bytes()).await {
@@ -349,12 +362,27 @@ async fn read_request(
     }
 }
 
-/// Routes a request, asks the supervisor and turns its answer into HTTP.
-async fn dispatch(req: &HttpRequest, tx: &ApiTx) -> HttpResponse {
+/// Routes a request, checks that the peer may make it, asks the supervisor and turns its
+/// answer into HTTP.
+async fn dispatch(
+    req: &HttpRequest,
+    tx: &ApiTx,
+    access: Access,
+    group: Option<u32>,
+) -> HttpResponse {
     let request = match route(&req.method, &req.path) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if access != Access::Admin && !request.is_read_only() {
+        let group = group
+            .map(|g| format!(" (members of group {g} may only read)"))
+            .unwrap_or_default();
+        return HttpResponse::error(
+            403,
+            format!("permission denied: {} needs root{group}", request.verb()),
+        );
+    }
     let (reply_tx, reply_rx) = oneshot::channel();
     if tx.send((request, reply_tx)).await.is_err() {
         return HttpResponse::error(503, "superd is shutting down");
@@ -368,15 +396,6 @@ async fn dispatch(req: &HttpRequest, tx: &ApiTx) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorizes_root_self_and_group_only() {
-        assert!(authorize(0, 0, 1000, None));
-        assert!(authorize(1000, 1000, 1000, None));
-        assert!(!authorize(1001, 1001, 1000, None));
-        assert!(authorize(1001, 50, 1000, Some(50)));
-        assert!(!authorize(1001, 51, 1000, Some(50)));
-    }
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).expect("stat").mode() & 0o7777
