@@ -551,3 +551,82 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// `tcp-ok …`, or `error …`, from a TCP connection made inside the namespace `ns`.
+fn tcp_from(ns: &std::os::fd::OwnedFd, addr: &str, port: u16) -> String {
+    let mut c = std::process::Command::new("python3");
+    c.args([
+        "-c",
+        "import socket, sys\ntry:\n    print(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).recv(100).decode().strip())\nexcept OSError as e:\n    print('error', e)",
+        addr,
+        &port.to_string(),
+    ]);
+    common::in_netns(&mut c, ns);
+    String::from_utf8_lossy(&c.output().unwrap().stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn from_the_lan_only_published_ports_are_reachable() {
+    let Some(()) = privileged("from_the_lan_only_published_ports_are_reachable") else {
+        return;
+    };
+    let mut sb = Sandbox::start("net-lan");
+    // A neighbour on the LAN that routes the bridge's subnet through the host.
+    let lan = common::new_netns();
+    sb.cmd_ok(&["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]);
+    sb.cmd_ok(&[
+        "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+    ]);
+    let lan_fd = std::os::fd::AsRawFd::as_raw_fd(&lan).to_string();
+    // `ip link set … netns` takes a PID or a name; a /proc/self/fd path of ours names it.
+    sb.cmd_ok(&[
+        "ip",
+        "link",
+        "set",
+        "lan1",
+        "netns",
+        &format!("/proc/{}/fd/{lan_fd}", std::process::id()),
+    ]);
+    sb.cmd_ok(&["ip", "addr", "add", "10.201.0.1/24", "dev", "lan0"]);
+    sb.cmd_ok(&["ip", "link", "set", "lan0", "up"]);
+    for argv in [
+        &["ip", "addr", "add", "10.201.0.2/24", "dev", "lan1"][..],
+        &["ip", "link", "set", "lan1", "up"],
+        &["ip", "link", "set", "lo", "up"],
+        &["ip", "route", "add", "10.77.0.0/16", "via", "10.201.0.1"],
+    ] {
+        let mut c = std::process::Command::new(argv[0]);
+        c.args(&argv[1..]);
+        common::in_netns(&mut c, &lan);
+        assert!(c.status().unwrap().success(), "{argv:?}");
+    }
+    sb.write_manifest("web", &server("[network]\nports = [\"8080:80\"]\n"));
+    let ip = address_of(&mut sb, "web");
+    sb.wait_log("web", "serving");
+    // The published port, through the host's LAN address: DNATed, allowed.
+    let published = (0..100)
+        .map(|_| tcp_from(&lan, "10.201.0.1", 8080))
+        .find(|r| r.starts_with("tcp-ok"))
+        .unwrap_or_default();
+    assert_eq!(published, "tcp-ok server");
+    // The container's own address, routed by the neighbour: dropped.
+    let direct = tcp_from(&lan, &ip.to_string(), 80);
+    assert!(
+        direct.starts_with("error"),
+        "reached the container directly: {direct}"
+    );
+    // superd turned forwarding on and turns it off again when it exits.
+    assert_eq!(
+        sb.cmd_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
+    sb.cmd_ok(&["ip", "link", "del", "lan0"]);
+    sb.stop();
+    assert_eq!(
+        sb.cmd_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "0"
+    );
+    drop(lan);
+}

@@ -61,7 +61,22 @@ pub fn ruleset(table: &str, bridge: &str, subnet: &Subnet, masquerade: bool) -> 
     s.push_str(&format!(
         "    oifname \"{bridge}\" ct status dnat ip saddr {subnet} masquerade\n"
     ));
-    s.push_str("  }\n}\n");
+    s.push_str("  }\n");
+    // Docker ≥ 28: from outside, only replies and published (DNATed) connections reach the
+    // workloads; a neighbour routing the subnet through the host reaches nothing else.
+    // Workload-to-workload traffic (bridged, or routed back onto the bridge) and outbound
+    // traffic are not affected.
+    s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
+    for rule in [
+        "ct state established,related accept",
+        "ct status dnat accept",
+        &format!("iifname \"{bridge}\" accept"),
+        "drop",
+    ] {
+        s.push_str(&format!("    oifname \"{bridge}\" {rule}\n"));
+    }
+    s.push_str("  }\n");
+    s.push_str("}\n");
     s
 }
 
@@ -124,6 +139,12 @@ table ip superd_sd0 {
     ip saddr 10.77.0.0/16 ip daddr != 10.77.0.0/16 masquerade
     oifname "sd0" ip saddr 127.0.0.0/8 masquerade
     oifname "sd0" ct status dnat ip saddr 10.77.0.0/16 masquerade
+  }
+  chain forward { type filter hook forward priority filter; policy accept;
+    oifname "sd0" ct state established,related accept
+    oifname "sd0" ct status dnat accept
+    oifname "sd0" iifname "sd0" accept
+    oifname "sd0" drop
   }
 }
 "#;

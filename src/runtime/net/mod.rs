@@ -93,6 +93,8 @@ fn rewrite_in_place(path: &Path, content: &str) -> std::io::Result<()> {
     f.set_len(content.len() as u64)
 }
 
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
 fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
     std::fs::write(path, value).map_err(io(format!("writing {value} to {path}")))
 }
@@ -269,7 +271,7 @@ impl Network {
                     "1",
                 )?;
                 if self.cfg.nat {
-                    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+                    self.enable_forwarding()?;
                 }
                 match &self.nft {
                     Some(nft) => {
@@ -376,8 +378,46 @@ impl Network {
         }
     }
 
-    /// Removes the nftables table and, if superd created it, the bridge. Leases stay.
+    /// Turns IPv4 forwarding on, first recording the value it had (in the state directory,
+    /// so that a successor of a superd that crashed still knows it) unless it was on.
+    fn enable_forwarding(&self) -> Result<(), NetError> {
+        let orig = self.forward_orig_path();
+        if !orig.exists() {
+            let now =
+                std::fs::read_to_string(IP_FORWARD).map_err(io(format!("reading {IP_FORWARD}")))?;
+            if now.trim() != "1" {
+                std::fs::write(&orig, now.trim()).map_err(io(format!(
+                    "recording the old ip_forward in {}",
+                    orig.display()
+                )))?;
+            }
+        }
+        write_sysctl(IP_FORWARD, "1")
+    }
+
+    /// Puts IPv4 forwarding back the way superd (or a predecessor) found it.
+    fn restore_forwarding(&self) {
+        let orig = self.forward_orig_path();
+        let Ok(value) = std::fs::read_to_string(&orig) else {
+            return;
+        };
+        match write_sysctl(IP_FORWARD, value.trim()) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&orig);
+                tracing::info!(ip_forward = %value.trim(), "restored IPv4 forwarding");
+            }
+            Err(e) => tracing::warn!("restoring IPv4 forwarding: {e}"),
+        }
+    }
+
+    fn forward_orig_path(&self) -> PathBuf {
+        self.cfg.dir.join("ip_forward.orig")
+    }
+
+    /// Removes the nftables table and, if superd created it, the bridge, and restores IPv4
+    /// forwarding if superd turned it on. Leases stay.
     pub async fn shutdown(&self) {
+        self.restore_forwarding();
         if self.table_installed.load(Ordering::SeqCst) {
             if let Some(nft) = &self.nft {
                 if let Err(e) = nft.apply(&rules::delete_table(&self.table())).await {
