@@ -56,6 +56,14 @@ pub fn table_name(bridge: &str) -> String {
     name
 }
 
+/// The MAC address of the workload with `address` (as Docker derives it: `02:42` and the
+/// four address bytes; locally administered, unicast). A restarted workload keeps its address
+/// and so its MAC, and the host's and its peers' neighbour entries stay right.
+pub fn mac_for(address: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
 /// The alias that marks a link as superd's: `superd:{bridge}` on the bridge it created, and
 /// `superd:{bridge}:{workload}` for per-workload links (removed at start-up if found; workload
 /// veths currently carry no alias, see `runtime::net`).
@@ -102,5 +110,12 @@ mod tests {
     fn link_aliases() {
         assert_eq!(link_alias("superd0", None), "superd:superd0");
         assert_eq!(link_alias("superd0", Some("web")), "superd:superd0:web");
+    }
+
+    #[test]
+    fn macs_follow_addresses() {
+        let mac = mac_for("10.77.0.20".parse().unwrap());
+        assert_eq!(mac, [0x02, 0x42, 10, 77, 0, 20]);
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
     }
 }

@@ -240,6 +240,11 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
             .build();
         peer.attributes
             .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        // A MAC derived from the address: after a restart the neighbour entries of the host
+        // and the peers, which still hold the old instance's MAC, are right at once.
+        peer.attributes.push(LinkAttribute::Address(
+            crate::network::mac_for(plan.address).to_vec(),
+        ));
         let veth = LinkVeth::new(&plan.host_name, "eth0")
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .controller(plan.bridge_index)
@@ -267,6 +272,11 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
             source: std::io::Error::from_raw_os_error(libc::ENODEV),
         })?;
         add_address(&inner, eth0.index, plan.address, plan.prefix, "eth0").await?;
+        // Announce the address when eth0 comes up (gratuitous ARP), for any neighbour that
+        // cached another MAC for it. /proc/sys/net follows this thread's namespace.
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/eth0/arp_notify", "1") {
+            tracing::warn!(link = %plan.host_name, "setting arp_notify on eth0: {e}");
+        }
         inner
             .link()
             .set(LinkUnspec::new_with_index(eth0.index).up().build())
