@@ -112,6 +112,10 @@ pub struct WorkloadStatus {
     pub last_exit: Option<LastExit>,
     /// The manifest error or the start error.
     pub error: Option<String>,
+    /// Something superd did to the workload that the operator did not ask for in so many
+    /// words, e.g. a live update the kernel refused, turned into a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     /// Current memory usage of the workload's cgroup.
     pub memory_bytes: Option<u64>,
     /// Hex SHA-256 of the canonical spec being run (or last good spec).

@@ -219,3 +219,50 @@ fn superctl_status_and_restart() {
     assert_eq!(w2.restarts, 1);
     sb.shutdown();
 }
+
+#[test]
+fn a_live_update_the_kernel_refuses_is_reported_as_a_restart() {
+    let Some(()) = privileged("a_live_update_the_kernel_refuses_is_reported_as_a_restart") else {
+        return;
+    };
+    let mut sb = Sandbox::start("refused");
+    let rootfs = sb.busybox_rootfs();
+    // 30 MiB in its tmpfs /tmp: memory the kernel cannot reclaim without swap.
+    let manifest = |memory: &str| {
+        format!(
+            "command = [\"/bin/sh\", \"-c\", \"dd if=/dev/zero of=/tmp/fill bs=1M count=30 2>/dev/null; echo filled; exec sleep 1000\"]\n\
+             [rootfs]\npath = \"{}\"\n[network]\nmode = \"none\"\n[resources]\nmemory = \"{memory}\"\n",
+            rootfs.display()
+        )
+    };
+    sb.write_manifest("fill", &manifest("64M"));
+    let before = sb.wait_running("fill").pid;
+    sb.wait_log("fill", "filled");
+    // v1 refuses to lower memory.limit_in_bytes below the usage (EBUSY).
+    sb.write_manifest("fill", &manifest("16M"));
+    let w = sb.wait_for(
+        "fill",
+        "the refusal noticed",
+        Duration::from_secs(20),
+        |w| w.notice.is_some(),
+    );
+    let notice = w.notice.unwrap();
+    assert!(notice.contains("live update refused"), "{notice}");
+    assert!(
+        notice.contains("restarted it to apply the new manifest"),
+        "{notice}"
+    );
+    sb.wait_for("fill", "a new instance", Duration::from_secs(20), |w| {
+        w.pid.is_some() && w.pid != before
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
+        .args(["--socket"])
+        .arg(&sb.socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("fill: live update refused"), "{table}");
+    assert!(sb.superd_log().contains("live update refused"));
+    sb.shutdown();
+}

@@ -242,6 +242,7 @@ mod tests {
             memory_bytes: Some(1 << 20),
             spec_hash: None,
             next_restart_at: None,
+            notice: None,
             started_at: None,
             uptime_seconds: Some(5),
             manifest: None,

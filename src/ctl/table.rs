@@ -80,6 +80,9 @@ fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
             let _ = writeln!(out, "{lead}{}", clean(line));
         }
     }
+    if let Some(notice) = &w.notice {
+        let _ = writeln!(out, "{name}: {}", clean(notice));
+    }
     if w.state == State::Backoff {
         if let Some(at) = &w.next_restart_at {
             let _ = write!(out, "{name}: next restart at {}", clean(at));
@@ -178,6 +181,7 @@ mod tests {
             memory_bytes: None,
             spec_hash: None,
             next_restart_at: None,
+            notice: None,
             started_at: None,
             uptime_seconds: None,
             manifest: None,

@@ -336,6 +336,7 @@ impl Supervisor {
                         memory_bytes: None,
                         spec_hash: entry.and_then(|e| e.spec.as_ref().ok().map(|s| s.hash())),
                         next_restart_at: None,
+                        notice: None,
                         started_at: None,
                         uptime_seconds: None,
                         manifest: file,
@@ -519,13 +520,23 @@ impl Supervisor {
         match result {
             Ok(()) => {
                 tracing::info!(workload = %name, "applied [resources], [restart] and [stop] live");
+                w.notice = None;
                 w.spec = new;
             }
             Err(e) => {
-                tracing::warn!(workload = %name, "live update refused ({e}); recreating with the new spec");
-                w.start_error = Some(format!(
-                    "live update refused: {e}; recreated with the new spec"
-                ));
+                // The kernel keeps the old limit (v1 refuses to lower memory below usage):
+                // the new spec can only take effect in a new instance. Say so, everywhere.
+                let usage = w
+                    .instance
+                    .as_ref()
+                    .and_then(|i| i.memory_bytes())
+                    .map(|b| format!(" (the workload used {} MiB)", b >> 20))
+                    .unwrap_or_default();
+                let msg = format!(
+                    "live update refused{usage}: {e}; restarted it to apply the new manifest"
+                );
+                tracing::error!(workload = %name, "{msg}");
+                w.notice = Some(msg);
                 self.stop(name, AfterStop::Start);
             }
         }

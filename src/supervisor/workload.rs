@@ -34,6 +34,9 @@ pub struct Workload {
     pub start_error: Option<String>,
     /// The stop timeout fired and everything was SIGKILLed.
     pub escalated: bool,
+    /// What superd last did on its own account (a refused live update turned into a
+    /// restart), kept until the manifest changes again.
+    pub notice: Option<String>,
     /// When the next restart is due (wall clock, for status).
     pub next_restart_wall: Option<SystemTime>,
     /// At least one start was attempted (later starts count as restarts).
@@ -61,6 +64,7 @@ impl Workload {
             last_exit: None,
             start_error: None,
             escalated: false,
+            notice: None,
             next_restart_wall: None,
             ever_started: false,
             address: None,
@@ -98,6 +102,7 @@ impl Workload {
             error: manifest_error.or_else(|| self.start_error.clone()),
             memory_bytes: self.instance.as_ref().and_then(|i| i.memory_bytes()),
             spec_hash: Some(self.spec.hash()),
+            notice: self.notice.clone(),
             next_restart_at: match self.phase {
                 Phase::Backoff { .. } => self.next_restart_wall.map(rfc3339),
                 _ => None,
