@@ -99,6 +99,7 @@ enum LogFormat {
 }
 
 fn main() {
+    few_malloc_arenas();
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
         runtime::shim::main();
@@ -145,6 +146,19 @@ fn main() {
         tracing::error!("{text}");
         eprintln!("superd: {text}");
         std::process::exit(1);
+    }
+}
+
+/// glibc gives each thread that allocates an arena of its own (up to 8 per core), and memory
+/// freed in one is not reused by the others: a burst of work on the blocking pool (reading a
+/// directory of large manifests) would leave superd's RSS high. Two arenas are plenty for
+/// a daemon of a few threads.
+fn few_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt(3) before any thread exists; it only sets an allocator parameter.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

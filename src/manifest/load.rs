@@ -21,9 +21,9 @@ pub struct DesiredEntry {
     pub file: PathBuf,
     /// The validated spec, or every reason the file was rejected.
     pub spec: Result<Arc<Spec>, ManifestError>,
-    /// The file's text as read (empty when it could not be read), so that problems found
-    /// later, such as a port another workload publishes too, can be shown at their field with
-    /// [`locate`](super::locate).
+    /// The file's text as read (empty when it could not be read or is invalid), so that
+    /// problems found later, such as a port another workload publishes too, can be shown at
+    /// their field with [`locate`](super::locate).
     pub text: Arc<str>,
 }
 
@@ -107,7 +107,14 @@ pub fn load_dir(dir: &Path) -> io::Result<Desired> {
         let (text, spec) = match read_trusted(&file, dir_problem.as_deref()) {
             Ok(text) => {
                 let spec = parse(&file, &text).map(Arc::new);
-                (Arc::from(text), spec)
+                // Only a valid manifest's text is needed later (to place an error found
+                // against the other manifests); a broken one's errors are complete already.
+                let text = if spec.is_ok() {
+                    Arc::from(text)
+                } else {
+                    Arc::from("")
+                };
+                (text, spec)
             }
             Err(err) => (Arc::from(""), Err(err)),
         };
@@ -283,7 +290,10 @@ mod tests {
         assert_eq!(web.name.as_str(), "web");
         assert_eq!(desired["web"].file, d.join("web.toml"));
         assert_eq!(&*desired["web"].text, good);
-        assert_eq!(&*desired["bad"].text, "command = []\n");
+        assert_eq!(
+            &*desired["bad"].text, "",
+            "only valid manifests keep their text"
+        );
         assert_eq!(
             desired["linked"].spec.as_ref().unwrap().name.as_str(),
             "linked"

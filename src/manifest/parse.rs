@@ -62,10 +62,11 @@ pub(crate) fn name_from_file(file: &Path) -> Result<Name, String> {
 }
 
 /// Most TOML tokens (keys, values, punctuation, line breaks) a manifest may have. The TOML
-/// parser holds every token and parse event of a document at once, a few dozen bytes each, so
-/// a 1 MiB file of `a = 1, ` would cost superd 45 MiB; this bound keeps it near 5 MiB. Real
-/// manifests are far below it: even 10 000 environment variables take 60 000 tokens.
-pub const MAX_TOKENS: usize = 100_000;
+/// parser holds every token and parse event of a document at once, about 100 bytes per token
+/// with the tree it builds, so a 1 MiB file of `a = 1, ` would cost superd 45 MiB; this bound
+/// keeps a file near 3 MiB. Real manifests are far below it: 5 000 environment variables
+/// take 30 000 tokens.
+pub const MAX_TOKENS: usize = 32_768;
 
 /// The span of the first token beyond [`MAX_TOKENS`], if any. The lexer allocates nothing.
 fn too_many_tokens(text: &str) -> Option<std::ops::Range<usize>> {

@@ -179,11 +179,11 @@ fn columns_count_characters_and_crlf_is_trimmed() {
 
 #[test]
 fn a_one_line_manifest_with_thousands_of_bad_values_costs_twenty_errors() {
-    let entries: Vec<String> = (0..6000).map(|i| format!("a{i} = 1")).collect();
+    let entries: Vec<String> = (0..4000).map(|i| format!("a{i} = 1")).collect();
     let text = format!("{CMD}env = {{ {} }}\n", entries.join(", "));
     let err = parse_web(&text).unwrap_err();
     assert_eq!(err.errors.len(), error::MAX_ERRORS);
-    assert_eq!(err.more, 6000 - error::MAX_ERRORS);
+    assert_eq!(err.more, 4000 - error::MAX_ERRORS);
     assert_eq!(err.errors[0].field, "env.a0");
     let shown = err.to_string();
     assert!(shown.len() < 20_000, "{} bytes", shown.len());
@@ -191,13 +191,13 @@ fn a_one_line_manifest_with_thousands_of_bad_values_costs_twenty_errors() {
 
 #[test]
 fn a_document_of_too_many_tokens_is_refused_before_it_is_parsed() {
-    let entries: Vec<String> = (0..30_000).map(|i| format!("a{i} = 1")).collect();
+    let entries: Vec<String> = (0..10_000).map(|i| format!("a{i} = 1")).collect();
     let text = format!("{CMD}env = {{ {} }}\n", entries.join(", "));
     let err = parse_web(&text).unwrap_err();
     assert_eq!(err.errors.len(), 1, "{err:#}");
     assert!(err.errors[0].message.contains("too complex"), "{err:#}");
     assert_eq!(err.errors[0].line, 2);
-    let blank_lines = format!("{CMD}{}", "\n".repeat(200_000));
+    let blank_lines = format!("{CMD}{}", "\n".repeat(40_000));
     assert!(parse_web(&blank_lines).is_err());
     // Many real variables are fine.
     let many: String = (0..5000).map(|i| format!("V{i} = \"{i}\"\n")).collect();
