@@ -50,6 +50,14 @@ struct Cli {
     /// Where workload logs go (default: <state-dir>/logs).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Size of one workload log file before it is rotated, for manifests without
+    /// `[logs] max_size` (bytes, or K/M/G).
+    #[arg(long, default_value = "10M", value_parser = parse_log_size)]
+    log_max_size: u64,
+    /// Log files kept per workload (the current one included), for manifests without
+    /// `[logs] max_files`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    log_max_files: u32,
     /// Control socket path.
     #[arg(long, default_value = superd::api::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -79,6 +87,15 @@ struct Cli {
     /// Print this help as a man page (roff) and exit (used to package superd.8).
     #[arg(long, hide = true)]
     man: bool,
+}
+
+/// `--log-max-size`: a size of at least 4K.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    let n = superd::manifest::parse_size(s)?;
+    if n < 4096 {
+        return Err(format!("`{s}` is too small: at least 4K"));
+    }
+    Ok(n)
 }
 
 /// A Linux interface name: 1-15 bytes, no `/`, whitespace, `:` or NUL, not `.` or `..`.
@@ -265,7 +282,11 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
     let socket_dir = cli.socket.parent().unwrap_or(&cli.socket).to_path_buf();
     let rt = runtime::Runtime::new(reaper.clone(), cgroups, state, log_dir.clone())
         .with_context(|| format!("preparing state dir {}", cli.state_dir.display()))?
-        .hide(&[&cli.state_dir, &log_dir, &socket_dir, &cli.manifests]);
+        .hide(&[&cli.state_dir, &log_dir, &socket_dir, &cli.manifests])
+        .with_log_limits(runtime::sync::LogCfg {
+            max_size: cli.log_max_size,
+            max_files: cli.log_max_files,
+        });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -2,8 +2,8 @@
 //! `[tmpfs]` (the sizes of its /tmp, /run and /dev/shm).
 
 use super::check::{key_segment, Checker};
-use super::raw::{RawMap, RawResources, RawTmpfs, Val};
-use super::spec::{default_rlimits, Rlimit, RlimitKind, RlimitSetting, TmpfsSizes};
+use super::raw::{RawLogs, RawMap, RawResources, RawTmpfs, Val};
+use super::spec::{default_rlimits, LogLimits, Rlimit, RlimitKind, RlimitSetting, TmpfsSizes};
 use super::values;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -153,6 +153,37 @@ pub(crate) fn tmpfs(ck: &mut Checker<'_>, raw: Option<&RawTmpfs>) -> TmpfsSizes 
             Some(n) => *slot = n,
             None => {}
         }
+    }
+    out
+}
+
+/// `[logs]`: `max_size` a size of at least 4K, `max_files` from 1 to 100.
+pub(crate) fn logs(ck: &mut Checker<'_>, raw: Option<&RawLogs>) -> LogLimits {
+    let mut out = LogLimits::default();
+    let Some(raw) = raw else {
+        return out;
+    };
+    if let Some(v) = &raw.max_size {
+        let size = match v.get_ref() {
+            Val::Int(_) => ck
+                .integer(v, "logs.max_size", 4096, i128::from(values::MAX_MEMORY))
+                .and_then(|n| u64::try_from(n).ok()),
+            _ => ck.parsed(
+                v,
+                "logs.max_size",
+                "bytes (an integer) or a size string such as \"10M\"",
+                values::parse_size,
+            ),
+        };
+        match size {
+            Some(n) if n < 4096 => ck.error(v.span(), "logs.max_size", "at least 4K"),
+            other => out.max_size = other,
+        }
+    }
+    if let Some(v) = &raw.max_files {
+        out.max_files = ck
+            .integer(v, "logs.max_files", 1, 100)
+            .and_then(|n| u32::try_from(n).ok());
     }
     out
 }

@@ -34,3 +34,5 @@ pub use locate::locate;
 pub use parse::parse;
 pub use spec::*;
 pub use validate::{validate_paths, warnings, ValidateReport};
+/// Parses a size such as `64M` (1024-based) into bytes.
+pub use values::parse_size;

@@ -151,6 +151,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let network = raw.network.as_ref().map(|n| network(ck, n, name.as_ref()));
     let rlimits = limits::rlimits(ck, raw.resources.as_deref());
     let tmpfs = limits::tmpfs(ck, raw.tmpfs.as_deref());
+    let logs = limits::logs(ck, raw.logs.as_deref());
     let security = raw.security.as_ref().map(|s| security::security(ck, s));
 
     let mut spec = Spec::with_defaults(name?, command?);
@@ -167,6 +168,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.network = network.unwrap_or_default();
     spec.rlimits = rlimits;
     spec.tmpfs = tmpfs;
+    spec.logs = logs;
     spec.security = security.unwrap_or(spec.security);
     Some(spec)
 }

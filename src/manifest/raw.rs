@@ -35,6 +35,15 @@ pub(crate) struct RawManifest {
     pub network: Option<Table<RawNetwork>>,
     pub tmpfs: Option<Table<RawTmpfs>>,
     pub security: Option<Table<RawSecurity>>,
+    pub logs: Option<Table<RawLogs>>,
+}
+
+/// `[logs]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawLogs {
+    pub max_size: Leaf,
+    pub max_files: Leaf,
 }
 
 /// `[tmpfs]`.

@@ -395,6 +395,16 @@ impl Default for TmpfsSizes {
     }
 }
 
+/// `[logs]`: how large the workload's log may grow; `None` takes superd's `--log-max-size`
+/// and `--log-max-files`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct LogLimits {
+    /// Bytes per file.
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included.
+    pub max_files: Option<u32>,
+}
+
 /// `[security] seccomp`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -716,6 +726,8 @@ pub struct Spec {
     pub tmpfs: TmpfsSizes,
     /// Seccomp and devices.
     pub security: Security,
+    /// Log bounds.
+    pub logs: LogLimits,
 }
 
 /// The default PATH inside a container.
@@ -744,6 +756,7 @@ impl Spec {
             rlimits: default_rlimits(),
             tmpfs: TmpfsSizes::default(),
             security: Security::default(),
+            logs: LogLimits::default(),
         }
     }
 

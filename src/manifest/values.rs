@@ -10,7 +10,7 @@ use std::time::Duration;
 pub(crate) const MAX_MEMORY: u64 = i64::MAX as u64;
 
 /// `64M`, `1GiB`, `512k`, `4096` (1024-based) → bytes, > 0.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let invalid =
         || format!("invalid size `{s}`: expected bytes or a number with K, M, G or T (1024-based)");
     let trimmed = s.trim();

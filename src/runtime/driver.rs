@@ -214,6 +214,14 @@ impl Driver {
                     error.get_or_insert(format!("{step}: {message}"));
                 }
                 Ok(Packet::Msg(FromShim::Exited { status }, _)) => workload_status = Some(status),
+                Ok(Packet::Msg(FromShim::LogFailing { message }, _)) => {
+                    tracing::error!(workload = %self.name, "its log cannot be written, output is dropped: {message}");
+                    let _ = self.events.send(Event::LogFailing {
+                        name: self.name.clone(),
+                        gen: self.gen,
+                        message,
+                    });
+                }
             }
         }
         drop(sock);

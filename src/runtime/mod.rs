@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod devices;
 pub mod devices_bpf;
 mod driver;
+pub mod logfmt;
 pub mod net;
 pub mod reaper;
 pub mod seccomp;
@@ -31,6 +32,7 @@ use driver::{Driver, NetAttach};
 use reaper::Reaper;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -54,7 +56,17 @@ pub struct Runtime {
     default_seccomp: Vec<seccomp::WireProgram>,
     /// Host paths a host-root workload must not see (see [`Runtime::hide`]).
     hidden: Vec<String>,
+    /// The log bounds of workloads whose manifest sets none.
+    log_limits: sync::LogCfg,
+    /// The log directory, handed to every shim (it rotates through it).
+    log_dir_fd: OwnedFd,
 }
+
+/// Default bounds of a workload's log: 3 files of 10 MiB (`--log-max-size`, `--log-max-files`).
+pub const DEFAULT_LOG_LIMITS: sync::LogCfg = sync::LogCfg {
+    max_size: 10 << 20,
+    max_files: 3,
+};
 
 /// What a workload on the host root never sees unless a bind mount brings it back (systemd's
 /// ProtectHome, and the password hashes).
@@ -112,6 +124,15 @@ pub enum Event {
         pid: u32,
         /// Host PID of the shim (None with `init = false`).
         init_pid: Option<u32>,
+    },
+    /// The workload's log cannot be written (a full disk): its output is being dropped.
+    LogFailing {
+        /// Workload name.
+        name: String,
+        /// Instance generation.
+        gen: u64,
+        /// Why.
+        message: String,
     },
     /// The instance is gone and its cgroup removed.
     Ended {
@@ -247,6 +268,11 @@ impl Runtime {
                 .create(d)?;
         }
         let memfd = sys::sealed_self_copy()?;
+        let log_dir_fd: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&log_dir)?
+            .into();
         let default_seccomp = seccomp::compile(&seccomp::default_profile())
             .map(|p| seccomp::to_wire(&p))
             .map_err(std::io::Error::other)?;
@@ -270,7 +296,15 @@ impl Runtime {
             records,
             default_seccomp,
             hidden: HOST_SECRETS.iter().map(|s| s.to_string()).collect(),
+            log_limits: DEFAULT_LOG_LIMITS,
+            log_dir_fd,
         })
+    }
+
+    /// The log bounds for workloads whose manifest sets none.
+    pub fn with_log_limits(mut self, limits: sync::LogCfg) -> Runtime {
+        self.log_limits = limits;
+        self
     }
 
     /// Also hides `paths` (superd's state, log and socket directories, the manifests) from
@@ -393,6 +427,10 @@ impl Runtime {
                 shm: spec.tmpfs.shm,
             },
             seccomp,
+            logs: sync::LogCfg {
+                max_size: spec.logs.max_size.unwrap_or(self.log_limits.max_size),
+                max_files: spec.logs.max_files.unwrap_or(self.log_limits.max_files),
+            },
             devices: own_devices
                 .iter()
                 .map(|d| sync::DeviceNodeCfg {
@@ -498,6 +536,7 @@ impl Runtime {
                 name: &name,
                 cgroup_procs: &procs,
                 log: &log,
+                log_dir: &self.log_dir_fd,
                 host_network: spec.network.mode == NetworkMode::Host,
             },
         );

@@ -13,7 +13,7 @@
 
 use super::reaper::{RawStatus, Reaper};
 use super::sync::{
-    EARLY_FAILURE, SHIM_ARGV0_PREFIX, SHIM_SYNC_FD, STEP_CGROUP, STEP_EXEC, STEP_FDS,
+    EARLY_FAILURE, LOG_DIR_FD, SHIM_ARGV0_PREFIX, SHIM_SYNC_FD, STEP_CGROUP, STEP_EXEC, STEP_FDS,
 };
 use std::ffi::CString;
 use std::fs::File;
@@ -48,6 +48,8 @@ pub struct SpawnArgs<'a> {
     pub cgroup_procs: &'a [std::path::PathBuf],
     /// The log file for stdout and stderr.
     pub log: &'a File,
+    /// The log directory (fd 5 of the shim, which rotates the log through it).
+    pub log_dir: &'a OwnedFd,
     /// Share the host network namespace instead of creating one.
     pub host_network: bool,
 }
@@ -115,6 +117,7 @@ pub fn spawn_shim(
         procs: &procs_raw,
         sync: child_sock.as_raw_fd(),
         log: args.log.as_raw_fd(),
+        log_dir: args.log_dir.as_raw_fd(),
         devnull: devnull.as_raw_fd(),
         memfd: memfd.as_raw_fd(),
         argv: argv.as_ptr(),
@@ -170,6 +173,7 @@ struct ChildFds<'a> {
     procs: &'a [RawFd],
     sync: RawFd,
     log: RawFd,
+    log_dir: RawFd,
     devnull: RawFd,
     memfd: RawFd,
     argv: *const *const libc::c_char,
@@ -210,7 +214,8 @@ unsafe fn child_main(c: &ChildFds<'_>) -> ! {
         // 2. Move the fds we keep out of the way, then into place: 0 1 2 stdio, 3 sync, 4 memfd.
         let hi = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
         let (sync, log, null, mem) = (hi(c.sync), hi(c.log), hi(c.devnull), hi(c.memfd));
-        if sync < 0 || log < 0 || null < 0 || mem < 0 {
+        let dir = hi(c.log_dir);
+        if sync < 0 || log < 0 || null < 0 || mem < 0 || dir < 0 {
             child_fail(c.sync, STEP_FDS);
         }
         if libc::dup2(null, 0) < 0
@@ -218,13 +223,21 @@ unsafe fn child_main(c: &ChildFds<'_>) -> ! {
             || libc::dup2(log, 2) < 0
             || libc::dup2(sync, SHIM_SYNC_FD) < 0
             || libc::dup2(mem, 4) < 0
+            || libc::dup2(dir, LOG_DIR_FD) < 0
         {
             child_fail(sync, STEP_FDS);
         }
-        // The memfd only needs to live until execveat; the sync socket must survive it.
+        // The memfd only needs to live until execveat; the sync socket and the log
+        // directory must survive it (the shim closes them before the workload runs).
         libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
         // Close everything else (CVE-2024-21626: no stray fd reaches the container).
-        if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32) < 0 {
+        if libc::syscall(
+            libc::SYS_close_range,
+            (LOG_DIR_FD + 1) as u32,
+            u32::MAX,
+            0u32,
+        ) < 0
+        {
             child_fail(SHIM_SYNC_FD, STEP_FDS);
         }
         // Signal mask from the forking thread must not leak into the shim.

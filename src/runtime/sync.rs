@@ -25,6 +25,8 @@ pub const STEP_FDS: u8 = 2;
 pub const STEP_EXEC: u8 = 3;
 /// The fd number the shim finds its sync socket on.
 pub const SHIM_SYNC_FD: i32 = 3;
+/// The fd number the shim finds the log directory on (for rotating the workload's log).
+pub const LOG_DIR_FD: i32 = 5;
 /// The argv[0] prefix that selects the shim role of the superd binary.
 pub const SHIM_ARGV0_PREFIX: &str = "superd-init:";
 /// Largest message the shim accepts (the config: argv and environment of a manifest of up
@@ -146,6 +148,8 @@ pub struct ShimConfig {
     pub tmpfs: TmpfsCfg,
     /// Seccomp filters to install, in order, right before `execve` (none: unconfined).
     pub seccomp: Vec<crate::runtime::seccomp::WireProgram>,
+    /// Bounds of the workload's log.
+    pub logs: LogCfg,
     /// Device nodes the manifest opts into, created in the container's /dev.
     pub devices: Vec<DeviceNodeCfg>,
     /// What to mount at /sys/fs/cgroup (read-only): the workload's own cgroup.
@@ -153,6 +157,15 @@ pub struct ShimConfig {
     /// Host paths hidden from a host-root workload (absolute; masked before the bind mounts,
     /// so an explicit mount brings one back).
     pub hide: Vec<String>,
+}
+
+/// How large the workload's log may grow: `max_files` files of `max_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCfg {
+    /// Bytes per file.
+    pub max_size: u64,
+    /// Files kept (the current one included).
+    pub max_files: u32,
 }
 
 /// A device node to create in /dev.
@@ -248,6 +261,11 @@ pub enum FromShim {
         /// The step, e.g. `mounting /proc`.
         step: String,
         /// The error.
+        message: String,
+    },
+    /// The workload's log cannot be written (a full disk): output is being dropped.
+    LogFailing {
+        /// Why.
         message: String,
     },
     /// The workload exited with this raw wait status (init = true).

@@ -184,6 +184,15 @@ impl Supervisor {
                     announce(&name, w, None);
                 }
             }
+            Event::LogFailing { name, gen, message } => {
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    if w.instance.as_ref().map(|i| i.gen) == Some(gen) {
+                        w.notice = Some(format!(
+                            "its log cannot be written, output is being dropped: {message}"
+                        ));
+                    }
+                }
+            }
             Event::Ended {
                 name,
                 gen,

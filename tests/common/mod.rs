@@ -361,7 +361,30 @@ impl Sandbox {
         std::fs::read_to_string(self.dir.path().join("superd.log")).unwrap_or_default()
     }
 
+    /// The text the workload wrote (the payloads of its current log file's records, a
+    /// line each; lines that are not records are kept as they are).
     pub fn workload_log(&self, name: &str) -> String {
+        let raw = self.workload_log_raw(name);
+        let mut out = String::new();
+        for line in raw.lines() {
+            match superd::runtime::logfmt::parse_record(line) {
+                Some(r) => {
+                    out.push_str(r.text);
+                    if !r.partial {
+                        out.push('\n');
+                    }
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The workload's current log file as written.
+    pub fn workload_log_raw(&self, name: &str) -> String {
         std::fs::read_to_string(self.state.join("logs").join(format!("{name}.log")))
             .unwrap_or_default()
     }

@@ -7,12 +7,15 @@
 
 mod cgroupfs;
 mod dev;
+pub mod logs;
 pub mod process;
 pub mod rootfs;
 
-use crate::runtime::sync::{FromShim, Reassembly, ShimConfig, ToShim, CHUNK, SHIM_SYNC_FD};
+use crate::runtime::logfmt::{LineSplitter, Stream};
+use crate::runtime::sync::{self, FromShim, Reassembly, ShimConfig, ToShim, CHUNK, SHIM_SYNC_FD};
 use rootfs::StepError;
 use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::fd::{BorrowedFd, RawFd};
 
 fn send(msg: &FromShim, creds_pid: Option<i32>) {
@@ -45,7 +48,7 @@ fn send(msg: &FromShim, creds_pid: Option<i32>) {
         ),
     };
     if let Err(e) = res {
-        eprintln!("superd-init: reporting to superd failed: {e}");
+        logs::shim_message(&format!("reporting to superd failed: {e}"));
     }
 }
 
@@ -92,7 +95,7 @@ fn fail(step: impl Into<String>, e: impl std::fmt::Display) -> StepError {
 }
 
 fn report_and_exit(mut e: StepError) -> ! {
-    eprintln!("superd-init: {}: {}", e.step, e.message);
+    logs::shim_message(&format!("{}: {}", e.step, e.message));
     crate::runtime::sync::truncate(&mut e.step, 1024);
     crate::runtime::sync::truncate(&mut e.message, 4096);
     send(
@@ -126,8 +129,11 @@ pub fn main() -> ! {
         Err(e) => report_and_exit(e),
     };
     if cfg.init {
-        run_init(&prepared)
+        run_init(&prepared, &cfg.logs, &cfg.name)
     } else {
+        if let Err(e) = start_logger(&cfg.logs, &cfg.name) {
+            report_and_exit(e);
+        }
         send(&FromShim::Started, None);
         report_and_exit(process::exec(&prepared))
     }
@@ -147,7 +153,7 @@ fn setup(cfg: &ShimConfig) -> Result<(), StepError> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| fail("making the shim non-dumpable", e))?;
     if let Err(e) = reset_oom_score_adj() {
         // Not fatal: the workload runs, merely as protected as superd (told in its log).
-        eprintln!("superd-init: resetting oom_score_adj to 0: {e}");
+        logs::shim_message(&format!("resetting oom_score_adj to 0: {e}"));
     }
     if cfg.own_netns {
         // As Docker does: in its own network namespace a non-root workload may bind any port
@@ -237,19 +243,32 @@ pub(crate) fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
-/// PID 1 duty: fork the workload, forward signals, reap everything, exit with its status.
-fn run_init(p: &process::Prepared) -> ! {
+/// PID 1 duty: fork the workload, write its output to the log, forward signals, reap
+/// everything, exit with its status.
+fn run_init(p: &process::Prepared, logs: &sync::LogCfg, name: &str) -> ! {
     // Drop what neither we nor the workload needs before it exists.
     if let Err(e) = process::restrict_bounding(process::is_root(p)) {
         report_and_exit(e);
     }
-    // Block every signal: we take them synchronously with sigwaitinfo.
+    // Block every signal: we take them from a signalfd, beside the output pipes.
     // SAFETY: sigset manipulation on a local set.
     let all = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         set
+    };
+    // SAFETY: signalfd(2) on a valid, filled set; a new fd or -1.
+    let sfd = unsafe { libc::signalfd(-1, &all, libc::SFD_CLOEXEC) };
+    if sfd < 0 {
+        report_and_exit(fail(
+            "creating the signalfd",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let out = match logs::pipes() {
+        Ok(o) => o,
+        Err(e) => report_and_exit(fail("creating the output pipes", e)),
     };
     // A close-on-exec pipe tells us whether exec succeeded (EOF) or failed (a message).
     let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -261,7 +280,7 @@ fn run_init(p: &process::Prepared) -> ! {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(rd);
             let _ = nix::unistd::setsid();
-            let e = process::exec(p);
+            let e = into_pipes(&out).map_or_else(|e| e, |()| process::exec(p));
             let msg = format!("{}: {}", e.step, e.message);
             let _ = nix::unistd::write(&wr, msg.as_bytes());
             // SAFETY: terminate the failed child without running destructors twice.
@@ -271,6 +290,8 @@ fn run_init(p: &process::Prepared) -> ! {
         Err(e) => report_and_exit(fail("forking the workload", e)),
     };
     drop(wr);
+    let logs::Outputs { read, write } = out;
+    drop(write);
     let mut buf = [0u8; 4096];
     let n = loop {
         match nix::unistd::read(&rd, &mut buf) {
@@ -293,37 +314,177 @@ fn run_init(p: &process::Prepared) -> ! {
     // and we are non-dumpable).
     let _ = nix::sys::socket::shutdown(SHIM_SYNC_FD, nix::sys::socket::Shutdown::Read);
 
+    let mut log = logs::LogWriter::new(name, logs);
+    let mut split = [LineSplitter::default(), LineSplitter::default()];
+    let streams = [Stream::Stdout, Stream::Stderr];
+    let mut open = [true, true];
+    let mut status: Option<i32> = None;
     loop {
-        // SAFETY: `info` is an out-parameter; `all` is a valid set.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
-        if sig < 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if open[0] { read[0].as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if open[1] { read[1].as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll(2) on a local array of pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
         }
-        if sig == libc::SIGCHLD {
-            loop {
-                let mut status = 0;
-                // SAFETY: valid out-pointer; WNOHANG.
-                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                if pid <= 0 {
-                    break;
-                }
-                if pid == child {
-                    send(&FromShim::Exited { status }, None);
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    std::process::exit(code);
+        for i in 0..2 {
+            if open[i] && fds[i + 1].revents != 0 {
+                open[i] = logs::pump(read[i].as_raw_fd(), streams[i], &mut split[i], &mut log);
+            }
+        }
+        if let (Some(why), false) = (log.failing(), log.reported) {
+            send(
+                &FromShim::LogFailing {
+                    message: why.to_string(),
+                },
+                None,
+            );
+            log.reported = true;
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: reading one signalfd_siginfo from our signalfd.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; the size is the struct's.
+            let n = unsafe {
+                libc::read(
+                    sfd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if n > 0 {
+                let sig = info.ssi_signo as i32;
+                if sig == libc::SIGCHLD {
+                    status = status.or_else(|| reap_all(child));
+                } else {
+                    // Forward everything else to the workload.
+                    // SAFETY: kill(2) on our child's PID.
+                    unsafe { libc::kill(child, sig) };
                 }
             }
-        } else {
-            // Forward everything else to the workload.
-            // SAFETY: kill(2) on our child's PID.
-            unsafe { libc::kill(child, sig) };
         }
+        // The workload is gone and everything it wrote is in the log (or its pipes were
+        // passed to something that outlives it: then stop at its exit).
+        if let Some(status) = status {
+            if !open[0] && !open[1] || status_pipes_idle(&read, &open) {
+                send(&FromShim::Exited { status }, None);
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                std::process::exit(code);
+            }
+        }
+    }
+}
+
+/// Reaps every child that has exited; the workload's raw status if it was among them.
+fn reap_all(workload: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: valid out-pointer; WNOHANG.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == workload {
+            found = Some(status);
+        }
+    }
+}
+
+/// After the workload exited: true when nothing more is waiting in its output pipes (a
+/// process it left behind may hold them open; its output is not waited for).
+fn status_pipes_idle(read: &[OwnedFd; 2], open: &[bool; 2]) -> bool {
+    let mut fds: Vec<libc::pollfd> = read
+        .iter()
+        .zip(open)
+        .filter(|(_, o)| **o)
+        .map(|(fd, _)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll(2) with a zero timeout on a local array.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    n == 0
+}
+
+/// In the workload's process: its stdout and stderr become the pipes' write ends.
+fn into_pipes(out: &logs::Outputs) -> Result<(), StepError> {
+    for (fd, target) in out.write.iter().zip([1, 2]) {
+        // SAFETY: dup2(2) of an fd we own onto stdout/stderr (dup2 clears close-on-exec).
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            return Err(fail(
+                "connecting the output pipes",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// With `init = false`: fork the logger that writes the workload's output (it outlives
+/// nothing: when the workload, PID 1, exits, the kernel ends it too), then connect the pipes.
+fn start_logger(logs: &sync::LogCfg, name: &str) -> Result<(), StepError> {
+    let out = logs::pipes().map_err(|e| fail("creating the output pipes", e))?;
+    // SAFETY: single-threaded, so fork is unrestricted.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setsid(); // out of the workload's kill(0, …)
+            let _ = nix::sys::prctl::set_name(c"superd-log");
+            // SAFETY: closing the sync socket, which the logger must not hold.
+            unsafe { libc::close(SHIM_SYNC_FD) };
+            let logs::Outputs { read, write } = out;
+            drop(write);
+            let mut log = logs::LogWriter::new(name, logs);
+            let mut split = [LineSplitter::default(), LineSplitter::default()];
+            let streams = [Stream::Stdout, Stream::Stderr];
+            let mut open = [true, true];
+            while open[0] || open[1] {
+                let mut fds: Vec<libc::pollfd> = (0..2)
+                    .map(|i| libc::pollfd {
+                        fd: if open[i] { read[i].as_raw_fd() } else { -1 },
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .collect();
+                // SAFETY: poll(2) on a local array.
+                if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                    continue;
+                }
+                for i in 0..2 {
+                    if open[i] && fds[i].revents != 0 {
+                        open[i] =
+                            logs::pump(read[i].as_raw_fd(), streams[i], &mut split[i], &mut log);
+                    }
+                }
+            }
+            // SAFETY: leave without running the shim's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            into_pipes(&out)?;
+            Ok(())
+        }
+        Err(e) => Err(fail("forking the logger", e)),
     }
 }
 

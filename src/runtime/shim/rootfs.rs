@@ -338,10 +338,10 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             match create_target(rootfd, rel, is_dir) {
                 Err(e) if m.optional && e.raw_os_error() == Some(libc::EROFS) => {
-                    eprintln!(
-                        "superd-init: {} is missing in the read-only rootfs; not providing it",
+                    super::logs::shim_message(&format!(
+                        "{} is missing in the read-only rootfs; not providing it",
                         m.target
-                    );
+                    ));
                     return Ok(());
                 }
                 other => other,
