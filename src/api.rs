@@ -193,6 +193,29 @@ impl Request {
     }
 }
 
+/// One record of a workload's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// RFC 3339 UTC with nanoseconds; strictly increasing within a log (a cursor).
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// Part of a longer line continued in the next record of the stream.
+    pub partial: bool,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// `GET /v1/workloads/{name}/logs?tail=N&since=T&after=T`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsResponse {
+    /// The records, oldest first.
+    pub records: Vec<LogRecord>,
+    /// More records matched than one reply carries (the newest are kept); ask again with
+    /// `after` set to the last record's time for a follow.
+    pub truncated: bool,
+}
+
 /// What the machine does at the end of an orderly shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -40,6 +40,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a workload's log (stdout records to stdout, stderr records to stderr).
+    Logs {
+        /// The workload.
+        name: String,
+        /// Keep printing new records as they are written (across rotations).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N records.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Only records since T: an RFC 3339 time or a duration ago (`10m`, `1h 30m`).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+    },
     /// Restart a workload now (resets its backoff).
     Restart {
         /// The workload.
@@ -104,6 +121,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(resp) => out.write_all(table::render_status(&resp, SystemTime::now()).as_bytes())?,
             Err(e) => return Ok(report(&e, name.as_deref())),
         },
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            since,
+            timestamps,
+        } => {
+            let since = match since.as_deref().map(since_time).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("superctl: --since: {e}");
+                    return Ok(ExitCode::from(UNREACHABLE));
+                }
+            };
+            drop(out);
+            return logs(&client, &name, follow, tail, since, timestamps);
+        }
         Command::Restart { name } => match client.restart(&name) {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
@@ -163,6 +197,80 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Prints a client error to stderr and picks the exit code.
+/// `--since`: an RFC 3339 time as it is, or a duration ago.
+fn since_time(s: &str) -> Result<String, String> {
+    if humantime::parse_rfc3339_weak(s).is_ok() {
+        return Ok(s.to_string());
+    }
+    let ago = humantime::parse_duration(s)
+        .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor a duration such as 10m"))?;
+    let t = SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(humantime::format_rfc3339_nanos(t).to_string())
+}
+
+/// `superctl logs`: prints the records, then with `follow` asks for newer ones four times a
+/// second (the last record's time is the cursor, exact since times are unique).
+fn logs(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    tail: Option<usize>,
+    since: Option<String>,
+    timestamps: bool,
+) -> anyhow::Result<ExitCode> {
+    // A workload's bytes reach a terminal escaped (no escape sequences from a hostile
+    // workload), a pipe or file as they are.
+    use std::io::IsTerminal;
+    let raw = !std::io::stdout().is_terminal();
+    let mut after: Option<String> = None;
+    let mut first = true;
+    loop {
+        let resp = client.logs(
+            name,
+            if first { tail } else { None },
+            if first { since.as_deref() } else { None },
+            after.as_deref(),
+        );
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Ok(report(&e, Some(name))),
+        };
+        first = false;
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for r in &resp.records {
+            let w: &mut dyn Write = if r.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
+            if timestamps {
+                write!(w, "{} ", r.time)?;
+            }
+            if raw {
+                w.write_all(r.text.as_bytes())?;
+            } else {
+                w.write_all(table::clean(&r.text).as_bytes())?;
+            }
+            if !r.partial {
+                w.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+        if let Some(last) = resp.records.last() {
+            after = Some(last.time.clone());
+        }
+        if resp.truncated {
+            continue; // more is waiting: no pause
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 fn report(e: &ClientError, name: Option<&str>) -> ExitCode {
     let code = match (e, name) {
         (ClientError::NotFound(_), Some(name)) => {

@@ -343,6 +343,11 @@ async fn daemon(
     let (api_tx, api_rx) = tokio::sync::mpsc::channel(64);
     let limits = ctl::ServerLimits {
         allowed_group: cli.socket_group,
+        log_dir: Some(
+            cli.log_dir
+                .clone()
+                .unwrap_or_else(|| cli.state_dir.join("logs")),
+        ),
         ..ctl::ServerLimits::default()
     };
     let server = tokio::spawn(async move {

@@ -91,6 +91,32 @@ impl Client {
         self.call("GET", &path)
     }
 
+    /// Records of a workload's log (see `ctl::logs` for the query).
+    pub fn logs(
+        &self,
+        name: &str,
+        tail: Option<usize>,
+        since: Option<&str>,
+        after: Option<&str>,
+    ) -> Result<api::LogsResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(t) = tail {
+            q.push(format!("tail={t}"));
+        }
+        if let Some(s) = since {
+            q.push(format!("since={}", encode_segment(s)));
+        }
+        if let Some(a) = after {
+            q.push(format!("after={}", encode_segment(a)));
+        }
+        let mut path = format!("/v1/workloads/{}/logs", encode_segment(name));
+        if !q.is_empty() {
+            path.push('?');
+            path.push_str(&q.join("&"));
+        }
+        self.call("GET", &path)
+    }
+
     /// Restarts a workload now (`NotFound` if there is none).
     pub fn restart(&self, name: &str) -> Result<api::Ack, ClientError> {
         self.call(

@@ -19,6 +19,8 @@ pub struct HttpRequest {
     pub method: String,
     /// The request target without its query string, still percent-encoded.
     pub path: String,
+    /// The query string (after `?`, without it), still percent-encoded.
+    pub query: String,
     /// The body (exactly `Content-Length` bytes; empty when absent).
     pub body: Vec<u8>,
 }
@@ -71,10 +73,12 @@ pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<HttpRequest>
         (Some(m), Some(p)) => (m, p),
         _ => return Err(HttpError::Malformed("incomplete request line".into())),
     };
-    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let target = target.split('#').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Some(HttpRequest {
         method: method.to_owned(),
         path: path.to_owned(),
+        query: query.to_owned(),
         body: body.to_vec(),
     }))
 }

@@ -14,6 +14,7 @@
 pub mod access;
 pub mod client;
 pub mod http;
+pub mod logs;
 pub mod server;
 pub mod table;
 

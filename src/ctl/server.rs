@@ -37,6 +37,8 @@ pub struct ServerLimits {
     /// Besides root and superd's own euid, members of this group (primary or supplementary)
     /// may connect, for read-only requests.
     pub allowed_group: Option<u32>,
+    /// The workload log directory, for `GET /v1/workloads/{name}/logs`.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for ServerLimits {
@@ -46,6 +48,7 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(5),
             max_connections: 32,
             allowed_group: None,
+            log_dir: None,
         }
     }
 }
@@ -300,7 +303,10 @@ async fn handle_connection(
         let resp = match read {
             Ok(Some(req)) => {
                 phase = Phase::Handling;
-                dispatch(&req, tx, access, limits.allowed_group).await
+                match logs_request(&req, limits.log_dir.as_deref()).await {
+                    Some(resp) => resp,
+                    None => dispatch(&req, tx, access, limits.allowed_group).await,
+                }
             }
             Ok(None) => return, // the client went away
             Err(resp) => resp,
@@ -360,6 +366,42 @@ async fn read_request(
             ));
         }
     }
+}
+
+/// `GET /v1/workloads/{name}/logs`, answered from the log files (read-only: group members
+/// may ask); `None` for any other request.
+async fn logs_request(req: &HttpRequest, dir: Option<&Path>) -> Option<HttpResponse> {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let ["v1", "workloads", name, "logs"] = segments.as_slice() else {
+        return None;
+    };
+    if req.method != "GET" {
+        let mut resp = HttpResponse::error(
+            405,
+            format!("{} not allowed on {}; use GET", req.method, req.path),
+        );
+        resp.allow = Some("GET");
+        return Some(resp);
+    }
+    // The name becomes a file name: only a valid workload name (no `/`, no `..`).
+    let Some(name) = http::decode_segment(name).filter(|n| crate::manifest::Name::new(n).is_ok())
+    else {
+        return Some(HttpResponse::error(404, "invalid workload name"));
+    };
+    let q = match super::logs::parse_query(&req.query) {
+        Ok(q) => q,
+        Err(e) => return Some(HttpResponse::error(400, e)),
+    };
+    let Some(dir) = dir.map(Path::to_path_buf) else {
+        return Some(HttpResponse::error(404, "this superd keeps no logs"));
+    };
+    let n = name.clone();
+    let read = tokio::task::spawn_blocking(move || super::logs::read_logs(&dir, &n, &q)).await;
+    Some(match read {
+        Ok(Some(logs)) => HttpResponse::json(200, &logs),
+        Ok(None) => HttpResponse::error(404, format!("no log for workload {name}")),
+        Err(e) => HttpResponse::error(500, format!("reading the log: {e}")),
+    })
 }
 
 /// Routes a request, checks that the peer may make it, asks the supervisor and turns its

@@ -102,7 +102,7 @@ fn dash() -> String {
 }
 
 /// Replaces control characters (and tabs) with their escaped form.
-fn clean(s: &str) -> String {
+pub fn clean(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }
