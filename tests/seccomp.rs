@@ -46,7 +46,6 @@ print("END", flush=True)
 
 fn results(log: &str) -> BTreeMap<String, String> {
     log.lines()
-        .filter_map(|l| superd::runtime::logfmt::parse_record(l).map(|r| r.text))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
