@@ -269,3 +269,41 @@ fn superctl_logs_tail_since_timestamps_and_follow() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn a_full_disk_is_reported_instead_of_silently_dropping() {
+    let Some(()) = privileged("a_full_disk_is_reported_instead_of_silently_dropping") else {
+        return;
+    };
+    // The log directory on a 256 KiB tmpfs, mounted in superd's own mount namespace.
+    let mut sb = Sandbox::start_wrapped("logfull", &std::env::temp_dir(), &[], |sb| {
+        let logs = sb.state.join("logs");
+        Some(format!(
+            "mkdir -p {0} && mount -t tmpfs -o size=256k superd-test-logs {0} && exec \"$0\" \"$@\"",
+            logs.display()
+        ))
+    });
+    let rootfs = sb.busybox_rootfs();
+    sb.write_manifest(
+        "w",
+        &manifest(
+            &rootfs,
+            "yes 0123456789012345678901234567890123456789 | head -c 2000000; exec sleep 1000",
+            "[logs]\nmax_size = \"1M\"\nmax_files = 2\n",
+        ),
+    );
+    let w = sb.wait_for(
+        "w",
+        "the full disk reported",
+        Duration::from_secs(30),
+        |w| {
+            w.notice
+                .as_deref()
+                .is_some_and(|n| n.contains("cannot be written"))
+        },
+    );
+    let notice = w.notice.unwrap();
+    assert!(notice.contains("No space left on device"), "{notice}");
+    assert!(sb.superd_log().contains("its log cannot be written"));
+    sb.shutdown();
+}

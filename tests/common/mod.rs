@@ -31,6 +31,9 @@ pub struct Sandbox {
     extra_args: Vec<String>,
     /// The service manager's side of sd_notify: superd gets `NOTIFY_SOCKET` naming it.
     notify: std::os::unix::net::UnixDatagram,
+    /// A shell script superd is started through (`exec "$0" "$@"` at its end), e.g. to
+    /// mount something in a private mount namespace first; `None` starts superd directly.
+    pub wrapper: Option<String>,
 }
 
 /// Creates a network namespace (on a throwaway thread, so the test's own threads stay in the
@@ -108,6 +111,17 @@ impl Sandbox {
     /// Starts superd with its directories below `base` (e.g. outside /tmp, which a workload's
     /// own /tmp hides anyway).
     pub fn start_in(test: &str, base: &Path, extra_args: &[&str]) -> Sandbox {
+        Sandbox::start_wrapped(test, base, extra_args, |_| None)
+    }
+
+    /// Starts superd through the shell script `wrapper` returns for the sandbox (see
+    /// [`Sandbox::wrapper`]).
+    pub fn start_wrapped(
+        test: &str,
+        base: &Path,
+        extra_args: &[&str],
+        wrapper: impl FnOnce(&Sandbox) -> Option<String>,
+    ) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::Builder::new()
             .prefix(&format!("superd-{test}-"))
@@ -141,9 +155,11 @@ impl Sandbox {
             net_before: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             notify,
+            wrapper: None,
         };
         sb.cmd_ok(&["ip", "link", "set", "lo", "up"]);
         sb.net_before = sb.net_objects();
+        sb.wrapper = wrapper(&sb);
         sb.spawn_superd();
         sb
     }
@@ -224,7 +240,15 @@ impl Sandbox {
 
     /// The command that starts superd on this sandbox (not spawned).
     pub fn superd_command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_superd"));
+        let mut cmd = match &self.wrapper {
+            Some(script) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c", script])
+                    .arg(env!("CARGO_BIN_EXE_superd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_superd")),
+        };
         cmd.arg("--manifests")
             .arg(&self.manifests)
             .arg("--state-dir")

@@ -25,6 +25,8 @@ pub struct LogWriter {
     failing: Option<String>,
     /// Set once a failure was reported (superd is told once per episode).
     pub reported: bool,
+    /// Records not yet written: one write per read from the pipes, not one per line.
+    buf: Vec<u8>,
 }
 
 fn fd_size(fd: RawFd) -> u64 {
@@ -66,6 +68,7 @@ impl LogWriter {
             dropped: 0,
             failing: None,
             reported: false,
+            buf: Vec::with_capacity(128 << 10),
         }
     }
 
@@ -74,16 +77,27 @@ impl LogWriter {
         self.failing.as_deref()
     }
 
-    /// Appends one record, rotating first when it would not fit.
+    /// Adds one record, rotating first when it would not fit in the current file. Records
+    /// are buffered until [`flush`](Self::flush) (after every read from the pipes).
     pub fn write(&mut self, stream: Stream, partial: bool, payload: &[u8]) {
         let ts = logfmt::next_timestamp(self.last_ts);
         self.last_ts = ts;
         let rec = logfmt::record(ts, stream, partial, payload);
-        if self.size > 0 && self.size + rec.len() as u64 > self.max_size {
+        let pending = self.size + self.buf.len() as u64;
+        if pending > 0 && pending + rec.len() as u64 > self.max_size {
+            self.flush();
             if let Err(e) = self.rotate() {
                 self.fail(rec.len(), &format!("rotating the log: {e}"));
                 return;
             }
+        }
+        self.buf.extend_from_slice(&rec);
+    }
+
+    /// Writes the buffered records (or counts them as dropped when that fails).
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
         }
         if self.dropped > 0 {
             let note = format!(
@@ -93,23 +107,29 @@ impl LogWriter {
                     .as_deref()
                     .unwrap_or("the log could not be written")
             );
-            let marker = logfmt::record(ts, Stream::Stderr, false, note.as_bytes());
+            self.last_ts = logfmt::next_timestamp(self.last_ts);
+            let marker = logfmt::record(self.last_ts, Stream::Stderr, false, note.as_bytes());
             if write_all(1, &marker).is_err() {
-                self.fail(rec.len(), "still failing");
+                let n = self.buf.len();
+                self.buf.clear();
+                self.fail(n, "still failing");
                 return;
             }
             self.size += marker.len() as u64;
-            self.last_ts = logfmt::next_timestamp(self.last_ts);
             self.dropped = 0;
         }
-        match write_all(1, &rec) {
+        match write_all(1, &self.buf) {
             Ok(()) => {
-                self.size += rec.len() as u64;
+                self.size += self.buf.len() as u64;
                 self.failing = None;
                 self.reported = false;
             }
-            Err(e) => self.fail(rec.len(), &e.to_string()),
+            Err(e) => {
+                let n = self.buf.len();
+                self.fail(n, &e.to_string());
+            }
         }
+        self.buf.clear();
     }
 
     fn fail(&mut self, bytes: usize, why: &str) {
@@ -193,13 +213,16 @@ pub fn pump(fd: RawFd, stream: Stream, split: &mut LineSplitter, log: &mut LogWr
                 continue;
             }
             split.finish(|p, b| log.write(stream, p, b));
+            log.flush();
             return false;
         }
         if n == 0 {
             split.finish(|p, b| log.write(stream, p, b));
+            log.flush();
             return false;
         }
         split.push(&buf[..n as usize], |p, b| log.write(stream, p, b));
+        log.flush();
         return true;
     }
 }
