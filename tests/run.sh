@@ -15,6 +15,8 @@ fi
 skips=$(mktemp)
 trap 'rm -f "$skips"' EXIT
 export SUPERD_SKIP_LOG="$skips"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
 cargo build --all-targets --quiet
 cargo test -- --test-threads=2
 if [ -s "$skips" ]; then
