@@ -159,12 +159,19 @@ fn manifests_others_could_write_never_run() {
         // SAFETY: lchown(2) with a valid C string.
         assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0, "lchown");
     };
+    // Each file is prepared outside and renamed in, so that superd never sees a valid
+    // version of it (one it saw valid would keep running on that last good spec).
+    let staged = |name: &str, uid: u32, mode: u32| {
+        let tmp = sb.dir.path().join(format!("{name}.staged"));
+        std::fs::write(&tmp, text).unwrap();
+        common::set_mode(&tmp, mode);
+        chown(&tmp, uid);
+        std::fs::rename(&tmp, sb.manifests.join(format!("{name}.toml"))).unwrap();
+    };
     // A file owned by an unprivileged user.
-    sb.write_manifest("user", text);
-    chown(&sb.manifests.join("user.toml"), 1000);
+    staged("user", 1000, 0o644);
     // A file anyone may write.
-    sb.write_manifest("open", text);
-    common::set_mode(&sb.manifests.join("open.toml"), 0o666);
+    staged("open", 0, 0o666);
     // A root-owned symlink to a user-owned file.
     let outside = sb.dir.path().join("users-file.toml");
     std::fs::write(&outside, text).unwrap();

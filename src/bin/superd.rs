@@ -18,7 +18,8 @@ use superd::{ctl, pid1, runtime, supervisor, watch};
 const FILES_AND_SIGNALS: &str = "\
 Files:
   /etc/workloads.d/*.toml   manifests: one workload each, named after the file
-  /var/lib/superd/          state (mode 0700): logs/<name>.log, network/ leases
+  /var/lib/superd/          state (mode 0700): superd.lock, instances/ (what runs),
+                            logs/<name>.log (rotated .1 .2 ...), network/ leases
   /run/superd/superd.sock   control socket, for superctl (mode 0600)
 
 Signals:
