@@ -445,10 +445,24 @@ fn into_pipes(out: &logs::Outputs) -> Result<(), StepError> {
 /// nothing: when the workload, PID 1, exits, the kernel ends it too), then connect the pipes.
 fn start_logger(logs: &sync::LogCfg, name: &str) -> Result<(), StepError> {
     let out = logs::pipes().map_err(|e| fail("creating the output pipes", e))?;
+    // The workload may not run before the logger is out of its reach: the logger says so
+    // on this pipe once it has its own session and ignores every catchable signal (else a
+    // workload's first `kill(0, SIGTERM)` could end it, and its output with it).
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail("creating a pipe", e))?;
     // SAFETY: single-threaded, so fork is unrestricted.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            drop(ready_r);
             let _ = nix::unistd::setsid(); // out of the workload's kill(0, …)
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP && sig != libc::SIGCHLD {
+                    // SAFETY: ignoring a signal is always valid.
+                    unsafe { libc::signal(sig, libc::SIG_IGN) };
+                }
+            }
+            let _ = nix::unistd::write(&ready_w, b"1");
+            drop(ready_w);
             let _ = nix::sys::prctl::set_name(c"superd-log");
             // SAFETY: closing the sync socket, which the logger must not hold.
             unsafe { libc::close(SHIM_SYNC_FD) };
@@ -481,6 +495,15 @@ fn start_logger(logs: &sync::LogCfg, name: &str) -> Result<(), StepError> {
             unsafe { libc::_exit(0) }
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(ready_w);
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(&ready_r, &mut b) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(1) => break,
+                    _ => return Err(fail("starting the logger", "it exited at once")),
+                }
+            }
             into_pipes(&out)?;
             Ok(())
         }
