@@ -8,8 +8,6 @@
 
 use crate::api::{LogRecord, LogsResponse};
 use crate::runtime::logfmt::{self, Nanos};
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Most records in one reply.
@@ -78,16 +76,7 @@ fn files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
 }
 
 fn read(path: &Path) -> Option<String> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
+    let bytes = crate::runtime::sys::read_regular(path, MAX_FILE_BYTES, true).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -635,20 +635,10 @@ fn stop_recorded(records: &state::Records) -> Vec<String> {
     stopped
 }
 
-/// Reads a regular file of at most `max` bytes, opened once and checked through its fd, without
-/// blocking (a FIFO or device named in a manifest must not wedge superd).
+/// Reads a regular file of at most `max` bytes (see [`sys::read_regular`]); a larger one is
+/// an error.
 fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(max as u64 + 1).read_to_end(&mut buf)?;
+    let buf = sys::read_regular(std::path::Path::new(path), max as u64 + 1, false)?;
     if buf.len() > max {
         return Err(std::io::Error::other(format!("larger than {max} bytes")));
     }

@@ -221,7 +221,7 @@ impl Records {
             if !name.ends_with(".json") {
                 continue;
             }
-            let parsed = read_small(&path)
+            let parsed = super::sys::read_regular(&path, 64 << 10, true)
                 .and_then(|b| serde_json::from_slice::<InstanceRecord>(&b).map_err(Into::into));
             match parsed {
                 Ok(r) => recs.push((name, r)),
@@ -234,20 +234,6 @@ impl Records {
         recs.sort_by(|a, b| a.0.cmp(&b.0));
         (recs.into_iter().map(|(_, r)| r).collect(), problems)
     }
-}
-
-/// Reads a record file of at most 64 KiB through a non-following, non-blocking open.
-fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(64 << 10).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -43,6 +43,28 @@ pub fn openat_in_root(dirfd: RawFd, path: &str, flags: libc::c_int) -> io::Resul
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Reads at most `max` bytes of the regular file `path`, opened once without blocking (a
+/// FIFO or device put there must not wedge superd) and checked through that fd; with
+/// `nofollow` a final symlink is refused.
+pub fn read_regular(path: &std::path::Path, max: u64, nofollow: bool) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// A pidfd for `pid`, or `None` when no such process exists (or pidfds are unsupported).
 pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     if pid <= 0 {
