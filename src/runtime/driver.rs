@@ -29,6 +29,8 @@ pub(super) struct NetAttach {
 /// The per-instance task: speaks the sync protocol, waits for the exit, cleans the cgroup up.
 pub(super) struct Driver {
     pub(super) records: super::state::Records,
+    /// Written (durably, off the supervisor's task) before the shim gets its config.
+    pub(super) record: super::state::InstanceRecord,
     pub(super) pidfd: OwnedFd,
     pub(super) name: String,
     pub(super) gen: u64,
@@ -122,6 +124,16 @@ impl Driver {
         sock: AsyncFd<OwnedFd>,
         exit: tokio::sync::oneshot::Receiver<reaper::RawStatus>,
     ) {
+        // The record's fsyncs run on the blocking pool, not on the supervisor's task: a
+        // hundred starts at once must not wait for each other's disk.
+        let (records, record) = (self.records.clone(), self.record.clone());
+        match tokio::task::spawn_blocking(move || records.write(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(workload = %self.name, "recording the instance: {e}; a successor could not stop it after a crash")
+            }
+            Err(e) => tracing::warn!(workload = %self.name, "recording the instance: {e}"),
+        }
         let mut error: Option<String> = None;
         let mut started = false;
         let mut workload_status: Option<i32> = None;

@@ -577,11 +577,9 @@ impl Runtime {
             address,
             spec_hash: spec.hash(),
         };
-        if let Err(e) = self.records.write(&record) {
-            tracing::warn!(workload = %name, "recording the instance in {}: {e}; a successor could not stop it after a crash", self.state.path().display());
-        }
         let driver = Driver {
             records: self.records.clone(),
+            record,
             pidfd: driver_pidfd,
             name,
             gen,
