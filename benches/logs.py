@@ -8,7 +8,7 @@ filesystem. Time = start until the writer has written everything (it then opens 
 
 Usage: logs.py SUPERD SUPERCTL [--quick]   (run as root; see logs.sh)
 """
-import os, shutil, signal, statistics, subprocess, sys, tempfile, time
+import os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -40,23 +40,10 @@ def main():
     for d in (bench, mdir):
         os.makedirs(d)
     os.chmod(mdir, 0o755)
-    sock = os.path.join(work, "superd.sock")
-    log = open(os.path.join(work, "superd.log"), "w")
-    proc = subprocess.Popen(
-        ["unshare", "--net", SUPERD, "--manifests", mdir, "--state-dir", os.path.join(work, "state"),
-         "--socket", sock, "--cgroup-root", f"superd-bench-logs-{os.getpid()}"],
-        stdout=log, stderr=log, env={**os.environ, "SUPERD_LOG": "warn"})
+    sd = benchlib.Superd(SUPERD, SUPERCTL, work, mdir, f"superd-bench-logs-{os.getpid()}")
+    sock = sd.sock
     through, direct, shim_cpu, direct_cpu = [], [], [], []
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                benchlib.status(SUPERCTL, sock)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise RuntimeError("superd did not come up")
-                time.sleep(0.02)
         for run in range(RUNS):
             # Through superd: rotated files big enough that nothing is dropped.
             fifo = os.path.join(bench, f"t{run}")
@@ -80,8 +67,7 @@ def main():
             shim = next(w for w in benchlib.status(SUPERCTL, sock) if w["name"] == "w")["init_pid"]
             shim_cpu.append(cpu_seconds(shim))
             os.unlink(os.path.join(mdir, "w.toml"))
-            while benchlib.status(SUPERCTL, sock):
-                time.sleep(0.02)
+            sd.wait_empty()
             # Straight into a file, same writer, same filesystem.
             out = os.path.join(work, f"direct-{run}.log")
             before = os.times()
@@ -105,13 +91,7 @@ def main():
         print(f"  init shim CPU: {sc:.2f} s for {mib:.0f} MiB = {sc / mib * 1024:.1f} CPU-s per GiB "
               f"(the writer and head in the direct run: {statistics.median(direct_cpu):.2f} s)")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        sd.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

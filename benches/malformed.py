@@ -4,7 +4,7 @@ RSS once idle with one workload running, and the size of the status reply it the
 
 Usage: malformed.py SUPERD SUPERCTL [--quick]   (run as root; see malformed.sh)
 """
-import os, shutil, signal, subprocess, sys, tempfile, time
+import os, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -48,22 +48,9 @@ def main():
     mdir = os.path.join(work, "manifests")
     os.makedirs(mdir)
     os.chmod(mdir, 0o755)
-    sock = os.path.join(work, "superd.sock")
-    log = open(os.path.join(work, "superd.log"), "w")
-    proc = subprocess.Popen(
-        ["unshare", "--net", SUPERD, "--manifests", mdir, "--state-dir", os.path.join(work, "state"),
-         "--socket", sock, "--cgroup-root", f"superd-bench-malformed-{os.getpid()}"],
-        stdout=log, stderr=log, env={**os.environ, "SUPERD_LOG": "info"})
+    sd = benchlib.Superd(SUPERD, SUPERCTL, work, mdir, f"superd-bench-malformed-{os.getpid()}", "info")
+    sock, proc = sd.sock, sd.proc
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                benchlib.status(SUPERCTL, sock)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise RuntimeError("superd did not come up")
-                time.sleep(0.02)
         write(os.path.join(mdir, "good.toml"),
               'command = ["/bin/sleep", "100000"]\n[network]\nmode = "none"\n')
         while not any(w["state"] == "running" for w in benchlib.status(SUPERCTL, sock)):
@@ -86,8 +73,8 @@ def main():
         took = time.perf_counter() - t0
         peak = kib(proc.pid, "VmHWM")
         out = subprocess.run([SUPERCTL, "--socket", sock, "status", "--json"], capture_output=True, check=True)
-        log.flush()
-        log_bytes = os.path.getsize(os.path.join(work, "superd.log"))
+        sd.log.flush()
+        log_bytes = os.path.getsize(sd.log_path)
         print(f"mode: {'quick' if QUICK else 'full'}   {N_FILES} malformed manifests "
               f"(3 x 1 MiB one-liners, 3 x 24 KB of 3 000 bad values, the rest small)")
         print(f"  superd RSS idle with one workload: {idle / 1024:.1f} MiB (peak so far {idle_hwm / 1024:.1f} MiB)")
@@ -96,13 +83,7 @@ def main():
         print(f"  all {N_FILES} listed as failed after {took * 1000:.0f} ms; status reply "
               f"{len(out.stdout) / 1024:.0f} KiB; superd log {log_bytes / 1024:.0f} KiB")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        sd.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ against the container's address directly.
 
 Usage: network.py SUPERD SUPERCTL [--quick]   (run as root; see network.sh)
 """
-import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -55,23 +55,10 @@ def run(work):
     bench, mdir, stage = (os.path.join(work, d) for d in ("bench", "manifests", "stage"))
     for d in (bench, mdir, stage):
         os.makedirs(d, exist_ok=True)
-    sock = os.path.join(work, "superd.sock")
-    log = open(os.path.join(work, "superd.log"), "w")
-    proc = subprocess.Popen(
-        ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', SUPERD,
-         "--manifests", mdir, "--state-dir", os.path.join(work, "state"), "--socket", sock,
-         "--cgroup-root", f"superd-netbench-{os.getpid()}"],
-        stdout=log, stderr=log, env={**os.environ, "SUPERD_LOG": "warn"})
+    sd = benchlib.Superd(SUPERD, SUPERCTL, work, mdir, f"superd-netbench-{os.getpid()}",
+                         wrap="ip link set lo up")
+    sock, proc = sd.sock, sd.proc
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                benchlib.status(SUPERCTL, sock)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise RuntimeError("superd did not come up")
-                time.sleep(0.02)
         lat = {"none": [], "bridge": []}
         for i in range(N + 1):  # the first bridge start also creates the bridge: warm-up round
             for mode in ("none", "bridge"):
@@ -110,16 +97,7 @@ def run(work):
         direct2 = iperf(proc.pid, addr, 5201)
         return lat, (direct + direct2) / 2, published
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-        log.close()
-        if rc != 0:
-            print(open(os.path.join(work, "superd.log")).read(), file=sys.stderr)
-            raise RuntimeError(f"superd exited {rc}")
+        sd.stop()
 
 
 def main():

@@ -14,7 +14,7 @@ invoked directly (no shell, no unshare per sample except the floor's own).
 
 Usage: start_latency.py SUPERD SUPERCTL [--quick]   (run as root; see start_latency.sh)
 """
-import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -65,22 +65,8 @@ class Superd:
         for d in (self.bench, self.mdir, self.stage):
             os.makedirs(d, exist_ok=True)
         os.chmod(self.mdir, 0o755)
-        self.sock = os.path.join(work, "superd.sock")
-        self.log = open(os.path.join(work, "superd.log"), "w")
-        self.proc = subprocess.Popen(
-            ["unshare", "--net", SUPERD, "--manifests", self.mdir, "--state-dir", os.path.join(work, "state"),
-             "--socket", self.sock, "--cgroup-root", f"superd-bench-{os.getpid()}"],
-            stdout=self.log, stderr=self.log, env={**os.environ, "SUPERD_LOG": "warn"})
-        deadline = time.time() + 20
-        while True:
-            try:
-                benchlib.status(SUPERCTL, self.sock)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise RuntimeError("superd did not come up")
-                time.sleep(0.02)
-        self.pid = self.proc.pid  # `unshare` without --fork execs superd in place
+        self.sd = benchlib.Superd(SUPERD, SUPERCTL, work, self.mdir, f"superd-bench-{os.getpid()}")
+        self.sock, self.pid = self.sd.sock, self.sd.pid
         self.n = 0
 
     def sample(self, seccomp):
@@ -100,10 +86,8 @@ class Superd:
         self.wait_empty()
         return took
 
-    def wait_empty(self, timeout=60):
-        deadline = time.time() + timeout
-        while benchlib.status(SUPERCTL, self.sock) and time.time() < deadline:
-            time.sleep(0.02)
+    def wait_empty(self):
+        self.sd.wait_empty()
 
     def batch(self):
         fifo = "batch"
@@ -138,16 +122,7 @@ class Superd:
                 "shim_rss": srss, "shim_pss": spss, "running": running}
 
     def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.log.close()
-        if rc != 0:
-            print(open(os.path.join(self.work, "superd.log")).read(), file=sys.stderr)
-            raise RuntimeError(f"superd exited {rc}")
+        self.sd.stop()
 
 
 class Crun:
