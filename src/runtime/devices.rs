@@ -43,29 +43,25 @@ const fn chr(major: u32, minor: Option<u32>) -> Allow {
     }
 }
 
+/// Creating any node of `kind` (which alone opens nothing).
+const fn mknod_any(kind: Kind) -> Allow {
+    Allow {
+        kind,
+        major: None,
+        minor: None,
+        access: DeviceAccess {
+            read: false,
+            write: false,
+            mknod: true,
+        },
+    }
+}
+
 /// runc's default: creating any node (opening it is what counts), and using null, zero, full,
 /// tty, random, urandom, console, ptmx and the pts. Not fuse, not tun, nothing else.
 pub const DEFAULT_ALLOWED: &[Allow] = &[
-    Allow {
-        kind: Kind::Char,
-        major: None,
-        minor: None,
-        access: DeviceAccess {
-            read: false,
-            write: false,
-            mknod: true,
-        },
-    },
-    Allow {
-        kind: Kind::Block,
-        major: None,
-        minor: None,
-        access: DeviceAccess {
-            read: false,
-            write: false,
-            mknod: true,
-        },
-    },
+    mknod_any(Kind::Char),
+    mknod_any(Kind::Block),
     chr(1, Some(3)), // null
     chr(1, Some(5)), // zero
     chr(1, Some(7)), // full
