@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod ctl;
+pub mod images;
 pub mod manifest;
 pub mod network;
 pub mod notify;

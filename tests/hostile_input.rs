@@ -131,7 +131,7 @@ fn a_fifo_swapped_in_for_a_manifest_never_wedges_the_watcher() {
         common::set_mode(&file, 0o644);
         std::fs::rename(&file, &target).unwrap();
         n += 1;
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             // SAFETY: kill(2) on the superd we started.
             unsafe { libc::kill(sb.superd_pid() as i32, libc::SIGHUP) };
         }

@@ -122,6 +122,9 @@ fn main() {
     if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
         runtime::shim::main();
     }
+    if argv0 == superd::images::layer::sandbox::UNPACK_ARGV0 {
+        superd::images::layer::sandbox::child_main();
+    }
     let pid1 = pid1::is_pid1();
     let mut cli = if pid1 {
         // The kernel hands init every word of its command line it does not know (`single`,
