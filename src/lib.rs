@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod ctl;
+pub mod durable;
 pub mod images;
 pub mod manifest;
 pub mod network;

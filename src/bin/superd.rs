@@ -88,6 +88,34 @@ struct Cli {
     /// Print this help as a man page (roff) and exit (used to package superd.8).
     #[arg(long, hide = true)]
     man: bool,
+    /// A one-off job instead of the daemon.
+    #[command(subcommand)]
+    job: Option<Job>,
+}
+
+/// Jobs superd runs without becoming the daemon.
+#[derive(Debug, clap::Subcommand)]
+enum Job {
+    /// Image store jobs for build hosts (a running daemon takes them through superctl).
+    #[command(subcommand)]
+    Image(ImageJob),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ImageJob {
+    /// Import image archives (docker save, OCI archive or layout; `-` = stdin) into a store
+    /// no daemon is using, e.g. an appliance's root before it is packed.
+    Import {
+        /// The store (default: <state-dir>/images).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Name for an archive holding one image without a full name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Archives or OCI layout directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `--log-max-size`: a size of at least 4K.
@@ -150,6 +178,9 @@ fn main() {
         }
         return;
     }
+    if let (Some(job), false) = (&cli.job, pid1) {
+        std::process::exit(run_job(job, &cli.state_dir));
+    }
     if cli.init_mode || pid1 {
         init_main(cli);
     }
@@ -168,6 +199,59 @@ fn main() {
         eprintln!("superd: {text}");
         std::process::exit(1);
     }
+}
+
+/// Runs a daemonless job; returns the exit code.
+fn run_job(job: &Job, state_dir: &std::path::Path) -> i32 {
+    let Job::Image(ImageJob::Import { store, name, files }) = job;
+    let root = store.clone().unwrap_or_else(|| state_dir.join("images"));
+    let unpacker = superd::images::layer::sandbox::Unpacker::new("/proc/self/exe", None);
+    let store = match superd::images::store::Store::open(&root, unpacker) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("superd: {}", superd::report::chain(&e));
+            return 1;
+        }
+    };
+    for f in files {
+        let res = if f.as_os_str() == "-" {
+            superd::images::import::import_stream(&store, std::io::stdin().lock(), name.as_deref())
+        } else if f.is_dir() {
+            superd::images::import::import_layout(&store, f, name.as_deref())
+        } else {
+            match std::fs::File::open(f) {
+                Ok(file) => superd::images::import::import_stream(&store, file, name.as_deref()),
+                Err(e) => {
+                    eprintln!("superd: opening {}: {e}", f.display());
+                    return 1;
+                }
+            }
+        };
+        match res {
+            Ok(images) => {
+                for i in images {
+                    let names = if i.names.is_empty() {
+                        "(no name)".to_string()
+                    } else {
+                        i.names.join(", ")
+                    };
+                    println!(
+                        "imported {} {names} ({} layers, {} new)",
+                        i.digest, i.layers, i.new_layers
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "superd: importing {}: {}",
+                    f.display(),
+                    superd::report::chain(&e)
+                );
+                return 1;
+            }
+        }
+    }
+    0
 }
 
 /// glibc gives each thread that allocates an arena of its own (up to 8 per core), and memory

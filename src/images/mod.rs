@@ -13,5 +13,9 @@
 
 #![allow(unsafe_code)] // fd plumbing of the unpack child (each block says why it is sound)
 
+pub mod compress;
 pub mod digest;
+pub mod image;
+pub mod import;
 pub mod layer;
+pub mod store;

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -179,20 +178,13 @@ impl Records {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let path = self.file(&rec.name, rec.gen);
-        let tmp = self.dir.join(format!(".{}.{}.tmp", rec.name, rec.gen));
         let bytes = serde_json::to_vec(rec).map_err(io::Error::other)?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)
+        crate::durable::write_atomic(
+            &self.dir,
+            &format!("{}.{}.json", rec.name, rec.gen),
+            &bytes,
+            0o600,
+        )
     }
 
     /// Removes the record of `name` generation `gen` (missing is fine).
@@ -236,14 +228,7 @@ impl Records {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = File::open(dir)?;
-    // SAFETY: fsync(2) on a directory fd we own.
-    if unsafe { libc::fsync(d.as_raw_fd()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+use crate::durable::sync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,547 @@
+//! The content-addressed store (IMAGES.md §4.2):
+//!
+//! ```text
+//! <state>/images/
+//!   blobs/sha256/<hex>        manifests and configs, verified by digest
+//!   layers/<chainid hex>/fs   one unpacked layer, immutable once here; meta.json beside it
+//!   refs.json                 name → manifest digest: the only list of roots (atomic replace)
+//!   tmp/                      work in progress; emptied whenever the store is opened
+//!   .lock                     flock: one writer (a daemon, or a daemonless import)
+//! ```
+//!
+//! Nothing becomes visible before it is complete and on disk: a layer is unpacked in `tmp/`,
+//! both digests are checked, the filesystem is synced, and only then is it renamed into
+//! `layers/`; an image exists once its blobs and layers do and a ref names it.
+
+use super::compress::decompress;
+use super::digest::{Digest, Hashing};
+use super::image::{self, LayerRef, Parsed, RunConfig, MAX_DOCUMENT};
+use super::layer::apply::Stats;
+use super::layer::sandbox::Unpacker;
+use crate::durable::{sync_dir, write_atomic};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A store failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the store.
+    #[error("the image store {0} is in use by another superd (PID {1})")]
+    Locked(PathBuf, String),
+    /// A filesystem step failed.
+    #[error("{doing}: {source}")]
+    Io {
+        /// What was being done.
+        doing: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Content is not what it claims to be, or is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The image is not in the store.
+    #[error("image {0} is not in the store")]
+    Missing(String),
+}
+
+fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let doing = doing.into();
+    move |source| StoreError::Io { doing, source }
+}
+
+/// One entry of `refs.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefRecord {
+    /// The manifest digest the name stands for.
+    pub digest: Digest,
+    /// When it was pulled or imported (seconds since the epoch).
+    pub at: u64,
+    /// `pull` or `import`.
+    pub source: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RefsFile {
+    refs: BTreeMap<String, RefRecord>,
+}
+
+/// An image ready to run: its identity, its layers (bottom first) and how it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The manifest digest (the machine's name for the image).
+    pub manifest: Digest,
+    /// The config digest (Docker's "image ID").
+    pub config: Digest,
+    /// Layer directories, bottom first.
+    pub layer_dirs: Vec<PathBuf>,
+    /// How the image wants to run.
+    pub run: RunConfig,
+}
+
+/// What `image ls` shows for one image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Names that point at it.
+    pub names: Vec<String>,
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Config digest.
+    pub config: Digest,
+    /// `os/arch`.
+    pub platform: String,
+    /// Layers, bottom first (ChainIDs).
+    pub layers: Vec<Digest>,
+    /// Bytes of all its layers on disk.
+    pub size: u64,
+    /// Bytes of those layers that other images use too.
+    pub shared: u64,
+    /// Every layer is present.
+    pub complete: bool,
+    /// How it runs.
+    pub run: RunConfig,
+}
+
+/// Written beside each layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerMeta {
+    /// This layer's ChainID.
+    pub chain_id: Digest,
+    /// Its DiffID.
+    pub diff_id: Digest,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Entries of the tar.
+    pub entries: u64,
+}
+
+/// The store; one per state directory, locked for its lifetime.
+pub struct Store {
+    root: PathBuf,
+    unpacker: Unpacker,
+    refs: Mutex<()>,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn mkdir(p: &Path) -> Result<(), StoreError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(io_err(format!("creating {}", p.display())))
+}
+
+impl Store {
+    /// Opens (creating) the store at `root`, takes its lock and discards unfinished work.
+    pub fn open(root: &Path, unpacker: Unpacker) -> Result<Store, StoreError> {
+        for d in ["", "blobs/sha256", "layers", "tmp"] {
+            mkdir(&root.join(d))?;
+        }
+        let lock_path = root.join(".lock");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut pid = String::new();
+                    let _ = f.read_to_string(&mut pid);
+                    return Err(StoreError::Locked(
+                        root.to_path_buf(),
+                        pid.trim().chars().take(20).collect(),
+                    ));
+                }
+                Err((_, e)) => {
+                    return Err(io_err(format!("locking {}", lock_path.display()))(e.into()))
+                }
+            };
+        let _ = lock.set_len(0);
+        let _ = lock.write_all(std::process::id().to_string().as_bytes());
+        let store = Store {
+            root: root.to_path_buf(),
+            unpacker,
+            refs: Mutex::new(()),
+            _lock: lock,
+        };
+        store.clean_tmp();
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes everything in `tmp/` (interrupted unpacks and imports) and unfinished layer
+    /// renames.
+    fn clean_tmp(&self) {
+        let tmp = self.root.join("tmp");
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let _ = remove_tree(&e.path());
+            }
+        }
+    }
+
+    /// A fresh directory under `tmp/`.
+    pub fn tmp_dir(&self, what: &str) -> Result<TmpDir, StoreError> {
+        let mut rnd = [0u8; 8];
+        let _ = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
+        let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let p = self.root.join("tmp").join(format!("{what}-{name}"));
+        mkdir(&p)?;
+        Ok(TmpDir(p))
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Directory of a committed layer.
+    pub fn layer_dir(&self, chain: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain.hex()).join("fs")
+    }
+
+    /// Whether the layer is committed.
+    pub fn has_layer(&self, chain: &Digest) -> bool {
+        self.root
+            .join("layers")
+            .join(chain.hex())
+            .join("meta.json")
+            .is_file()
+    }
+
+    /// Stores a small document (manifest, index, config) after checking its digest.
+    pub fn put_blob(&self, expected: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let got = Digest::of(bytes);
+        if &got != expected {
+            return Err(StoreError::Invalid(format!(
+                "blob {expected} has the digest {got}"
+            )));
+        }
+        let dir = self.root.join("blobs/sha256");
+        if dir.join(expected.hex()).is_file() {
+            return Ok(());
+        }
+        write_atomic(&dir, expected.hex(), bytes, 0o600)
+            .map_err(io_err(format!("writing blob {expected}")))
+    }
+
+    /// A stored document, checked against its digest again.
+    pub fn blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let p = self.blob_path(d);
+        let bytes = crate::runtime::sys::read_regular(&p, MAX_DOCUMENT, true).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::Missing(d.to_string())
+            } else {
+                io_err(format!("reading blob {d}"))(e)
+            }
+        })?;
+        if &Digest::of(&bytes) != d {
+            return Err(StoreError::Invalid(format!(
+                "blob {d} in the store is corrupt"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Unpacks one layer from its (compressed) blob stream and commits it, unless it is
+    /// already there. Both digests are checked before anything is committed.
+    pub fn apply_layer(
+        &self,
+        layer: &LayerRef,
+        lowers: &[Digest],
+        blob: &mut dyn Read,
+    ) -> Result<Option<Stats>, StoreError> {
+        if self.has_layer(&layer.chain_id) {
+            return Ok(None);
+        }
+        let tmp = self.tmp_dir("layer")?;
+        let fs_dir = tmp.0.join("fs");
+        mkdir(&fs_dir)?;
+        let lower_dirs: Vec<PathBuf> = lowers.iter().rev().map(|c| self.layer_dir(c)).collect();
+        let what = format!("layer {}", layer.blob.short());
+        let mut compressed = Hashing::new(blob);
+        let stats = {
+            let inner = decompress(&mut compressed, layer.compression, &what)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut plain = Hashing::new(inner);
+            let stats = self
+                .unpacker
+                .apply(&fs_dir, &lower_dirs, &mut plain)
+                .map_err(|e| StoreError::Invalid(format!("{what}: {e}")))?;
+            let (diff, _) = plain.finish();
+            if diff != layer.diff_id {
+                return Err(StoreError::Invalid(format!(
+                    "{what}: the uncompressed content has the digest {diff}, \
+                     but the image config says {}",
+                    layer.diff_id
+                )));
+            }
+            stats
+        };
+        io::copy(&mut compressed, &mut io::sink()).map_err(io_err(format!("reading {what}")))?;
+        let (got, size) = compressed.finish();
+        if got != layer.blob {
+            return Err(StoreError::Invalid(format!(
+                "{what}: the blob has the digest {got} ({size} bytes), not {}",
+                layer.blob
+            )));
+        }
+        let meta = LayerMeta {
+            chain_id: layer.chain_id.clone(),
+            diff_id: layer.diff_id.clone(),
+            bytes: stats.bytes,
+            files: stats.files,
+            entries: stats.entries,
+        };
+        let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let d = File::open(&fs_dir).map_err(io_err("opening the new layer"))?;
+        nix::unistd::syncfs(&d).map_err(|e| io_err("syncfs of the new layer")(e.into()))?;
+        write_atomic(&tmp.0, "meta.json", &json, 0o600).map_err(io_err("writing meta.json"))?;
+        let dest = self.root.join("layers").join(layer.chain_id.hex());
+        match fs::rename(&tmp.0, &dest) {
+            Ok(()) => {}
+            // Committed meanwhile by someone else with the same content.
+            Err(_) if self.has_layer(&layer.chain_id) => return Ok(None),
+            Err(e) => return Err(io_err(format!("committing {what}"))(e)),
+        }
+        tmp.forget();
+        sync_dir(&self.root.join("layers")).map_err(io_err("syncing layers/"))?;
+        Ok(Some(stats))
+    }
+
+    fn read_refs(&self) -> RefsFile {
+        crate::runtime::sys::read_regular(&self.root.join("refs.json"), MAX_DOCUMENT, true)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Every name and what it points at.
+    pub fn refs(&self) -> BTreeMap<String, RefRecord> {
+        self.read_refs().refs
+    }
+
+    /// Points `name` at `digest` (atomically replacing `refs.json`).
+    pub fn set_ref(&self, name: &str, digest: &Digest, source: &str) -> Result<(), StoreError> {
+        let _g = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.read_refs();
+        f.refs.insert(
+            name.to_string(),
+            RefRecord {
+                digest: digest.clone(),
+                at: now(),
+                source: source.to_string(),
+            },
+        );
+        self.write_refs(&f)
+    }
+
+    /// Drops `name`; false when there was no such name.
+    pub fn remove_ref(&self, name: &str) -> Result<bool, StoreError> {
+        let _g = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.read_refs();
+        if f.refs.remove(name).is_none() {
+            return Ok(false);
+        }
+        self.write_refs(&f)?;
+        Ok(true)
+    }
+
+    fn write_refs(&self, f: &RefsFile) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(f).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        write_atomic(&self.root, "refs.json", &json, 0o600).map_err(io_err("writing refs.json"))
+    }
+
+    /// The manifest and config of a stored image.
+    pub fn parsed(&self, manifest: &Digest) -> Result<Parsed, StoreError> {
+        let m = self.blob(manifest)?;
+        let config = image::parse_image_config_digest(&m).map_err(StoreError::Invalid)?;
+        let c = self.blob(&config)?;
+        image::parse_image(&m, &c).map_err(StoreError::Invalid)
+    }
+
+    /// The image a reference names: by digest (a manifest digest, or the config digest of a
+    /// docker-archive import), else through its name in `refs.json`.
+    pub fn resolve(&self, reference: &ImageName) -> Result<Resolved, StoreError> {
+        let manifest = match &reference.digest {
+            Some(d) if self.blob_path(d).is_file() && self.parsed(d).is_ok() => d.clone(),
+            Some(d) => self
+                .refs()
+                .values()
+                .map(|r| r.digest.clone())
+                .find(|m| self.parsed(m).is_ok_and(|p| &p.config == d))
+                .ok_or_else(|| StoreError::Missing(reference.to_string()))?,
+            None => self
+                .refs()
+                .get(&reference.name)
+                .map(|r| r.digest.clone())
+                .ok_or_else(|| StoreError::Missing(reference.to_string()))?,
+        };
+        let p = self.parsed(&manifest)?;
+        let mut layer_dirs = Vec::new();
+        for l in &p.layers {
+            if !self.has_layer(&l.chain_id) {
+                return Err(StoreError::Missing(format!(
+                    "{reference} (layer {} is missing)",
+                    l.chain_id.short()
+                )));
+            }
+            layer_dirs.push(self.layer_dir(&l.chain_id));
+        }
+        Ok(Resolved {
+            manifest,
+            config: p.config,
+            layer_dirs,
+            run: p.run,
+        })
+    }
+
+    /// Every image a ref names, with sizes.
+    pub fn list(&self) -> Vec<ImageInfo> {
+        let mut by_digest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        for (name, r) in self.refs() {
+            by_digest.entry(r.digest).or_default().push(name);
+        }
+        let mut images: Vec<(Digest, Vec<String>, Parsed)> = by_digest
+            .into_iter()
+            .filter_map(|(d, names)| self.parsed(&d).ok().map(|p| (d, names, p)))
+            .collect();
+        images.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut users: BTreeMap<Digest, usize> = BTreeMap::new();
+        for (_, _, p) in &images {
+            for l in &p.layers {
+                *users.entry(l.chain_id.clone()).or_default() += 1;
+            }
+        }
+        images
+            .into_iter()
+            .map(|(digest, names, p)| {
+                let (mut size, mut shared, mut complete) = (0, 0, true);
+                for l in &p.layers {
+                    let bytes = self.layer_bytes(&l.chain_id);
+                    complete &= bytes.is_some();
+                    let b = bytes.unwrap_or(0);
+                    size += b;
+                    if users.get(&l.chain_id).copied().unwrap_or(0) > 1 {
+                        shared += b;
+                    }
+                }
+                ImageInfo {
+                    names,
+                    digest,
+                    config: p.config,
+                    platform: p.platform,
+                    layers: p.layers.iter().map(|l| l.chain_id.clone()).collect(),
+                    size,
+                    shared,
+                    complete,
+                    run: p.run,
+                }
+            })
+            .collect()
+    }
+
+    fn layer_bytes(&self, chain: &Digest) -> Option<u64> {
+        let p = self.root.join("layers").join(chain.hex()).join("meta.json");
+        let b = crate::runtime::sys::read_regular(&p, 64 << 10, true).ok()?;
+        serde_json::from_slice::<LayerMeta>(&b)
+            .ok()
+            .map(|m| m.bytes)
+    }
+}
+
+/// A reference split for the store: the canonical `registry/repository:tag` name and the
+/// digest, if pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageName {
+    /// `registry/repository:tag` (Docker Hub names normalised: `busybox` is
+    /// `docker.io/library/busybox:latest`).
+    pub name: String,
+    /// The pinned digest.
+    pub digest: Option<Digest>,
+}
+
+impl ImageName {
+    /// Parses a reference (`name[:tag][@sha256:…]`).
+    pub fn parse(s: &str) -> Result<ImageName, String> {
+        let shown: String = s.chars().take(200).collect();
+        if s.len() > 1024 {
+            return Err(format!("`{shown}…` is too long for an image reference"));
+        }
+        let r: oci_spec::distribution::Reference = s
+            .parse()
+            .map_err(|e| format!("`{shown}` is not a valid image reference: {e}"))?;
+        let digest = r.digest().map(Digest::parse).transpose()?;
+        let name = format!(
+            "{}/{}:{}",
+            r.registry(),
+            r.repository(),
+            r.tag().unwrap_or("latest")
+        );
+        Ok(ImageName { name, digest })
+    }
+}
+
+impl std::fmt::Display for ImageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.digest {
+            Some(d) => write!(f, "{}@{d}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// A directory under `tmp/`, removed when dropped unless committed.
+pub struct TmpDir(pub PathBuf);
+
+impl TmpDir {
+    /// Keeps the directory (it was renamed into place).
+    fn forget(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = remove_tree(&self.0);
+        }
+    }
+}
+
+/// `rm -rf` that never follows a symlink (std's `remove_dir_all` does not either).
+pub fn remove_tree(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
