@@ -2,8 +2,10 @@
 # Installs the system packages superd's demo, tests and benchmarks need (Debian/Ubuntu).
 set -euo pipefail
 # nftables: NAT and published ports; iproute2 + iperf3: tests and the network benchmark;
-# systemd: systemd-analyze checks the packaged unit.
-pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd)
+# systemd: systemd-analyze checks the packaged unit; umoci builds the test images offline,
+# zstd their zstd variant; docker-registry is the real registry the image tests pull from
+# (started by the tests on 127.0.0.1 with their own config, never the packaged service).
+pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,4 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The package's own service listens on every interface: never leave it running.
+if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi

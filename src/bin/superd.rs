@@ -19,7 +19,8 @@ const FILES_AND_SIGNALS: &str = "\
 Files:
   /etc/workloads.d/*.toml   manifests: one workload each, named after the file
   /var/lib/superd/          state (mode 0700): superd.lock, instances/ (what runs),
-                            logs/<name>.log (rotated .1 .2 ...), network/ leases
+                            logs/<name>.log (rotated .1 .2 ...), network/ leases,
+                            images/ (the image store: blobs/, layers/, refs.json)
   /run/superd/superd.sock   control socket, for superctl (mode 0600)
 
 Signals:
@@ -375,6 +376,12 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
             max_size: cli.log_max_size,
             max_files: cli.log_max_files,
         });
+    let store_dir = cli.state_dir.join("images");
+    let unpacker =
+        superd::images::layer::sandbox::Unpacker::new("/proc/self/exe", Some(reaper.clone()));
+    let store = superd::images::store::Store::open(&store_dir, unpacker)
+        .with_context(|| format!("opening the image store {}", store_dir.display()))?;
+    let rt = rt.with_images(Arc::new(store));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -18,4 +18,6 @@ pub mod digest;
 pub mod image;
 pub mod import;
 pub mod layer;
+pub mod merge;
+pub mod reference;
 pub mod store;

@@ -18,6 +18,7 @@ use super::digest::{Digest, Hashing};
 use super::image::{self, LayerRef, Parsed, RunConfig, MAX_DOCUMENT};
 use super::layer::apply::Stats;
 use super::layer::sandbox::Unpacker;
+pub use super::reference::ImageName;
 use crate::durable::{sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -474,47 +475,6 @@ impl Store {
         serde_json::from_slice::<LayerMeta>(&b)
             .ok()
             .map(|m| m.bytes)
-    }
-}
-
-/// A reference split for the store: the canonical `registry/repository:tag` name and the
-/// digest, if pinned.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ImageName {
-    /// `registry/repository:tag` (Docker Hub names normalised: `busybox` is
-    /// `docker.io/library/busybox:latest`).
-    pub name: String,
-    /// The pinned digest.
-    pub digest: Option<Digest>,
-}
-
-impl ImageName {
-    /// Parses a reference (`name[:tag][@sha256:…]`).
-    pub fn parse(s: &str) -> Result<ImageName, String> {
-        let shown: String = s.chars().take(200).collect();
-        if s.len() > 1024 {
-            return Err(format!("`{shown}…` is too long for an image reference"));
-        }
-        let r: oci_spec::distribution::Reference = s
-            .parse()
-            .map_err(|e| format!("`{shown}` is not a valid image reference: {e}"))?;
-        let digest = r.digest().map(Digest::parse).transpose()?;
-        let name = format!(
-            "{}/{}:{}",
-            r.registry(),
-            r.repository(),
-            r.tag().unwrap_or("latest")
-        );
-        Ok(ImageName { name, digest })
-    }
-}
-
-impl std::fmt::Display for ImageName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.digest {
-            Some(d) => write!(f, "{}@{d}", self.name),
-            None => f.write_str(&self.name),
-        }
     }
 }
 

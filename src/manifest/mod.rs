@@ -36,3 +36,4 @@ pub use spec::*;
 pub use validate::{validate_paths, warnings, ValidateReport};
 /// Parses a size such as `64M` (1024-based) into bytes.
 pub use values::parse_size;
+pub use values::parse_user as values_parse_user;

@@ -6,8 +6,8 @@ use super::raw::{
     RawManifest, RawMount, RawNetwork, RawResources, RawRestart, RawRootfs, RawStop, Table, Val,
 };
 use super::spec::{
-    AbsPath, Mount, Name, Network, NetworkMode, PortMapping, Resources, Restart, RestartPolicy,
-    Rootfs, Spec, Stop, User, Writable, DEFAULT_PIDS, MIN_MEMORY,
+    AbsPath, ImageRef, Mount, Name, Network, NetworkMode, PortMapping, Pull, Resources, Restart,
+    RestartPolicy, Rootfs, Spec, Stop, Writable, DEFAULT_PIDS, MIN_MEMORY,
 };
 use super::{limits, security, values};
 use serde::Deserialize;
@@ -118,15 +118,27 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
             }
         }
     }
+    let has_image = raw.rootfs.as_ref().is_some_and(|r| r.image.is_some());
     let command = match &raw.command {
-        Some(v) => command(ck, v),
+        Some(v) => parse_argv(ck, v, "command"),
+        None if has_image => Some(Vec::new()),
         None => {
             let msg =
-                "missing: every manifest needs `command = [\"/path/to/program\", \"arg\", …]`";
+                "missing: every manifest needs `command = [\"/path/to/program\", \"arg\", …]` \
+                       (only an image may leave it out)";
             ck.push(|| FieldError::at_start("command", msg));
             None
         }
     };
+    let args = raw.args.as_ref().and_then(|v| {
+        if !has_image {
+            let msg = "`args` replaces an image's Cmd: without [rootfs] image, put the \
+                       arguments in `command`";
+            ck.error(v.span(), "args", msg);
+            return None;
+        }
+        parse_argv(ck, v, "args")
+    });
     let env = raw.env.as_ref().map(|e| env(ck, e)).unwrap_or_default();
     let workdir = raw.workdir.as_ref().and_then(|v| ck.path(v, "workdir"));
     let user = raw.user.as_ref().and_then(|v| {
@@ -155,9 +167,10 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let security = raw.security.as_ref().map(|s| security::security(ck, s));
 
     let mut spec = Spec::with_defaults(name?, command?);
+    spec.args = args;
     spec.env = env;
-    spec.workdir = workdir.unwrap_or(spec.workdir);
-    spec.user = user.unwrap_or_else(User::root);
+    spec.workdir = workdir;
+    spec.user = user;
     spec.hostname = hostname.unwrap_or(spec.hostname);
     spec.init = init.unwrap_or(spec.init);
     spec.rootfs = rootfs.unwrap_or(spec.rootfs);
@@ -173,26 +186,26 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     Some(spec)
 }
 
-fn command(ck: &mut Checker<'_>, v: &Spanned<Val>) -> Option<Vec<String>> {
+fn parse_argv(ck: &mut Checker<'_>, v: &Spanned<Val>, key: &str) -> Option<Vec<String>> {
     let Val::Array(items) = v.get_ref() else {
         let found = v.get_ref().type_name();
         let msg = format!(
             "expected an array of strings such as [\"/bin/sh\", \"-c\", \"…\"], found {found}"
         );
-        ck.error(v.span(), "command", msg);
+        ck.error(v.span(), key, msg);
         return None;
     };
-    if items.is_empty() {
+    if items.is_empty() && key == "command" {
         let msg = "must not be empty: give the program and its arguments";
-        ck.error(v.span(), "command", msg);
+        ck.error(v.span(), key, msg);
         return None;
     }
     let before = ck.count();
     let mut argv = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let field = format!("command[{i}]");
+        let field = format!("{key}[{i}]");
         if let Some(arg) = ck.string(item, &field) {
-            if i == 0 && arg.is_empty() {
+            if i == 0 && key == "command" && arg.is_empty() {
                 ck.error(
                     item.span(),
                     &field,
@@ -232,11 +245,46 @@ fn rootfs(ck: &mut Checker<'_>, raw: &RawRootfs) -> Option<Rootfs> {
         ck.choice(v, "rootfs.writable", &options)
             .map(|w| (v.span(), w))
     });
+    let image = raw.image.as_ref().map(|v| {
+        ck.parsed(
+            v,
+            "rootfs.image",
+            "an image reference such as \"registry.example:5000/team/web:1.4@sha256:…\"",
+            image_ref,
+        )
+    });
+    let pull = raw.pull.as_ref().map(|v| {
+        let options = [("missing", Pull::Missing), ("never", Pull::Never)];
+        ck.choice(v, "rootfs.pull", &options).map(|p| (v.span(), p))
+    });
     // A value that was given but is invalid has been reported; do not judge the combination.
-    if matches!(path, Some(None)) || matches!(writable, Some(None)) {
+    if matches!(path, Some(None))
+        || matches!(writable, Some(None))
+        || matches!(image, Some(None))
+        || matches!(pull, Some(None))
+    {
         return None;
     }
     let (path, writable) = (path.flatten(), writable.flatten());
+    let (image, pull) = (image.flatten(), pull.flatten());
+    if let (Some(_), Some(_)) = (&image, &path) {
+        if let Some(v) = &raw.path {
+            let msg = "`path` and `image` are exclusive: an image brings its own root";
+            ck.error(v.span(), "rootfs.path", msg);
+        }
+        return None;
+    }
+    if let Some(image) = image {
+        return Some(Rootfs::Image {
+            image,
+            writable: writable.map_or(Writable::Tmpfs, |(_, w)| w),
+            pull: pull.map_or(Pull::Missing, |(_, p)| p),
+        });
+    }
+    if let Some((span, _)) = pull {
+        ck.error(span, "rootfs.pull", "`pull` needs an `image`");
+        return None;
+    }
     match (path, writable) {
         (Some(path), w) if !path.is_root() => Some(Rootfs::Dir {
             path,
@@ -251,6 +299,15 @@ fn rootfs(ck: &mut Checker<'_>, raw: &RawRootfs) -> Option<Rootfs> {
         }
         _ => Some(Rootfs::Host),
     }
+}
+
+fn image_ref(s: &str) -> Result<ImageRef, String> {
+    let n = crate::images::reference::ImageName::parse(s)?;
+    Ok(ImageRef {
+        written: s.to_string(),
+        name: n.name,
+        digest: n.digest.map(|d| d.to_string()),
+    })
 }
 
 fn mounts(ck: &mut Checker<'_>, raw: &[Spanned<Table<RawMount>>]) -> Vec<Mount> {
@@ -459,7 +516,7 @@ fn stop(ck: &mut Checker<'_>, raw: &RawStop) -> Stop {
         Some(t)
     });
     Stop {
-        signal: signal.unwrap_or(d.signal),
+        signal: signal.or(d.signal),
         timeout: timeout.unwrap_or(d.timeout),
     }
 }

@@ -22,6 +22,7 @@ pub(crate) type Leaf = Option<Spanned<Val>>;
 pub(crate) struct RawManifest {
     pub name: Leaf,
     pub command: Leaf,
+    pub args: Leaf,
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<Val>>>>,
     pub workdir: Leaf,
     pub user: Leaf,
@@ -71,7 +72,9 @@ pub(crate) type RawMap = Spanned<BTreeMap<Spanned<String>, Spanned<Val>>>;
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawRootfs {
     pub path: Leaf,
+    pub image: Leaf,
     pub writable: Leaf,
+    pub pull: Leaf,
 }
 
 /// One `[[mounts]]` entry.

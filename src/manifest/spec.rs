@@ -152,6 +152,36 @@ pub enum Rootfs {
         /// Whether and how it is made writable.
         writable: Writable,
     },
+    /// An OCI image from superd's store.
+    Image {
+        /// The reference as written, split.
+        image: ImageRef,
+        /// A tmpfs upper layer (the default) or read-only.
+        writable: Writable,
+        /// Whether superd may fetch it.
+        pull: Pull,
+    },
+}
+
+/// `[rootfs] image`: `name[:tag][@sha256:…]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ImageRef {
+    /// As written in the manifest.
+    pub written: String,
+    /// Canonical `registry/repository:tag` (Docker Hub names normalised).
+    pub name: String,
+    /// The pinned manifest digest; `None` = a tag, resolved once and recorded.
+    pub digest: Option<String>,
+}
+
+/// `[rootfs] pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pull {
+    /// Fetch the image when the store lacks it.
+    Missing,
+    /// Only what was imported or pre-seeded.
+    Never,
 }
 
 /// One `[[mounts]]` entry: a bind mount from the host into the container.
@@ -582,8 +612,8 @@ impl Signal {
 /// `[stop]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Stop {
-    /// Signal sent first.
-    pub signal: Signal,
+    /// Signal sent first (`None`: the image's StopSignal, else SIGTERM).
+    pub signal: Option<Signal>,
     /// Then SIGKILL to everything in the cgroup.
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
@@ -598,7 +628,7 @@ impl Stop {
 impl Default for Stop {
     fn default() -> Self {
         Stop {
-            signal: Signal::term(),
+            signal: None,
             timeout: Duration::from_secs(10),
         }
     }
@@ -696,14 +726,17 @@ impl Default for Network {
 pub struct Spec {
     /// The workload name (the file stem).
     pub name: Name,
-    /// argv; never empty. `command[0]` is resolved through the container's PATH.
+    /// argv; empty only with an image (whose Entrypoint and Cmd then apply).
+    /// `command[0]` is resolved through the container's PATH.
     pub command: Vec<String>,
+    /// `args`: replaces the image's Cmd, keeping its Entrypoint (images only).
+    pub args: Option<Vec<String>>,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
-    /// Working directory inside the container.
-    pub workdir: AbsPath,
-    /// The user the workload runs as.
-    pub user: User,
+    /// Working directory inside the container (`None`: the image's, else `/`).
+    pub workdir: Option<AbsPath>,
+    /// The user the workload runs as (`None`: the image's, else root).
+    pub user: Option<User>,
     /// UTS hostname.
     pub hostname: String,
     /// Whether superd's init shim is PID 1 (true) or the workload is (false).
@@ -740,9 +773,10 @@ impl Spec {
             hostname: name.as_str().to_string(),
             name,
             command,
+            args: None,
             env: BTreeMap::new(),
-            workdir: AbsPath("/".into()),
-            user: User::root(),
+            workdir: None,
+            user: None,
             init: true,
             rootfs: Rootfs::Host,
             mounts: Vec::new(),

@@ -55,7 +55,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 const USER_FORMS: &str = "expected \"uid:gid\", \"uid\", \"name\" or \"name:group\"";
 
 /// `uid:gid`, `uid`, `name`, `name:group` (ids are u32, range-checked).
-pub(crate) fn parse_user(s: &str) -> Result<User, String> {
+/// Parses `user` (`uid[:gid]`, `name[:group]`).
+pub fn parse_user(s: &str) -> Result<User, String> {
     let (user, group) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),

@@ -80,9 +80,7 @@ mod tests {
                 s.restart.reset_after = Duration::from_secs(60)
             }),
             ("restart.max_retries", |s| s.restart.max_retries = 3),
-            ("stop.signal", |s| {
-                s.stop.signal = Signal::parse("INT").unwrap()
-            }),
+            ("stop.signal", |s| s.stop.signal = Signal::parse("INT")),
             ("stop.timeout", |s| s.stop.timeout = Duration::from_secs(1)),
             ("all live sections at once", |s| {
                 s.resources.memory = Some(1 << 30);
@@ -120,15 +118,15 @@ mod tests {
                 }
             }),
             ("user", |s| {
-                s.user = User {
+                s.user = Some(User {
                     user: IdOrName::Name("nobody".into()),
                     group: None,
-                }
+                })
             }),
             ("hostname", |s| s.hostname = "other".into()),
             ("init", |s| s.init = false),
             ("network", |s| s.network.mode = NetworkMode::Host),
-            ("workdir", |s| s.workdir = path("/srv")),
+            ("workdir", |s| s.workdir = Some(path("/srv"))),
             ("command plus a live section", |s| {
                 s.command[1] = "120".into();
                 s.resources.pids = Some(10);

@@ -60,6 +60,8 @@ pub struct Runtime {
     log_limits: sync::LogCfg,
     /// The log directory, handed to every shim (it rotates through it).
     log_dir_fd: OwnedFd,
+    /// The image store, for `[rootfs] image` workloads.
+    images: Option<Arc<crate::images::store::Store>>,
 }
 
 /// Default bounds of a workload's log: 3 files of 10 MiB (`--log-max-size`, `--log-max-files`).
@@ -109,6 +111,9 @@ pub enum StartError {
     /// A bridged workload without bridge networking or an address.
     #[error("bridge networking is not available: {0}")]
     Network(String),
+    /// The image is missing, or its config does not make a runnable process.
+    #[error("image: {0}")]
+    Image(String),
 }
 
 /// Something that happened to a running instance.
@@ -159,6 +164,8 @@ pub struct Instance {
     pidfd: OwnedFd,
     cgroup: Arc<WorkloadCgroup>,
     workload_pid: Arc<AtomicI32>,
+    /// The image's StopSignal, used when the manifest names none.
+    pub image_stop_signal: Option<crate::manifest::Signal>,
 }
 
 impl Instance {
@@ -298,7 +305,19 @@ impl Runtime {
             hidden: HOST_SECRETS.iter().map(|s| s.to_string()).collect(),
             log_limits: DEFAULT_LOG_LIMITS,
             log_dir_fd,
+            images: None,
         })
+    }
+
+    /// Runs `[rootfs] image` workloads from `store`.
+    pub fn with_images(mut self, store: Arc<crate::images::store::Store>) -> Runtime {
+        self.images = Some(store);
+        self
+    }
+
+    /// The image store, if any.
+    pub fn images(&self) -> Option<&Arc<crate::images::store::Store>> {
+        self.images.as_ref()
     }
 
     /// The log bounds for workloads whose manifest sets none.
@@ -344,7 +363,11 @@ impl Runtime {
     }
 
     /// The filters for `spec`'s `[security] seccomp`.
-    fn seccomp_for(&self, spec: &Spec) -> Result<Vec<seccomp::WireProgram>, StartError> {
+    fn seccomp_for(
+        &self,
+        spec: &Spec,
+        user: &crate::manifest::User,
+    ) -> Result<Vec<seccomp::WireProgram>, StartError> {
         let path = match &spec.security.seccomp {
             Seccomp::Default => return Ok(self.default_seccomp.clone()),
             Seccomp::Unconfined => return Ok(Vec::new()),
@@ -355,8 +378,8 @@ impl Runtime {
             .map_err(|e| fail(e.to_string()))?;
         // A root workload holds the default capabilities (its uid is known for sure only
         // inside the container, so a user named other than `root` counts as non-root).
-        let root = matches!(&spec.user.user, IdOrName::Id(0))
-            || matches!(&spec.user.user, IdOrName::Name(n) if n == "root");
+        let root = matches!(&user.user, IdOrName::Id(0))
+            || matches!(&user.user, IdOrName::Name(n) if n == "root");
         let caps: Vec<String> = if root {
             shim::process::DEFAULT_CAPS
                 .iter()
@@ -377,6 +400,8 @@ impl Runtime {
     fn shim_config(
         &self,
         spec: &Spec,
+        run: crate::images::merge::RunPlan,
+        layers: Vec<String>,
         seccomp: Vec<seccomp::WireProgram>,
         own_devices: &[devices::HostDevice],
     ) -> ShimConfig {
@@ -385,20 +410,18 @@ impl Runtime {
             Rootfs::Dir { path, writable } => {
                 (Some(path.to_string()), *writable == Writable::Tmpfs)
             }
+            Rootfs::Image { writable, .. } => (None, *writable == Writable::Tmpfs),
         };
         ShimConfig {
             name: spec.name.to_string(),
-            argv: spec.command.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            workdir: spec.workdir.to_string(),
+            argv: run.argv,
+            env: run.env,
+            workdir: run.workdir,
             user: UserCfg {
-                user: id_cfg(&spec.user.user),
-                group: spec.user.group.as_ref().map(id_cfg),
+                user: id_cfg(&run.user.user),
+                group: run.user.group.as_ref().map(id_cfg),
             },
+            layers,
             hostname: spec.hostname.clone(),
             init: spec.init,
             rootfs,
@@ -444,7 +467,7 @@ impl Runtime {
             cgroupfs: self.cgroups.container_mounts(),
             hide: match spec.rootfs {
                 Rootfs::Host => self.hidden.clone(),
-                Rootfs::Dir { .. } => Vec::new(),
+                Rootfs::Dir { .. } | Rootfs::Image { .. } => Vec::new(),
             },
         }
     }
@@ -502,7 +525,11 @@ impl Runtime {
             }
             NetworkMode::None | NetworkMode::Host => None,
         };
-        let seccomp = self.seccomp_for(spec)?;
+        let (image, layers) = self.resolve_image(spec)?;
+        let run =
+            crate::images::merge::run_plan(spec, image.as_ref()).map_err(StartError::Image)?;
+        let image_stop_signal = run.stop_signal;
+        let seccomp = self.seccomp_for(spec, &run.user)?;
         let own_devices = devices::resolve(&spec.security.devices).map_err(StartError::Devices)?;
         let cgroup = Arc::new(self.cgroups.create(
             &name,
@@ -585,7 +612,7 @@ impl Runtime {
             gen,
             init: spec.init,
             shim_pid,
-            cfg: self.shim_config(spec, seccomp, &own_devices),
+            cfg: self.shim_config(spec, run, layers, seccomp, &own_devices),
             net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),
@@ -598,7 +625,49 @@ impl Runtime {
             pidfd,
             cgroup,
             workload_pid,
+            image_stop_signal,
         })
+    }
+
+    /// For an image workload: its config and its layer directories, top first.
+    fn resolve_image(
+        &self,
+        spec: &Spec,
+    ) -> Result<(Option<crate::images::image::RunConfig>, Vec<String>), StartError> {
+        let Rootfs::Image { image, pull, .. } = &spec.rootfs else {
+            return Ok((None, Vec::new()));
+        };
+        let store = self
+            .images
+            .as_ref()
+            .ok_or_else(|| StartError::Image("superd runs without an image store".into()))?;
+        let name = crate::images::reference::ImageName::parse(&image.written)
+            .map_err(StartError::Image)?;
+        match store.resolve(&name) {
+            Ok(r) => Ok((
+                Some(r.run),
+                r.layer_dirs
+                    .iter()
+                    .rev()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            )),
+            Err(crate::images::store::StoreError::Missing(what)) => {
+                let hint = match pull {
+                    crate::manifest::Pull::Never => {
+                        "pull = \"never\": import it with `superctl image import FILE`"
+                    }
+                    crate::manifest::Pull::Missing => {
+                        "import it with `superctl image import FILE` (this build cannot pull \
+                         from a registry yet)"
+                    }
+                };
+                Err(StartError::Image(format!(
+                    "{what} is not in the store; {hint}"
+                )))
+            }
+            Err(e) => Err(StartError::Image(e.to_string())),
+        }
     }
 }
 

@@ -134,8 +134,11 @@ pub struct ShimConfig {
     pub init: bool,
     /// `None` = host root read-only; `Some(dir)` = a rootfs directory.
     pub rootfs: Option<String>,
-    /// Overlay with a tmpfs upper layer (directory rootfs only).
+    /// Overlay with a tmpfs upper layer (directory and image rootfs).
     pub writable: bool,
+    /// An image's layer directories, top first (empty: not an image).
+    #[serde(default)]
+    pub layers: Vec<String>,
     /// Bind mounts.
     pub mounts: Vec<MountCfg>,
     /// Bring `lo` up in the new network namespace.

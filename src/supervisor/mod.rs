@@ -505,7 +505,13 @@ impl Supervisor {
             // The container is not built yet: nothing to shut down gracefully.
             let _ = inst.kill_all();
         } else {
-            inst.signal(w.spec.stop.signal.number);
+            let sig = w
+                .spec
+                .stop
+                .signal
+                .or(inst.image_stop_signal)
+                .unwrap_or_else(crate::manifest::Signal::term);
+            inst.signal(sig.number);
         }
         let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen, w.spec.stop.timeout);
         let name = name.to_string();

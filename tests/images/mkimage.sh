@@ -23,9 +23,14 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' > b1/rootfs/etc/group
 umoci repack --image oci:l1 b1
 umoci unpack --image oci:l1 b2 >/dev/null
+# A Debian package's files, through apt (the package archive is reachable; stale lists are
+# refreshed once).
 if ! apt-get download netbase >/dev/null 2>&1; then
-    echo "mkimage.sh: apt-get download netbase failed" >&2
-    exit 1
+    apt-get update -qq >/dev/null 2>&1 || true
+    if ! apt-get download netbase >/dev/null 2>&1; then
+        echo "mkimage.sh: apt-get download netbase failed" >&2
+        exit 1
+    fi
 fi
 dpkg-deb -x netbase_*.deb b2/rootfs
 mkdir -p b2/rootfs/opt/data

@@ -93,9 +93,9 @@ fn env() {
 
 #[test]
 fn workdir() {
-    assert_eq!(ok(CMD).workdir.as_str(), "/");
+    assert_eq!(ok(CMD).workdir, None, "the image's, else /");
     assert_eq!(
-        ok_with("workdir = \"/srv/app\"").workdir.as_str(),
+        ok_with("workdir = \"/srv/app\"").workdir.unwrap().as_str(),
         "/srv/app"
     );
     error_with(
@@ -115,15 +115,15 @@ fn workdir() {
 
 #[test]
 fn user() {
-    assert_eq!(ok(CMD).user, User::root());
-    let u = ok_with("user = \"1000:100\"").user;
+    assert_eq!(ok(CMD).user, None, "the image's, else root");
+    let u = ok_with("user = \"1000:100\"").user.unwrap();
     assert_eq!(
         (u.user, u.group),
         (IdOrName::Id(1000), Some(IdOrName::Id(100)))
     );
-    let u = ok_with("user = \"1000\"").user;
+    let u = ok_with("user = \"1000\"").user.unwrap();
     assert_eq!((u.user, u.group), (IdOrName::Id(1000), None));
-    let u = ok_with("user = \"nobody:nogroup\"").user;
+    let u = ok_with("user = \"nobody:nogroup\"").user.unwrap();
     assert_eq!(u.user, IdOrName::Name("nobody".into()));
     assert_eq!(u.group, Some(IdOrName::Name("nogroup".into())));
     error_with(
@@ -525,12 +525,23 @@ fn restart() {
 fn stop() {
     let s = ok_with("[stop]\nsignal = \"SIGINT\"\ntimeout = \"3s\"").stop;
     assert_eq!(
-        (s.signal.name, s.timeout),
+        (s.signal.unwrap().name, s.timeout),
         ("SIGINT", Duration::from_secs(3))
     );
-    assert_eq!(ok_with("[stop]\nsignal = \"quit\"").stop.signal.number, 3);
     assert_eq!(
-        ok_with("[stop]\nsignal = \"SIGKILL\"").stop.signal.number,
+        ok_with("[stop]\nsignal = \"quit\"")
+            .stop
+            .signal
+            .unwrap()
+            .number,
+        3
+    );
+    assert_eq!(
+        ok_with("[stop]\nsignal = \"SIGKILL\"")
+            .stop
+            .signal
+            .unwrap()
+            .number,
         9
     );
     let bad = |v: &str, field: &str, needle: &str| {
@@ -893,4 +904,63 @@ fn network_fields_need_bridge_mode() {
         "network.mode",
         "invalid value `nat`",
     );
+}
+
+#[test]
+fn rootfs_image() {
+    let d = format!("sha256:{}", "a".repeat(64));
+    let spec = ok(&format!(
+        "[rootfs]\nimage = \"127.0.0.1:5000/team/web:1.4@{d}\"\n"
+    ));
+    assert!(
+        spec.command.is_empty(),
+        "with an image, command is optional"
+    );
+    let Rootfs::Image {
+        image,
+        writable,
+        pull,
+    } = spec.rootfs
+    else {
+        panic!("{:?}", spec.rootfs)
+    };
+    assert_eq!(image.name, "127.0.0.1:5000/team/web:1.4");
+    assert_eq!(image.digest.as_deref(), Some(d.as_str()));
+    assert_eq!((writable, pull), (Writable::Tmpfs, Pull::Missing));
+    let spec = ok(
+        "args = [\"-v\"]\n[rootfs]\nimage = \"busybox\"\nwritable = \"none\"\npull = \"never\"\n",
+    );
+    assert_eq!(spec.args, Some(vec!["-v".to_string()]));
+    assert!(matches!(
+        spec.rootfs,
+        Rootfs::Image { writable: Writable::None, pull: Pull::Never, ref image, .. }
+            if image.name == "docker.io/library/busybox:latest" && image.digest.is_none()
+    ));
+    let e = error_with(
+        "[rootfs]\nimage = \"busybox\"\npath = \"/srv\"",
+        "rootfs.path",
+        "exclusive",
+    );
+    assert_eq!(e.line, 4);
+    error_with(
+        "[rootfs]\npull = \"never\"",
+        "rootfs.pull",
+        "needs an `image`",
+    );
+    error_with(
+        "[rootfs]\nimage = \"Bad Name\"",
+        "rootfs.image",
+        "not a valid image reference",
+    );
+    error_with(
+        "[rootfs]\nimage = \"web@sha256:abc\"",
+        "rootfs.image",
+        "image reference",
+    );
+    error_with(
+        "[rootfs]\nimage = \"busybox\"\npull = \"always\"",
+        "rootfs.pull",
+        "one of",
+    );
+    error_with("args = [\"x\"]", "args", "without [rootfs] image");
 }

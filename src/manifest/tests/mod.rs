@@ -94,7 +94,8 @@ fn unknown_keys_everywhere_are_rejected_with_their_path() {
         "unknown field `readonly`",
     );
     assert!(
-        e.message.contains("expected `path` or `writable`"),
+        e.message
+            .contains("expected one of `path`, `image`, `writable`, `pull`"),
         "{}",
         e.message
     );

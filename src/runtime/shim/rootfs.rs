@@ -94,6 +94,61 @@ fn is_symlink(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
+/// The longest option string `mount(2)` takes (one page, less the kernel's own use).
+const MAX_MOUNT_OPTIONS: usize = 4095;
+
+/// Mounts an image's layers (top first) on `mountpoint`: an overlay with the scratch tmpfs as
+/// upper layer, or read-only (one layer: a read-only bind mount, as overlayfs refuses a single
+/// lower without an upper; more: an overlay of lowers only). Layers are named by fd
+/// (`/proc/self/fd/N`), which fits about 220 of them in one page.
+fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Result<()> {
+    let mut fds = Vec::with_capacity(cfg.layers.len());
+    for l in &cfg.layers {
+        fds.push(open_path(l, libc::O_DIRECTORY).ctx(|| format!("opening image layer {l}"))?);
+    }
+    if !cfg.writable && fds.len() == 1 {
+        let tree =
+            clone_tree(fds[0].as_raw_fd(), false).ctx(|| "cloning the image layer".into())?;
+        set_mount_attr(tree.as_raw_fd(), RDONLY_NODEV, false)
+            .ctx(|| "making the image read-only".into())?;
+        return move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
+            .ctx(|| "attaching the image".into());
+    }
+    let lower: Vec<String> = fds.iter().map(fd_path).collect();
+    let mut opts = format!("lowerdir={}", lower.join(":"));
+    // Held until the mount is made: the options name them by fd.
+    let mut upper_work = Vec::new();
+    if cfg.writable {
+        let upper = reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
+        let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
+        opts.push_str(&format!(
+            ",upperdir={},workdir={}",
+            fd_path(&upper),
+            fd_path(&work)
+        ));
+        upper_work.extend([upper, work]);
+    }
+    if opts.len() > MAX_MOUNT_OPTIONS {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(StepError::new(
+            "mounting the image",
+            format!(
+                "the image has {} layers: more than this kernel ({kernel}) takes through \
+                 mount(2) (about 220)",
+                fds.len()
+            ),
+        ));
+    }
+    let mut flags = MsFlags::MS_NODEV;
+    if !cfg.writable {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mnt("overlay", mountpoint, "overlay", flags, Some(&opts))
+        .ctx(|| format!("mounting the overlay of {} image layers", fds.len()))
+}
+
 /// Builds the rootfs and pivots into it. On return the process's `/` is the container root.
 pub fn build(cfg: &ShimConfig) -> Result<()> {
     // Nothing we mount may propagate back to the host.
@@ -132,6 +187,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         reopen_dir(scratch.as_raw_fd(), "root").ctx(|| "opening scratch/root".into())?;
 
     match &cfg.rootfs {
+        None if !cfg.layers.is_empty() => mount_image(cfg, &scratch, &mountpoint)?,
         None => {
             let host = open_path("/", libc::O_DIRECTORY).ctx(|| "opening /".into())?;
             let tree = clone_tree(host.as_raw_fd(), true).ctx(|| "cloning the host root".into())?;
@@ -248,6 +304,12 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
     nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    if cfg.writable && cfg.workdir != "/" {
+        // Docker's WORKDIR rule: a missing working directory is made (in the tmpfs upper).
+        // We are inside the container's root now, so nothing outside it can be reached.
+        std::fs::create_dir_all(&cfg.workdir)
+            .ctx(|| format!("creating the working directory {}", cfg.workdir))?;
+    }
     Ok(())
 }
 

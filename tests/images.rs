@@ -1,0 +1,341 @@
+//! Container images against the real kernel: the test image is built offline with umoci
+//! (`tests/images/mkimage.sh`: four layers, a deleted file and directory, an opaque directory
+//! whose marker follows a sibling that must survive, implicit parents, a hard link), imported
+//! in each archive format, unpacked by superd's sandboxed applier, compared with `umoci
+//! unpack` of the same image, and run as a workload through overlayfs.
+
+// Test helpers: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Sandbox;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use superd::testing::privileged;
+
+/// The test image, built into a temporary directory of the test's own (umoci takes a
+/// second or two, and each test cleans up what it made).
+struct Fixture(tempfile::TempDir);
+
+impl Fixture {
+    fn build() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/images/mkimage.sh");
+        let out = Command::new(script).arg(dir.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mkimage.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fixture(dir)
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.path().join(p)
+    }
+}
+
+fn import(store: &Path, what: &[&Path]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_superd"))
+        .args(["image", "import", "--store"])
+        .arg(store)
+        .args(what)
+        .output()
+        .unwrap()
+}
+
+fn import_ok(store: &Path, what: &[&Path]) -> String {
+    let out = import(store, what);
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn layer_dirs(store: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store.join("layers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn tmp_is_empty(store: &Path) -> bool {
+    std::fs::read_dir(store.join("tmp"))
+        .unwrap()
+        .next()
+        .is_none()
+}
+
+#[test]
+fn every_archive_format_imports_and_layers_are_stored_once() {
+    if privileged("every_archive_format_imports_and_layers_are_stored_once").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("images");
+    let out = import_ok(
+        &store,
+        &[
+            &fx.join("oci.tar"),
+            &fx.join("docker.tar"),
+            &fx.join("zstd"),
+        ],
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains("superd-test/busybox:oci (4 layers, 4 new)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("superd-test/busybox:docker (4 layers, 0 new)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("superd-test/busybox:zstd (4 layers, 0 new)"),
+        "{out}"
+    );
+    assert_eq!(layer_dirs(&store).len(), 4, "one directory per ChainID");
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("refs.json")).unwrap()).unwrap();
+    assert_eq!(refs["refs"].as_object().unwrap().len(), 3);
+    assert!(tmp_is_empty(&store));
+    // A second import of the same archive adds nothing.
+    let again = import_ok(&store, &[&fx.join("oci.tar")]);
+    assert!(again.contains("0 new"), "{again}");
+}
+
+/// The overlay of superd's layer directories against umoci's flattened unpack: the same
+/// names, types, modes, owners, link targets and contents.
+#[test]
+fn the_unpacked_layers_match_an_independent_unpacker() {
+    if privileged("the_unpacked_layers_match_an_independent_unpacker").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("images");
+    import_ok(&store, &[&fx.join("oci.tar")]);
+    let oracle = t.path().join("umoci");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:final", fx.join("oci").display()))
+        .arg(&oracle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Layers top first, as overlayfs lists them: follow the manifest's ChainIDs.
+    let lowers = chain_dirs(&store, "docker.io/superd-test/busybox:oci");
+    let merged = t.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    // The overlay lives in a private mount namespace that ends with this command.
+    let script = format!(
+        "mount -t overlay -o ro,lowerdir={} overlay {} && python3 {} {} {}",
+        lowers.join(":"),
+        merged.display(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/images/treediff.py"),
+        merged.display(),
+        oracle.join("rootfs").display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the trees differ:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("identical"), "{summary}");
+}
+
+/// The layer directories of an image in the store, top first.
+fn chain_dirs(store: &Path, name: &str) -> Vec<String> {
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("refs.json")).unwrap()).unwrap();
+    let digest = refs["refs"][name]["digest"].as_str().unwrap().to_string();
+    let blob = |d: &str| -> serde_json::Value {
+        let p = store
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let m = blob(&digest);
+    let c = blob(m["config"]["digest"].as_str().unwrap());
+    let diffs: Vec<superd::images::digest::Digest> = c["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| superd::images::digest::Digest::parse(d.as_str().unwrap()).unwrap())
+        .collect();
+    superd::images::digest::chain_ids(&diffs)
+        .iter()
+        .rev()
+        .map(|c| {
+            store
+                .join("layers")
+                .join(c.hex())
+                .join("fs")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Copies the oci-only layout so a test can damage it.
+fn layout_copy(fx: &Fixture, to: &Path) -> PathBuf {
+    let dst = to.join("layout");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fx.join("oci-only"))
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dst
+}
+
+fn manifest_of(layout: &Path) -> (String, serde_json::Value) {
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let d = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let m = serde_json::from_slice(&std::fs::read(blob_path(layout, &d)).unwrap()).unwrap();
+    (d, m)
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let d = superd::images::digest::Digest::of(bytes);
+    std::fs::write(blob_path(layout, d.as_str()), bytes).unwrap();
+    (d.to_string(), bytes.len())
+}
+
+#[test]
+fn a_corrupt_blob_or_a_wrong_diff_id_commits_nothing() {
+    if privileged("a_corrupt_blob_or_a_wrong_diff_id_commits_nothing").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let t = tempfile::tempdir().unwrap();
+    // 1. A flipped byte in the last layer's blob (gzip still decodes or fails: either way
+    //    the blob digest cannot match).
+    let layout = layout_copy(&fx, t.path());
+    let (_, m) = manifest_of(&layout);
+    let last = m["layers"][3]["digest"].as_str().unwrap();
+    let p = blob_path(&layout, last);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    let store = t.path().join("images");
+    let out = import(&store, &[&layout]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("layer"), "{err}");
+    assert_eq!(
+        layer_dirs(&store).len(),
+        3,
+        "the three good layers only: {err}"
+    );
+    assert!(tmp_is_empty(&store), "nothing half-written is left");
+    assert!(!store.join("refs.json").exists(), "no image was named");
+
+    // 2. A config whose DiffID for layer 4 is wrong (manifest and index rewritten to match,
+    //    so only the DiffID check can catch it).
+    let t2 = tempfile::tempdir().unwrap();
+    let layout = layout_copy(&fx, t2.path());
+    let (_, mut m) = manifest_of(&layout);
+    let cfg_digest = m["config"]["digest"].as_str().unwrap().to_string();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob_path(&layout, &cfg_digest)).unwrap()).unwrap();
+    cfg["rootfs"]["diff_ids"][3] = serde_json::json!(format!("sha256:{}", "0".repeat(64)));
+    let (cd, cs) = put_blob(&layout, &serde_json::to_vec(&cfg).unwrap());
+    m["config"]["digest"] = serde_json::json!(cd);
+    m["config"]["size"] = serde_json::json!(cs);
+    let (md, ms) = put_blob(&layout, &serde_json::to_vec(&m).unwrap());
+    let mut idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    idx["manifests"][0]["digest"] = serde_json::json!(md);
+    idx["manifests"][0]["size"] = serde_json::json!(ms);
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    let store = t2.path().join("images");
+    let out = import(&store, &[&layout]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the image config says"), "{err}");
+    assert_eq!(layer_dirs(&store).len(), 3, "{err}");
+    assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn an_imported_image_runs_with_its_config() {
+    if privileged("an_imported_image_runs_with_its_config").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-run");
+    // The store is the daemon's: import while it is down (the daemonless build-host path).
+    sb.stop();
+    import_ok(&sb.state.join("images"), &[&fx.join("oci.tar")]);
+    sb.spawn_superd();
+    sb.write_manifest(
+        "img",
+        "[rootfs]\nimage = \"superd-test/busybox:oci\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    let log = sb.wait_log("img", "rpc-gone");
+    assert!(
+        log.contains("hello from superd in /opt as 65534"),
+        "Entrypoint + Cmd, Env, WorkingDir and User from the image: {log}"
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.contains(&"c") && !lines.contains(&"a") && !lines.contains(&"b"),
+        "the opaque /opt/data keeps only its own layer's c: {log}"
+    );
+    // The manifest overrides: args replace Cmd, env merges, workdir and user win.
+    sb.write_manifest(
+        "over",
+        "args = [\"echo $GREETING $EXTRA $(pwd) $(id -u); touch /etc/x && echo writable\"]\nworkdir = \"/srv/new\"\nuser = \"0:0\"\n[env]\nEXTRA = \"more\"\n[rootfs]\nimage = \"superd-test/busybox:oci\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    let log = sb.wait_log("over", "writable");
+    assert!(log.contains("superd more /srv/new 0"), "{log}");
+    // Read-only: writes fail.
+    sb.write_manifest(
+        "ro",
+        "command = [\"/bin/sh\", \"-c\", \"touch /etc/x 2>/dev/null || echo read-only\"]\n[rootfs]\nimage = \"superd-test/busybox:oci\"\nwritable = \"none\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    sb.wait_log("ro", "read-only");
+    // Not in the store: a start error naming the image, retried, nothing else disturbed.
+    sb.write_manifest(
+        "missing",
+        "[rootfs]\nimage = \"superd-test/nothere:1\"\npull = \"never\"\n[network]\nmode = \"none\"\n",
+    );
+    sb.wait_until(
+        "a start error for the missing image",
+        std::time::Duration::from_secs(20),
+        |s| {
+            s.superd_log()
+                .contains("superd-test/nothere:1 is not in the store")
+        },
+    );
+    sb.shutdown();
+}
