@@ -134,6 +134,33 @@ pub struct WorkloadStatus {
     /// Published ports, canonical form `[host_ip:]host_port:container_port/proto`.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// `[rootfs] image` as written (an image workload), of the spec being run or last good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// `GET /v1/images` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImagesResponse {
+    /// Every named image in the store.
+    pub images: Vec<ImageRow>,
+}
+
+/// One image of `superctl image ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRow {
+    /// What the store knows.
+    #[serde(flatten)]
+    pub info: crate::images::store::ImageInfo,
+    /// Workloads whose manifest names it.
+    pub used_by: Vec<String>,
+}
+
+/// `POST /v1/images/import` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    /// What was imported.
+    pub images: Vec<crate::images::import::Imported>,
 }
 
 /// `GET /v1/status` body.

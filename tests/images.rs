@@ -339,3 +339,78 @@ fn an_imported_image_runs_with_its_config() {
     );
     sb.shutdown();
 }
+
+fn superctl(sb: &Sandbox, args: &[&str], stdin: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_superctl"));
+    cmd.arg("--socket").arg(&sb.socket).args(args);
+    if let Some(p) = stdin {
+        cmd.stdin(std::fs::File::open(p).unwrap());
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use() {
+    if privileged("superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let sb = Sandbox::start("image-ctl");
+    // A workload waiting for its image: a start error, retried until the image is there.
+    sb.write_manifest(
+        "web",
+        "[rootfs]\nimage = \"superd-test/busybox:docker\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    // stdin, as `ssh box superctl image import - < img.tar` would give it.
+    let out = superctl(&sb, &["image", "import", "-"], Some(&fx.join("docker.tar")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("superd-test/busybox:docker (4 layers, 4 new)"),
+        "{text}"
+    );
+    let out = superctl(
+        &sb,
+        &["image", "import", fx.join("oci.tar").to_str().unwrap()],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 new"));
+    sb.wait_log("web", "rpc-gone");
+
+    let out = superctl(&sb, &["image", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = ls["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{ls}");
+    let docker = images
+        .iter()
+        .find(|i| i["names"][0] == "docker.io/superd-test/busybox:docker")
+        .unwrap();
+    assert_eq!(docker["used_by"], serde_json::json!(["web"]));
+    assert_eq!(
+        docker["size"], docker["shared"],
+        "both images are the same layers, stored once"
+    );
+    let table = superctl(&sb, &["image", "ls"], None);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("USED BY"));
+
+    let out = superctl(&sb, &["image", "rm", "superd-test/busybox:docker"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by web"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = superctl(&sb, &["image", "rm", "superd-test/busybox:oci"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = superctl(&sb, &["image", "rm", "superd-test/busybox:oci"], None);
+    assert_eq!(out.status.code(), Some(1), "no such image any more");
+    sb.shutdown();
+}

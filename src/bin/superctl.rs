@@ -68,6 +68,9 @@ enum Command {
     Reboot,
     /// Stop every workload, then halt (superd as PID 1 only).
     Halt,
+    /// Manage superd's image store (import, ls, inspect, rm).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Write the man pages (roff) superctl.8 and superctl-<command>.8 into DIR (used to
     /// package them).
     #[command(hide = true)]
@@ -84,6 +87,37 @@ enum Command {
         /// The bridge subnet static addresses must lie in (superd's `--subnet`).
         #[arg(long, default_value = "10.77.0.0/16")]
         subnet: superd::network::Subnet,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Import image archives: docker save, docker >= 25 and OCI archives (optionally gzip or
+    /// zstd compressed); `-` reads stdin (`ssh box superctl image import - < img.tar`).
+    /// superd reads the file itself: superctl passes it the open file.
+    Import {
+        /// Archives, or `-`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Name for an archive holding one image without a full name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images: names, digest, size on disk, bytes shared with other images, users.
+    Ls {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one image's config, layers and users (JSON).
+    Inspect {
+        /// `name[:tag]` or `name@sha256:…`.
+        reference: String,
+    },
+    /// Remove an image's name (refused while a manifest uses the image).
+    Rm {
+        /// `name[:tag]`.
+        reference: String,
     },
 }
 
@@ -152,6 +186,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ack) => writeln!(out, "{}", ack.message)?,
                 Err(e) => return Ok(report(&e, None)),
             }
+        }
+        Command::Image(cmd) => {
+            drop(out);
+            return image(&client, cmd);
         }
         Command::Man { dir } => write_man_pages(&dir)?,
         Command::Validate { paths, subnet } => {
@@ -269,6 +307,72 @@ fn logs(
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// `superctl image …`.
+fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ImageCommand::Import { files, name } => {
+            // An import runs as long as the archive takes to read and unpack.
+            let client = client
+                .clone()
+                .with_timeout(superd::ctl::images::IMPORT_TIMEOUT);
+            for f in files {
+                let file;
+                let stdin = std::io::stdin();
+                let fd = if f.as_os_str() == "-" {
+                    use std::os::fd::AsFd;
+                    stdin.as_fd()
+                } else {
+                    use std::os::fd::AsFd;
+                    file = std::fs::File::open(&f)
+                        .with_context(|| format!("opening {}", f.display()))?;
+                    file.as_fd()
+                };
+                match client.image_import(fd, name.as_deref()) {
+                    Ok(resp) => {
+                        for i in resp.images {
+                            let names = if i.names.is_empty() {
+                                "(no name)".to_string()
+                            } else {
+                                i.names.join(", ")
+                            };
+                            writeln!(
+                                out,
+                                "imported {} {names} ({} layers, {} new)",
+                                i.digest, i.layers, i.new_layers
+                            )?;
+                        }
+                    }
+                    Err(e) => return Ok(report(&e, None)),
+                }
+            }
+        }
+        ImageCommand::Ls { json } => match client.images() {
+            Ok(resp) if json => writeln!(out, "{}", serde_json::to_string(&resp)?)?,
+            Ok(resp) => out.write_all(table::render_images(&resp).as_bytes())?,
+            Err(e) => return Ok(report(&e, None)),
+        },
+        ImageCommand::Inspect { reference } => match client.image(&reference) {
+            Ok(row) => writeln!(out, "{}", serde_json::to_string_pretty(&row)?)?,
+            Err(ClientError::NotFound(m)) => {
+                eprintln!("superctl: {m}");
+                return Ok(ExitCode::from(NOT_FOUND));
+            }
+            Err(e) => return Ok(report(&e, None)),
+        },
+        ImageCommand::Rm { reference } => match client.image_rm(&reference) {
+            Ok(ack) => writeln!(out, "{}", ack.message)?,
+            Err(ClientError::NotFound(m)) => {
+                eprintln!("superctl: {m}");
+                return Ok(ExitCode::from(NOT_FOUND));
+            }
+            Err(e) => return Ok(report(&e, None)),
+        },
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(e: &ClientError, name: Option<&str>) -> ExitCode {

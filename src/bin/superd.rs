@@ -443,6 +443,7 @@ async fn daemon(
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("logs")),
         ),
+        images: rt.images().cloned(),
         ..ctl::ServerLimits::default()
     };
     let server = tokio::spawn(async move {

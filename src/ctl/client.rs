@@ -130,13 +130,55 @@ impl Client {
         self.call("POST", &format!("/v1/{}", action.as_str()))
     }
 
+    /// Every named image in superd's store.
+    pub fn images(&self) -> Result<api::ImagesResponse, ClientError> {
+        self.call("GET", "/v1/images")
+    }
+
+    /// One image.
+    pub fn image(&self, reference: &str) -> Result<api::ImageRow, ClientError> {
+        self.call("GET", &format!("/v1/images/{}", encode_segment(reference)))
+    }
+
+    /// Drops a name from the store (refused while a workload uses it).
+    pub fn image_rm(&self, reference: &str) -> Result<api::Ack, ClientError> {
+        self.call(
+            "DELETE",
+            &format!("/v1/images/{}", encode_segment(reference)),
+        )
+    }
+
+    /// Imports the archive superd reads from `archive` (a file or a pipe, passed to it with
+    /// SCM_RIGHTS). Waits as long as the client's timeout allows.
+    pub fn image_import(
+        &self,
+        archive: std::os::fd::BorrowedFd<'_>,
+        name: Option<&str>,
+    ) -> Result<api::ImportResponse, ClientError> {
+        let path = match name {
+            Some(n) => format!("/v1/images/import?name={}", encode_segment(n)),
+            None => "/v1/images/import".to_string(),
+        };
+        self.call_fd("POST", &path, Some(archive))
+    }
+
     /// Sends one request and decodes a 200 body as `T`; other statuses become errors.
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
     ) -> Result<T, ClientError> {
-        let resp = self.roundtrip(method, path)?;
+        self.call_fd(method, path, None)
+    }
+
+    /// [`Client::call`], passing `fd` along with the request.
+    fn call_fd<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<T, ClientError> {
+        let resp = self.roundtrip(method, path, fd)?;
         let message = || {
             serde_json::from_slice::<api::ErrorBody>(&resp.body)
                 .map(|b| b.error)
@@ -154,7 +196,12 @@ impl Client {
     }
 
     /// One HTTP exchange within the deadline.
-    fn roundtrip(&self, method: &str, path: &str) -> Result<http::ParsedResponse, ClientError> {
+    fn roundtrip(
+        &self,
+        method: &str,
+        path: &str,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<http::ParsedResponse, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let mut stream = self.connect().map_err(|source| ClientError::Unreachable {
             socket: self.socket.clone(),
@@ -173,7 +220,10 @@ impl Client {
             .map_err(io_err)?;
         // A server that refuses us (busy, forbidden) may answer and close before reading the
         // request: a failed write is only fatal if no response can be read either.
-        let write_result = stream.write_all(request.as_bytes());
+        let write_result = match fd {
+            None => stream.write_all(request.as_bytes()),
+            Some(fd) => send_with_fd(&mut stream, request.as_bytes(), fd),
+        };
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
@@ -250,6 +300,26 @@ impl Client {
 }
 
 /// End-to-end tests: the real server on a tempdir socket, a fake supervisor, this client.
+/// Writes `bytes`, the first of them together with `fd` (SCM_RIGHTS).
+fn send_with_fd(
+    stream: &mut UnixStream,
+    bytes: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [sock::ControlMessage::ScmRights(&fds)];
+    let iov = [io::IoSlice::new(bytes)];
+    let n = sock::sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &cmsg,
+        sock::MsgFlags::empty(),
+        None,
+    )?;
+    stream.write_all(&bytes[n..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +344,7 @@ mod tests {
             manifest: None,
             address: None,
             ports: Vec::new(),
+            image: None,
         }
     }
 

@@ -10,11 +10,14 @@
 //! - [`client`]: [`Client`], used by `superctl`.
 //! - [`http`]: the minimal HTTP parsing and writing both sides share (pure).
 //! - [`table`]: `superctl status` rendering (pure).
+//! - [`images`]: the `/v1/images…` routes (the image store, through its one writer).
 
 pub mod access;
 pub mod client;
 pub mod http;
+pub mod images;
 pub mod logs;
+#[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod server;
 pub mod table;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,7 +25,7 @@ use crate::api;
 pub type ApiTx = mpsc::Sender<(api::Request, oneshot::Sender<api::Response>)>;
 
 /// Bounds on what one client may cost the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     /// Largest request (head plus body) accepted; larger ones get 413.
     pub max_request_bytes: usize,
@@ -39,6 +39,8 @@ pub struct ServerLimits {
     pub allowed_group: Option<u32>,
     /// The workload log directory, for `GET /v1/workloads/{name}/logs`.
     pub log_dir: Option<PathBuf>,
+    /// The image store, for `/v1/images…`.
+    pub images: Option<Arc<crate::images::store::Store>>,
 }
 
 impl Default for ServerLimits {
@@ -49,6 +51,7 @@ impl Default for ServerLimits {
             max_connections: 32,
             allowed_group: None,
             log_dir: None,
+            images: None,
         }
     }
 }
@@ -274,15 +277,8 @@ pub async fn serve(
     }
 }
 
-/// How far a connection got; decides what to answer when the deadline passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Reading,
-    Handling,
-    Writing,
-}
-
-/// Serves one admitted connection: one request and one response, within the deadline.
+/// Serves one admitted connection: one request and one response, within the deadline (an
+/// image import has a deadline of its own, [`super::images::IMPORT_TIMEOUT`]).
 async fn handle_connection(
     mut stream: UnixStream,
     limits: &ServerLimits,
@@ -290,43 +286,106 @@ async fn handle_connection(
     access: Access,
     admission: &Admission,
 ) {
-    let mut phase = Phase::Reading;
-    let work = async {
-        let read = tokio::select! {
-            r = read_request(&mut stream, limits.max_request_bytes) => r,
+    let mut fd = None;
+    let read = async {
+        tokio::select! {
+            r = read_request(&mut stream, limits.max_request_bytes, &mut fd) => r,
             () = admission.evicted.notified() => Err(HttpResponse::error(
                 503,
                 "superd is busy: this idle connection made room for a new one",
             )),
-        };
-        admission.request_read();
-        let resp = match read {
-            Ok(Some(req)) => {
-                phase = Phase::Handling;
-                match logs_request(&req, limits.log_dir.as_deref()).await {
-                    Some(resp) => resp,
-                    None => dispatch(&req, tx, access, limits.allowed_group).await,
+        }
+    };
+    let read = match tokio::time::timeout(limits.request_timeout, read).await {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = stream
+                .try_write(&HttpResponse::error(408, "request not received in time").to_bytes());
+            return;
+        }
+    };
+    admission.request_read();
+    let resp = match read {
+        Ok(Some(req)) => {
+            let deadline = if super::images::is_import(&req) {
+                super::images::IMPORT_TIMEOUT
+            } else {
+                limits.request_timeout
+            };
+            let handle = async {
+                if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {
+                    return r;
                 }
+                if let Some(r) =
+                    super::images::request(&req, fd.take(), limits.images.as_ref(), access, tx)
+                        .await
+                {
+                    return r;
+                }
+                dispatch(&req, tx, access, limits.allowed_group).await
+            };
+            match tokio::time::timeout(deadline, handle).await {
+                Ok(r) => r,
+                Err(_) => HttpResponse::error(503, "superd did not answer in time"),
             }
-            Ok(None) => return, // the client went away
-            Err(resp) => resp,
-        };
-        phase = Phase::Writing;
+        }
+        Ok(None) => return, // the client went away
+        Err(resp) => resp,
+    };
+    let write = async {
         if let Err(e) = stream.write_all(&resp.to_bytes()).await {
             tracing::debug!(error = %e, "writing control response");
         }
         let _ = stream.shutdown().await;
     };
-    if tokio::time::timeout(limits.request_timeout, work)
-        .await
-        .is_err()
-    {
-        let late = match phase {
-            Phase::Reading => HttpResponse::error(408, "request not received in time"),
-            Phase::Handling => HttpResponse::error(503, "superd did not answer in time"),
-            Phase::Writing => return, // a partial response is on the wire; just close
-        };
-        let _ = stream.try_write(&late.to_bytes());
+    // A partial response may be on the wire when this runs out; then just close.
+    let _ = tokio::time::timeout(limits.request_timeout, write).await;
+}
+
+/// One read that also takes a file descriptor sent with `SCM_RIGHTS` (the first one is kept
+/// in `fd`; any other is closed at once).
+async fn read_some(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    fd: &mut Option<std::os::fd::OwnedFd>,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    loop {
+        stream.readable().await?;
+        let res = stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [std::io::IoSliceMut::new(buf)];
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut got = Vec::new();
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        // SAFETY: the kernel just installed these fds in our table for us.
+                        got.extend(fds.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                    }
+                }
+            }
+            Ok((msg.bytes, got))
+        });
+        match res {
+            Ok((n, got)) => {
+                for f in got {
+                    if fd.is_none() {
+                        *fd = Some(f);
+                    } // else: dropped, i.e. closed
+                }
+                return Ok(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -335,6 +394,7 @@ async fn handle_connection(
 async fn read_request(
     stream: &mut UnixStream,
     max: usize,
+    fd: &mut Option<std::os::fd::OwnedFd>,
 ) -> Result<Option<HttpRequest>, HttpResponse> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -349,7 +409,7 @@ async fn read_request(
         }
         // Never buffer more than max + 1 bytes: one over the limit is enough to know.
         let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
-        let n = match stream.read(&mut chunk[..room]).await {
+        let n = match read_some(stream, &mut chunk[..room], fd).await {
             Ok(0) if buf.is_empty() => return Ok(None),
             Ok(0) => return Err(HttpResponse::error(400, "connection closed mid-request")),
             Ok(n) => n,

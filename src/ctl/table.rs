@@ -165,6 +165,55 @@ pub fn format_last_exit(e: &LastExit) -> String {
     }
 }
 
+/// `superctl image ls`: one row per image.
+pub fn render_images(resp: &crate::api::ImagesResponse) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "DIGEST".to_string(),
+        "PLATFORM".to_string(),
+        "SIZE".to_string(),
+        "SHARED".to_string(),
+        "USED BY".to_string(),
+    ]];
+    for img in &resp.images {
+        let i = &img.info;
+        for (n, name) in i.names.iter().enumerate() {
+            let first = n == 0;
+            let or_blank = |s: String| if first { s } else { String::new() };
+            rows.push([
+                clean(name),
+                or_blank(i.digest.short().to_string()),
+                or_blank(clean(&i.platform)),
+                or_blank(mib(i.size)),
+                or_blank(mib(i.shared)),
+                or_blank(if img.used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    img.used_by.join(",")
+                }),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +236,7 @@ mod tests {
             manifest: None,
             address: None,
             ports: Vec::new(),
+            image: None,
         }
     }
 

@@ -354,6 +354,9 @@ impl Supervisor {
                             .and_then(|e| e.spec.as_ref().ok())
                             .map(|s| s.network.ports.iter().map(|p| p.to_string()).collect())
                             .unwrap_or_default(),
+                        image: entry
+                            .and_then(|e| e.spec.as_ref().ok())
+                            .and_then(|s| workload::image_of(s)),
                     },
                 }
             })

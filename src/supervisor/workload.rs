@@ -128,7 +128,16 @@ impl Workload {
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
+            image: image_of(&self.spec),
         }
+    }
+}
+
+/// `[rootfs] image` as written, for an image workload.
+pub fn image_of(spec: &crate::manifest::Spec) -> Option<String> {
+    match &spec.rootfs {
+        crate::manifest::Rootfs::Image { image, .. } => Some(image.written.clone()),
+        _ => None,
     }
 }
 

@@ -1,0 +1,277 @@
+//! `/v1/images…`: the image store through the daemon, its only writer.
+//!
+//! | request                              | answer                                        |
+//! |--------------------------------------|-----------------------------------------------|
+//! | `GET /v1/images`                     | every named image, with the workloads using it |
+//! | `GET /v1/images/{ref}`               | one image (`inspect`)                         |
+//! | `DELETE /v1/images/{ref}`            | drop a name; refused while a workload uses it |
+//! | `POST /v1/images/import?name=N` + fd | import the archive read from the fd the client passed with `SCM_RIGHTS` (its file or its stdin), so nothing is copied through the socket |
+//!
+//! Reading is allowed to `--socket-group` members; import and removal need root.
+
+use super::access::Access;
+use super::http::{self, HttpRequest, HttpResponse};
+use super::server::ApiTx;
+use crate::api::{self, ImageRow, ImagesResponse, ImportResponse};
+use crate::images::reference::ImageName;
+use crate::images::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, Semaphore};
+
+/// How long an import may wait for its next byte before it is abandoned.
+pub const IMPORT_IDLE: Duration = Duration::from_secs(60);
+/// The longest an import may take.
+pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One import at a time: the others wait their turn.
+static IMPORTS: Semaphore = Semaphore::const_new(1);
+
+/// True for the one long request (served with [`IMPORT_TIMEOUT`]).
+pub fn is_import(req: &HttpRequest) -> bool {
+    req.path == "/v1/images/import"
+}
+
+/// Answers `/v1/images…`; `None` for any other path.
+pub async fn request(
+    req: &HttpRequest,
+    fd: Option<OwnedFd>,
+    store: Option<&Arc<Store>>,
+    access: Access,
+    tx: &ApiTx,
+) -> Option<HttpResponse> {
+    let rest = req.path.strip_prefix("/v1/images")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let Some(store) = store.cloned() else {
+        return Some(HttpResponse::error(404, "this superd has no image store"));
+    };
+    let seg = rest.trim_start_matches('/');
+    let write = req.method != "GET";
+    if write && access != Access::Admin {
+        return Some(HttpResponse::error(
+            403,
+            "permission denied: changing the image store needs root",
+        ));
+    }
+    Some(match (req.method.as_str(), seg) {
+        ("GET", "") => list(store, tx).await,
+        ("POST", "import") => import(store, fd, &req.query).await,
+        ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
+        ("DELETE", r) if !r.is_empty() && !r.contains('/') && r != "import" => {
+            remove(store, r, tx).await
+        }
+        _ => HttpResponse::error(
+            404,
+            format!("no such endpoint: {} {}", req.method, req.path),
+        ),
+    })
+}
+
+fn decode_ref(seg: &str) -> Result<ImageName, HttpResponse> {
+    let r = http::decode_segment(seg)
+        .ok_or_else(|| HttpResponse::error(400, "invalid image reference encoding"))?;
+    ImageName::parse(&r).map_err(|e| HttpResponse::error(400, e))
+}
+
+/// Workload → image reference, from the supervisor (every manifest, also the last good spec
+/// of a broken one).
+async fn image_users(tx: &ApiTx) -> Vec<(String, String)> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx
+        .send((api::Request::Status { name: None }, reply_tx))
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    match reply_rx.await {
+        Ok(api::Response::Status(s)) => s
+            .workloads
+            .into_iter()
+            .filter_map(|w| w.image.map(|i| (w.name, i)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Manifest digest → the workloads whose image resolves to it.
+fn users_by_digest(
+    store: &Store,
+    users: &[(String, String)],
+) -> BTreeMap<crate::images::digest::Digest, Vec<String>> {
+    let mut out: BTreeMap<_, Vec<String>> = BTreeMap::new();
+    for (w, r) in users {
+        if let Ok(Ok(res)) = ImageName::parse(r).map(|n| store.resolve(&n)) {
+            out.entry(res.manifest).or_default().push(w.clone());
+        }
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpResponse> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HttpResponse::error(500, format!("image store task: {e}")))
+}
+
+async fn list(store: Arc<Store>, tx: &ApiTx) -> HttpResponse {
+    let users = image_users(tx).await;
+    let rows = blocking(move || {
+        let by = users_by_digest(&store, &users);
+        store
+            .list()
+            .into_iter()
+            .map(|info| ImageRow {
+                used_by: by.get(&info.digest).cloned().unwrap_or_default(),
+                info,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match rows {
+        Ok(images) => HttpResponse::json(200, &ImagesResponse { images }),
+        Err(r) => r,
+    }
+}
+
+async fn inspect(store: Arc<Store>, seg: &str, tx: &ApiTx) -> HttpResponse {
+    let name = match decode_ref(seg) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let users = image_users(tx).await;
+    let row = blocking(move || {
+        let res = store.resolve(&name)?;
+        let by = users_by_digest(&store, &users);
+        let info = store
+            .list()
+            .into_iter()
+            .find(|i| i.digest == res.manifest)
+            .ok_or_else(|| StoreError::Missing(name.to_string()))?;
+        Ok::<_, StoreError>(ImageRow {
+            used_by: by.get(&info.digest).cloned().unwrap_or_default(),
+            info,
+        })
+    })
+    .await;
+    match row {
+        Ok(Ok(row)) => HttpResponse::json(200, &row),
+        Ok(Err(e)) => store_error(e),
+        Err(r) => r,
+    }
+}
+
+async fn remove(store: Arc<Store>, seg: &str, tx: &ApiTx) -> HttpResponse {
+    let name = match decode_ref(seg) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let users = image_users(tx).await;
+    let res = blocking(move || {
+        let target = store.resolve(&name).ok().map(|r| r.manifest);
+        if let Some(d) = &target {
+            let by = users_by_digest(&store, &users);
+            if let Some(ws) = by.get(d) {
+                return Err(HttpResponse::error(
+                    409,
+                    format!(
+                        "image {name} is in use by {}: change or remove those manifests first",
+                        ws.join(", ")
+                    ),
+                ));
+            }
+        }
+        match store.remove_ref(&name.name) {
+            Ok(true) => Ok(format!("removed {}", name.name)),
+            Ok(false) => Err(HttpResponse::error(
+                404,
+                format!("no image named {}", name.name),
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    })
+    .await;
+    match res {
+        Ok(Ok(message)) => HttpResponse::json(200, &api::Ack { message }),
+        Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResponse {
+    let Some(fd) = fd else {
+        return HttpResponse::error(
+            400,
+            "an import sends the archive's file descriptor with the request (SCM_RIGHTS)",
+        );
+    };
+    let mut name = None;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("name", v)) => match http::decode_segment(v) {
+                Some(v) => name = Some(v),
+                None => return HttpResponse::error(400, "invalid name encoding"),
+            },
+            _ => return HttpResponse::error(400, format!("unknown parameter `{kv}`")),
+        }
+    }
+    let Ok(_turn) = IMPORTS.acquire().await else {
+        return HttpResponse::error(503, "superd is shutting down");
+    };
+    let res = blocking(move || {
+        let input = IdleReader {
+            fd,
+            idle: IMPORT_IDLE,
+        };
+        crate::images::import::import_stream(&store, input, name.as_deref())
+    })
+    .await;
+    match res {
+        Ok(Ok(images)) => HttpResponse::json(200, &ImportResponse { images }),
+        Ok(Err(e)) => store_error(e),
+        Err(r) => r,
+    }
+}
+
+fn store_error(e: StoreError) -> HttpResponse {
+    let status = match &e {
+        StoreError::Missing(_) => 404,
+        StoreError::Invalid(_) => 422,
+        StoreError::Locked(..) | StoreError::Io { .. } => 500,
+    };
+    HttpResponse::error(status, crate::report::chain(&e))
+}
+
+/// Reads a client's fd, giving up when no byte arrives for `idle` (a pipe nobody writes).
+struct IdleReader {
+    fd: OwnedFd,
+    idle: Duration,
+}
+
+impl Read for IdleReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = u16::try_from(self.idle.as_millis()).unwrap_or(u16::MAX);
+        loop {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no data for {} s", self.idle.as_secs()),
+                    ))
+                }
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
+    }
+}
