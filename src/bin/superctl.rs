@@ -103,6 +103,11 @@ enum ImageCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull an image from its registry through superd (a tag is resolved again and recorded).
+    Pull {
+        /// `registry/repository[:tag][@sha256:…]`.
+        reference: String,
+    },
     /// List images: names, digest, size on disk, bytes shared with other images, users.
     Ls {
         /// Print the API's JSON instead of a table.
@@ -347,6 +352,26 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => return Ok(report(&e, None)),
                 }
+            }
+        }
+        ImageCommand::Pull { reference } => {
+            let client = client
+                .clone()
+                .with_timeout(superd::ctl::images::IMPORT_TIMEOUT);
+            match client.image_pull(&reference) {
+                Ok(resp) => {
+                    for i in resp.images {
+                        writeln!(
+                            out,
+                            "pulled {} {} ({} layers, {} new)",
+                            i.digest,
+                            i.names.join(", "),
+                            i.layers,
+                            i.new_layers
+                        )?;
+                    }
+                }
+                Err(e) => return Ok(report(&e, None)),
             }
         }
         ImageCommand::Ls { json } => match client.images() {

@@ -86,6 +86,14 @@ struct Cli {
     /// mounts, module loading, power signals, poweroff at the end.
     #[arg(long)]
     init_mode: bool,
+    /// A registry spoken to over plain HTTP (`host[:port]`; repeat for more). Every other
+    /// registry is HTTPS only.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// Registry credentials, Docker's `config.json` format (`{"auths": {"HOST": {"auth":
+    /// "base64(user:password)"}}}`); must be owned by root, mode 0600. Missing = anonymous.
+    #[arg(long, default_value = "/etc/superd/registry-auth.json")]
+    registry_auth: PathBuf,
     /// Print this help as a man page (roff) and exit (used to package superd.8).
     #[arg(long, hide = true)]
     man: bool,
@@ -381,7 +389,16 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
         superd::images::layer::sandbox::Unpacker::new("/proc/self/exe", Some(reaper.clone()));
     let store = superd::images::store::Store::open(&store_dir, unpacker)
         .with_context(|| format!("opening the image store {}", store_dir.display()))?;
-    let rt = rt.with_images(Arc::new(store));
+    let store = Arc::new(store);
+    let rt = rt.with_images(Arc::clone(&store));
+    #[cfg(feature = "registry")]
+    let rt = rt.with_puller(Arc::new(superd::images::pull::Puller::new(
+        store,
+        superd::images::pull::RegistryConfig {
+            insecure: cli.insecure_registries.clone(),
+            auth_file: Some(cli.registry_auth.clone()),
+        },
+    )));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -444,6 +461,8 @@ async fn daemon(
                 .unwrap_or_else(|| cli.state_dir.join("logs")),
         ),
         images: rt.images().cloned(),
+        #[cfg(feature = "registry")]
+        puller: rt.puller().cloned(),
         ..ctl::ServerLimits::default()
     };
     let server = tokio::spawn(async move {

@@ -140,6 +140,14 @@ impl Client {
         self.call("GET", &format!("/v1/images/{}", encode_segment(reference)))
     }
 
+    /// Pulls an image from its registry (a tag is resolved again).
+    pub fn image_pull(&self, reference: &str) -> Result<api::ImportResponse, ClientError> {
+        self.call(
+            "POST",
+            &format!("/v1/images/pull?ref={}", encode_segment(reference)),
+        )
+    }
+
     /// Drops a name from the store (refused while a workload uses it).
     pub fn image_rm(&self, reference: &str) -> Result<api::Ack, ClientError> {
         self.call(

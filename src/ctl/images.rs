@@ -5,6 +5,7 @@
 //! | `GET /v1/images`                     | every named image, with the workloads using it |
 //! | `GET /v1/images/{ref}`               | one image (`inspect`)                         |
 //! | `DELETE /v1/images/{ref}`            | drop a name; refused while a workload uses it |
+//! | `POST /v1/images/pull?ref=R`         | pull from a registry (re-resolves a tag)      |
 //! | `POST /v1/images/import?name=N` + fd | import the archive read from the fd the client passed with `SCM_RIGHTS` (its file or its stdin), so nothing is copied through the socket |
 //!
 //! Reading is allowed to `--socket-group` members; import and removal need root.
@@ -30,19 +31,20 @@ pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// One import at a time: the others wait their turn.
 static IMPORTS: Semaphore = Semaphore::const_new(1);
 
-/// True for the one long request (served with [`IMPORT_TIMEOUT`]).
+/// True for the long requests (served with [`IMPORT_TIMEOUT`]).
 pub fn is_import(req: &HttpRequest) -> bool {
-    req.path == "/v1/images/import"
+    req.path == "/v1/images/import" || req.path == "/v1/images/pull"
 }
 
 /// Answers `/v1/images…`; `None` for any other path.
 pub async fn request(
     req: &HttpRequest,
     fd: Option<OwnedFd>,
-    store: Option<&Arc<Store>>,
+    limits: &super::server::ServerLimits,
     access: Access,
     tx: &ApiTx,
 ) -> Option<HttpResponse> {
+    let store = limits.images.as_ref();
     let rest = req.path.strip_prefix("/v1/images")?;
     if !(rest.is_empty() || rest.starts_with('/')) {
         return None;
@@ -61,6 +63,7 @@ pub async fn request(
     Some(match (req.method.as_str(), seg) {
         ("GET", "") => list(store, tx).await,
         ("POST", "import") => import(store, fd, &req.query).await,
+        ("POST", "pull") => pull(limits, &req.query).await,
         ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
         ("DELETE", r) if !r.is_empty() && !r.contains('/') && r != "import" => {
             remove(store, r, tx).await
@@ -237,6 +240,36 @@ async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResp
         Ok(Err(e)) => store_error(e),
         Err(r) => r,
     }
+}
+
+#[cfg(feature = "registry")]
+async fn pull(limits: &super::server::ServerLimits, query: &str) -> HttpResponse {
+    let Some(puller) = limits.puller.clone() else {
+        return HttpResponse::error(501, "this superd does not pull images");
+    };
+    let mut reference = None;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("ref", v)) => reference = http::decode_segment(v),
+            _ => return HttpResponse::error(400, format!("unknown parameter `{kv}`")),
+        }
+    }
+    let Some(reference) = reference else {
+        return HttpResponse::error(400, "missing ?ref=IMAGE");
+    };
+    if let Err(e) = ImageName::parse(&reference) {
+        return HttpResponse::error(400, e);
+    }
+    match puller.pull(&reference).await {
+        Ok(img) => HttpResponse::json(200, &ImportResponse { images: vec![img] }),
+        Err(crate::images::pull::PullError::Store(e)) => store_error(e),
+        Err(e) => HttpResponse::error(502, crate::report::chain(&e)),
+    }
+}
+
+#[cfg(not(feature = "registry"))]
+async fn pull(_limits: &super::server::ServerLimits, _query: &str) -> HttpResponse {
+    HttpResponse::error(501, "this build of superd cannot pull from a registry")
 }
 
 fn store_error(e: StoreError) -> HttpResponse {

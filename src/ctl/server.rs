@@ -41,6 +41,9 @@ pub struct ServerLimits {
     pub log_dir: Option<PathBuf>,
     /// The image store, for `/v1/images…`.
     pub images: Option<Arc<crate::images::store::Store>>,
+    /// The puller, for `POST /v1/images/pull`.
+    #[cfg(feature = "registry")]
+    pub puller: Option<Arc<crate::images::pull::Puller>>,
 }
 
 impl Default for ServerLimits {
@@ -52,6 +55,8 @@ impl Default for ServerLimits {
             allowed_group: None,
             log_dir: None,
             images: None,
+            #[cfg(feature = "registry")]
+            puller: None,
         }
     }
 }
@@ -316,10 +321,7 @@ async fn handle_connection(
                 if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {
                     return r;
                 }
-                if let Some(r) =
-                    super::images::request(&req, fd.take(), limits.images.as_ref(), access, tx)
-                        .await
-                {
+                if let Some(r) = super::images::request(&req, fd.take(), limits, access, tx).await {
                     return r;
                 }
                 dispatch(&req, tx, access, limits.allowed_group).await

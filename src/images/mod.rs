@@ -19,5 +19,7 @@ pub mod image;
 pub mod import;
 pub mod layer;
 pub mod merge;
+#[cfg(feature = "registry")]
+pub mod pull;
 pub mod reference;
 pub mod store;

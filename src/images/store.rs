@@ -5,6 +5,7 @@
 //!   blobs/sha256/<hex>        manifests and configs, verified by digest
 //!   layers/<chainid hex>/fs   one unpacked layer, immutable once here; meta.json beside it
 //!   refs.json                 name → manifest digest: the only list of roots (atomic replace)
+//!   ingest/<blob hex>         a layer blob being downloaded (resumed by the next pull)
 //!   tmp/                      work in progress; emptied whenever the store is opened
 //!   .lock                     flock: one writer (a daemon, or a daemonless import)
 //! ```
@@ -153,7 +154,7 @@ fn mkdir(p: &Path) -> Result<(), StoreError> {
 impl Store {
     /// Opens (creating) the store at `root`, takes its lock and discards unfinished work.
     pub fn open(root: &Path, unpacker: Unpacker) -> Result<Store, StoreError> {
-        for d in ["", "blobs/sha256", "layers", "tmp"] {
+        for d in ["", "blobs/sha256", "layers", "tmp", "ingest"] {
             mkdir(&root.join(d))?;
         }
         let lock_path = root.join(".lock");
@@ -221,6 +222,12 @@ impl Store {
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Where a blob being downloaded is kept until its layer is committed (a later pull
+    /// resumes from it).
+    pub fn ingest_path(&self, blob: &Digest) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join("ingest").join(blob.hex()))
     }
 
     /// Directory of a committed layer.

@@ -62,6 +62,9 @@ pub struct Runtime {
     log_dir_fd: OwnedFd,
     /// The image store, for `[rootfs] image` workloads.
     images: Option<Arc<crate::images::store::Store>>,
+    /// Pulls missing images (`pull = "missing"`).
+    #[cfg(feature = "registry")]
+    puller: Option<Arc<crate::images::pull::Puller>>,
 }
 
 /// Default bounds of a workload's log: 3 files of 10 MiB (`--log-max-size`, `--log-max-files`).
@@ -306,6 +309,8 @@ impl Runtime {
             log_limits: DEFAULT_LOG_LIMITS,
             log_dir_fd,
             images: None,
+            #[cfg(feature = "registry")]
+            puller: None,
         })
     }
 
@@ -313,6 +318,19 @@ impl Runtime {
     pub fn with_images(mut self, store: Arc<crate::images::store::Store>) -> Runtime {
         self.images = Some(store);
         self
+    }
+
+    /// Pulls images that `pull = "missing"` workloads lack.
+    #[cfg(feature = "registry")]
+    pub fn with_puller(mut self, puller: Arc<crate::images::pull::Puller>) -> Runtime {
+        self.puller = Some(puller);
+        self
+    }
+
+    /// The puller, if any.
+    #[cfg(feature = "registry")]
+    pub fn puller(&self) -> Option<&Arc<crate::images::pull::Puller>> {
+        self.puller.as_ref()
     }
 
     /// The image store, if any.
@@ -629,6 +647,33 @@ impl Runtime {
         })
     }
 
+    /// Starts (or reports) the pull of a missing image.
+    #[cfg(feature = "registry")]
+    fn pull_hint(&self, written: &str) -> String {
+        match &self.puller {
+            Some(p) => {
+                let before = p.progress(written);
+                p.ensure(written);
+                match before {
+                    Some(b) if b.error.is_some() => format!("{b}; pulling again"),
+                    _ => p
+                        .progress(written)
+                        .map_or_else(|| "pulling".to_string(), |pr| pr.to_string()),
+                }
+            }
+            None => {
+                "this superd does not pull: import it with `superctl image import FILE`".to_string()
+            }
+        }
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn pull_hint(&self, _written: &str) -> String {
+        "this build of superd cannot pull from a registry: import it with \
+         `superctl image import FILE`"
+            .to_string()
+    }
+
     /// For an image workload: its config and its layer directories, top first.
     fn resolve_image(
         &self,
@@ -655,12 +700,9 @@ impl Runtime {
             Err(crate::images::store::StoreError::Missing(what)) => {
                 let hint = match pull {
                     crate::manifest::Pull::Never => {
-                        "pull = \"never\": import it with `superctl image import FILE`"
+                        "pull = \"never\": import it with `superctl image import FILE`".to_string()
                     }
-                    crate::manifest::Pull::Missing => {
-                        "import it with `superctl image import FILE` (this build cannot pull \
-                         from a registry yet)"
-                    }
+                    crate::manifest::Pull::Missing => self.pull_hint(&image.written),
                 };
                 Err(StartError::Image(format!(
                     "{what} is not in the store; {hint}"

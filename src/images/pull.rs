@@ -1,0 +1,494 @@
+//! Registry pulls (cargo feature `registry`), with oci-client for the protocol: token auth,
+//! digest checks of manifests (against the reference and `Docker-Content-Digest`) and blobs.
+//!
+//! - A tag is resolved once and recorded; an index picks this machine's platform.
+//! - Layers stream into `ingest/<blob hex>` (at most 2 at a time). A broken connection resumes
+//!   with a `Range` request from what the file holds (up to [`RETRIES`] times, with backoff);
+//!   a registry that answers 200 instead of 206 starts the file over. The whole file is
+//!   hashed again before it is unpacked, and the store checks both digests before it commits.
+//! - Layers are unpacked bottom first as soon as their download is complete; the ingest file
+//!   is removed once its layer is committed. The image is named last.
+//! - Plain HTTP only for registries given with `--insecure-registry`; credentials from a
+//!   Docker `config.json` style file that only root may read.
+
+use super::digest::Digest;
+use super::image::{self, MAX_DOCUMENT};
+use super::import::Imported;
+use super::reference::ImageName;
+use super::store::{Store, StoreError};
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Attempts per layer download (the first included).
+pub const RETRIES: u32 = 5;
+/// Layers downloaded at once.
+pub const PARALLEL: usize = 2;
+
+/// Registry settings from superd's command line.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// `host[:port]` of registries spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// A Docker `config.json` style credentials file (`{"auths": {"host": {"auth": …}}}`).
+    pub auth_file: Option<PathBuf>,
+}
+
+/// How far a pull got (shown in status while a workload waits for its image).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Layers committed (present before or unpacked now).
+    pub layers_done: usize,
+    /// Layers of the image.
+    pub layers: usize,
+    /// Compressed bytes fetched or already present.
+    pub bytes_done: u64,
+    /// Compressed bytes of all layers.
+    pub bytes: u64,
+    /// The last error, when the pull failed.
+    pub error: Option<String>,
+    /// The pull ended (successfully or not).
+    pub finished: bool,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        if let Some(e) = &self.error {
+            return write!(f, "the last pull failed: {e}");
+        }
+        if self.layers == 0 {
+            return f.write_str("pulling: resolving the manifest");
+        }
+        write!(
+            f,
+            "pulling {}/{} layers, {:.1} MiB of {:.1} MiB",
+            self.layers_done,
+            self.layers,
+            mib(self.bytes_done),
+            mib(self.bytes)
+        )
+    }
+}
+
+/// A pull failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The registry refused or the transfer failed.
+    #[error("{0}")]
+    Registry(String),
+    /// The store refused the content.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn reg(e: impl std::fmt::Display) -> PullError {
+    PullError::Registry(e.to_string())
+}
+
+/// Pulls images into a store; one pull per reference at a time.
+pub struct Puller {
+    store: Arc<Store>,
+    client: oci_client::Client,
+    cfg: RegistryConfig,
+    pulls: Mutex<BTreeMap<String, Progress>>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Puller {
+    /// A puller for `store`.
+    pub fn new(store: Arc<Store>, cfg: RegistryConfig) -> Puller {
+        // rustls needs one process-wide crypto provider; a second install is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let protocol = if cfg.insecure.is_empty() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(cfg.insecure.clone())
+        };
+        let client = oci_client::Client::new(ClientConfig {
+            protocol,
+            max_concurrent_download: PARALLEL,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..ClientConfig::default()
+        });
+        Puller {
+            store,
+            client,
+            cfg,
+            pulls: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The progress of the pull of `reference` (as written), if one ran.
+    pub fn progress(&self, reference: &str) -> Option<Progress> {
+        self.lock().get(reference).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Progress>> {
+        self.pulls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, reference: &str, f: impl FnOnce(&mut Progress)) {
+        if let Some(p) = self.lock().get_mut(reference) {
+            f(p);
+        }
+    }
+
+    /// Starts a pull of `reference` in the background unless one is running. Must be called
+    /// inside a tokio runtime.
+    pub fn ensure(self: &Arc<Self>, reference: &str) {
+        {
+            let mut pulls = self.lock();
+            if pulls.get(reference).is_some_and(|p| !p.finished) {
+                return;
+            }
+            pulls.insert(reference.to_string(), Progress::default());
+        }
+        let me = Arc::clone(self);
+        let r = reference.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = me.run(&r).await {
+                tracing::warn!(image = %r, "pull failed: {}", crate::report::chain(&e));
+            }
+        });
+    }
+
+    /// Pulls `reference` now (waiting for a pull already running, then pulling again: an
+    /// explicit pull re-resolves a tag).
+    pub async fn pull(self: &Arc<Self>, reference: &str) -> Result<Imported, PullError> {
+        loop {
+            let running = self.lock().get(reference).is_some_and(|p| !p.finished);
+            if !running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.lock()
+            .insert(reference.to_string(), Progress::default());
+        self.run(reference).await
+    }
+
+    async fn run(&self, reference: &str) -> Result<Imported, PullError> {
+        let res = self.pull_inner(reference).await;
+        self.update(reference, |p| {
+            p.finished = true;
+            p.error = res.as_ref().err().map(|e| crate::report::chain(e));
+        });
+        res
+    }
+
+    fn auth(&self, registry: &str) -> Result<RegistryAuth, PullError> {
+        let Some(path) = &self.cfg.auth_file else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        auth_from_file(path, registry).map_err(PullError::Registry)
+    }
+
+    async fn pull_inner(&self, written: &str) -> Result<Imported, PullError> {
+        let name = ImageName::parse(written).map_err(PullError::Registry)?;
+        let reference: Reference = written.parse().map_err(reg)?;
+        let auth = self.auth(reference.resolve_registry())?;
+        let accept: Vec<&str> = image::MANIFEST_TYPES
+            .iter()
+            .chain(image::INDEX_TYPES.iter())
+            .copied()
+            .collect();
+        let (mut bytes, mut digest) = self.manifest(&reference, &auth, &accept).await?;
+        let mut index = None;
+        if image::is_index(&bytes) {
+            let idx = image::parse_index(&bytes).map_err(PullError::Registry)?;
+            let (os, arch) = image::host_platform();
+            let child = image::pick_platform(&idx, os, arch).ok_or_else(|| {
+                PullError::Registry(format!("{written} has no image for {os}/{arch}"))
+            })?;
+            index = Some((digest.clone(), bytes.clone()));
+            let child_ref = reference.clone_with_digest(child.to_string());
+            (bytes, digest) = self.manifest(&child_ref, &auth, &accept).await?;
+            if digest != child.as_str() {
+                return Err(reg(format!(
+                    "the index names {child} but the registry sent {digest}"
+                )));
+            }
+        }
+        let config_digest =
+            image::parse_image_config_digest(&bytes).map_err(PullError::Registry)?;
+        let config = self.small_blob(&reference, &config_digest).await?;
+        let parsed = image::parse_image(&bytes, &config).map_err(PullError::Registry)?;
+        let total: u64 = parsed.layers.iter().map(|l| l.size).sum();
+        self.update(written, |p| {
+            p.layers = parsed.layers.len();
+            p.bytes = total;
+        });
+        // Downloads run ahead (PARALLEL at a time); unpacking follows in order.
+        let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        let mut downloads = Vec::new();
+        for l in &parsed.layers {
+            if self.store.has_layer(&l.chain_id) {
+                downloads.push(None);
+                continue;
+            }
+            let (sem, client, reference) =
+                (Arc::clone(&sem), self.client.clone(), reference.clone());
+            let (dest, blob, size) = (self.store.ingest_path(&l.blob)?, l.blob.clone(), l.size);
+            downloads.push(Some(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.map_err(reg)?;
+                fetch_layer(&client, &reference, &blob, size, &dest).await?;
+                Ok::<PathBuf, PullError>(dest)
+            })));
+        }
+        let chains: Vec<Digest> = parsed.layers.iter().map(|l| l.chain_id.clone()).collect();
+        let mut new_layers = 0;
+        for (i, (layer, dl)) in parsed.layers.iter().zip(downloads).enumerate() {
+            if let Some(task) = dl {
+                let path = task.await.map_err(reg)??;
+                let (store, layer, lowers, p) = (
+                    Arc::clone(&self.store),
+                    layer.clone(),
+                    chains[..i].to_vec(),
+                    path.clone(),
+                );
+                let applied = tokio::task::spawn_blocking(move || {
+                    let mut f = std::fs::File::open(&p).map_err(|source| StoreError::Io {
+                        doing: format!("opening {}", p.display()),
+                        source,
+                    })?;
+                    store.apply_layer(&layer, &lowers, &mut f)
+                })
+                .await
+                .map_err(reg)?;
+                let _ = std::fs::remove_file(&path);
+                if applied?.is_some() {
+                    new_layers += 1;
+                }
+            }
+            self.update(written, |p| {
+                p.layers_done = i + 1;
+                p.bytes_done += layer.size;
+            });
+        }
+        let m = Digest::parse(&digest).map_err(PullError::Registry)?;
+        self.store.put_blob(&config_digest, &config)?;
+        self.store.put_blob(&m, &bytes)?;
+        if let Some((d, b)) = index {
+            self.store
+                .put_blob(&Digest::parse(&d).map_err(PullError::Registry)?, &b)?;
+        }
+        self.store.set_ref(&name.name, &m, "pull")?;
+        Ok(Imported {
+            names: vec![name.name],
+            digest: m,
+            config: config_digest,
+            platform: parsed.platform,
+            layers: parsed.layers.len(),
+            new_layers,
+        })
+    }
+
+    /// A manifest or index, bounded and checked against its digest.
+    async fn manifest(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        accept: &[&str],
+    ) -> Result<(Vec<u8>, String), PullError> {
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(reference, auth, accept)
+            .await
+            .map_err(|e| reg(format!("fetching the manifest of {reference}: {e}")))?;
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(reg(format!(
+                "the manifest of {reference} is larger than {MAX_DOCUMENT} bytes"
+            )));
+        }
+        let actual = Digest::of(&bytes);
+        if actual.as_str() != digest {
+            return Err(reg(format!(
+                "the manifest of {reference} has the digest {actual}, not {digest}"
+            )));
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    async fn small_blob(&self, reference: &Reference, d: &Digest) -> Result<Vec<u8>, PullError> {
+        let mut s = self
+            .client
+            .pull_blob_stream(reference, d.as_str())
+            .await
+            .map_err(|e| reg(format!("fetching blob {d}: {e}")))?;
+        let mut out = Vec::new();
+        while let Some(chunk) = s.stream.next().await {
+            out.extend_from_slice(&chunk.map_err(reg)?);
+            if out.len() as u64 > MAX_DOCUMENT {
+                return Err(reg(format!("blob {d} is larger than {MAX_DOCUMENT} bytes")));
+            }
+        }
+        if &Digest::of(&out) != d {
+            return Err(reg(format!("blob {d} arrived with another digest")));
+        }
+        Ok(out)
+    }
+}
+
+/// Downloads one blob into `dest`, resuming what an earlier attempt left there.
+async fn fetch_layer(
+    client: &oci_client::Client,
+    reference: &Reference,
+    blob: &Digest,
+    size: u64,
+    dest: &Path,
+) -> Result<(), PullError> {
+    let desc = blob.as_str();
+    let mut last = String::new();
+    for attempt in 0..RETRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt.min(5))).await;
+        }
+        let have = tokio::fs::metadata(dest)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if have == size && have > 0 {
+            break;
+        }
+        match fetch_once(client, reference, desc, have, dest).await {
+            Ok(()) => break,
+            Err(e) => {
+                last = e;
+                tracing::info!(%blob, attempt = attempt + 1, "layer download interrupted: {last}");
+            }
+        }
+    }
+    let got = tokio::fs::metadata(dest)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if got != size {
+        return Err(reg(format!(
+            "layer {blob}: {got} of {size} bytes after {RETRIES} attempts ({last})"
+        )));
+    }
+    Ok(())
+}
+
+async fn fetch_once(
+    client: &oci_client::Client,
+    reference: &Reference,
+    desc: &str,
+    have: u64,
+    dest: &Path,
+) -> Result<(), String> {
+    let (mut stream, append) = if have > 0 {
+        match client
+            .pull_blob_stream_partial(reference, desc, have, None)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            BlobResponse::Partial(s) => (s, true),
+            BlobResponse::Full(s) => (s, false), // no ranges here: start over
+        }
+    } else {
+        (
+            client
+                .pull_blob_stream(reference, desc)
+                .await
+                .map_err(|e| e.to_string())?,
+            false,
+        )
+    };
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(dest)
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(chunk) = stream.stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    f.flush().await.map_err(|e| e.to_string())?;
+    f.sync_all().await.map_err(|e| e.to_string())
+}
+
+/// Credentials for `registry` from a Docker `config.json` style file, which must be a regular
+/// file owned by root and readable by no one else.
+pub fn auth_from_file(path: &Path, registry: &str) -> Result<RegistryAuth, String> {
+    use base64::Engine as _;
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: a credentials file must be a regular file owned by root with mode 0600",
+            path.display()
+        ));
+    }
+    let bytes = crate::runtime::sys::read_regular(path, 1 << 20, true)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        auths: BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        auth: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+        identitytoken: Option<String>,
+    }
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = |k: &str| {
+        k.trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .trim_end_matches("/v2")
+            .to_string()
+    };
+    let wanted = key(registry);
+    let Some(e) = f.auths.iter().find(|(k, _)| {
+        let k = key(k);
+        k == wanted || (wanted == "index.docker.io" && k == "docker.io")
+    }) else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    let e = e.1;
+    if let Some(t) = &e.identitytoken {
+        return Ok(RegistryAuth::Bearer(t.clone()));
+    }
+    if let (Some(u), Some(p)) = (&e.username, &e.password) {
+        return Ok(RegistryAuth::Basic(u.clone(), p.clone()));
+    }
+    if let Some(a) = &e.auth {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(a.trim())
+            .map_err(|_| format!("{}: `auth` for {registry} is not base64", path.display()))?;
+        let s = String::from_utf8(raw)
+            .map_err(|_| format!("{}: `auth` for {registry} is not UTF-8", path.display()))?;
+        if let Some((u, p)) = s.split_once(':') {
+            return Ok(RegistryAuth::Basic(u.to_string(), p.to_string()));
+        }
+    }
+    Err(format!(
+        "{}: the entry for {registry} has no usable credentials",
+        path.display()
+    ))
+}
