@@ -414,3 +414,199 @@ fn superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use() {
     assert_eq!(out.status.code(), Some(1), "no such image any more");
     sb.shutdown();
 }
+
+/// A child process killed (by its PID) and waited for when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A registry and, in front of it, a proxy that cuts the first long blob response after
+/// 30000 bytes; both on 127.0.0.1 inside the sandbox's network namespace.
+struct Registry {
+    _registry: Killed,
+    _proxy: Killed,
+    /// `127.0.0.1:PORT` of the proxy.
+    proxy: String,
+    /// `127.0.0.1:PORT` of the registry itself.
+    direct: String,
+    log: PathBuf,
+}
+
+fn wait_port(sb: &Sandbox, addr: &str) {
+    let url = format!("http://{addr}/v2/");
+    sb.wait_until(
+        &format!("{addr} answers"),
+        std::time::Duration::from_secs(20),
+        |s| {
+            s.cmd(&["curl", "-sf", "-o", "/dev/null", &url])
+                .status
+                .success()
+        },
+    );
+}
+
+fn start_registry(sb: &Sandbox, dir: &Path, port: u16) -> Registry {
+    let cfg = dir.join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut reg = Command::new("docker-registry");
+    reg.arg("serve")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
+    sb.in_net(&mut reg);
+    let registry = Killed(reg.spawn().unwrap());
+    let direct = format!("127.0.0.1:{port}");
+    wait_port(sb, &direct);
+    let log = dir.join("proxy.log");
+    let mut proxy = Command::new("python3");
+    proxy
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/images/cutproxy.py"
+        ))
+        .args([(port + 1).to_string(), port.to_string(), "30000".into()])
+        .arg(&log)
+        .stdout(std::process::Stdio::null());
+    sb.in_net(&mut proxy);
+    let proxy_child = Killed(proxy.spawn().unwrap());
+    let proxy = format!("127.0.0.1:{}", port + 1);
+    wait_port(sb, &proxy);
+    Registry {
+        _registry: registry,
+        _proxy: proxy_child,
+        proxy,
+        direct,
+        log,
+    }
+}
+
+fn push(sb: &Sandbox, layout: &Path, registry: &str, tag: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/images/push.py");
+    let layout = layout.to_str().unwrap();
+    let out = sb.cmd(&[
+        "python3",
+        script,
+        layout,
+        registry,
+        "superd-test/busybox",
+        tag,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_pull_from_a_real_registry_resumes_a_cut_layer_and_runs() {
+    if privileged("a_pull_from_a_real_registry_resumes_a_cut_layer_and_runs").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    // The sandbox has a network namespace of its own, so any port is free in it.
+    let port = 5000;
+    let sb = Sandbox::start_with(
+        "image-pull",
+        &[
+            "--insecure-registry",
+            "127.0.0.1:5001",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+        ],
+    );
+    let reg_dir = tempfile::tempdir().unwrap();
+    let reg = start_registry(&sb, reg_dir.path(), port);
+    assert_eq!(reg.proxy, "127.0.0.1:5001");
+    let digest = push(&sb, &fx.join("oci-only"), &reg.direct, "1");
+    push(&sb, &fx.join("zstd"), &reg.direct, "1-zstd");
+
+    // Pinned by digest, fetched on demand through the cutting proxy.
+    sb.write_manifest(
+        "pulled",
+        &format!(
+            "[rootfs]\nimage = \"{}/superd-test/busybox:1@{digest}\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+            reg.proxy
+        ),
+    );
+    let log = sb.wait_log("pulled", "rpc-gone");
+    assert!(log.contains("hello from superd in /opt as 65534"), "{log}");
+    let proxy_log = std::fs::read_to_string(&reg.log).unwrap();
+    assert!(
+        proxy_log.contains("range: bytes=30000-"),
+        "the cut layer was resumed with a Range request:\n{proxy_log}"
+    );
+    assert!(
+        sb.superd_log().contains("layer download interrupted"),
+        "{}",
+        sb.superd_log()
+    );
+    let ingest = sb.state.join("images/ingest");
+    assert!(
+        std::fs::read_dir(&ingest).unwrap().next().is_none(),
+        "no download is left behind"
+    );
+
+    // The zstd variant has the same DiffIDs: nothing new to store.
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            &format!("{}/superd-test/busybox:1-zstd", reg.direct),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(4 layers, 0 new)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A registry not listed as insecure is spoken to over HTTPS only.
+    let out = superctl(
+        &sb,
+        &["image", "pull", "127.0.0.2:5000/superd-test/busybox:1"],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.2:5000/"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A name the registry does not have: a clear error.
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            &format!("{}/superd-test/nothere:1", reg.direct),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("manifest"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(reg);
+    sb.shutdown();
+}

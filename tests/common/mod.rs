@@ -164,6 +164,12 @@ impl Sandbox {
         sb
     }
 
+    /// Makes `cmd` run inside the sandbox's network namespace (e.g. a test registry that
+    /// must listen only there).
+    pub fn in_net(&self, cmd: &mut Command) {
+        in_netns(cmd, &self.netns);
+    }
+
     /// Runs a program inside the sandbox's network namespace and returns its output.
     pub fn cmd(&self, argv: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(argv[0]);
