@@ -610,3 +610,118 @@ fn a_pull_from_a_real_registry_resumes_a_cut_layer_and_runs() {
     drop(reg);
     sb.shutdown();
 }
+
+/// A one-layer OCI layout whose layer holds `/extra` with `content` (a layer no other test
+/// image has).
+fn extra_image(dir: &Path, content: &[u8]) -> PathBuf {
+    let layout = dir.join("extra");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, "extra", content).unwrap();
+    let layer = b.into_inner().unwrap();
+    let (ld, ls) = put_blob(&layout, &layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/extra"]},
+        "rootfs": {"type": "layers", "diff_ids": [ld]},
+    });
+    let (cd, cs) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
+    });
+    let (md, ms) = put_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "annotations": {"org.opencontainers.image.ref.name": "superd-test/extra:1"}}]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    layout
+}
+
+#[test]
+fn prune_removes_exactly_what_no_manifest_needs() {
+    if privileged("prune_removes_exactly_what_no_manifest_needs").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-gc");
+    sb.stop();
+    let store = sb.state.join("images");
+    let extra = extra_image(fx.0.path(), b"only here\n");
+    import_ok(
+        &store,
+        &[&fx.join("oci.tar"), &fx.join("docker.tar"), &extra],
+    );
+    assert_eq!(layer_dirs(&store).len(), 5);
+    // Age every name past the grace period (as if imported yesterday).
+    let refs_path = store.join("refs.json");
+    let mut refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&refs_path).unwrap()).unwrap();
+    for r in refs["refs"].as_object_mut().unwrap().values_mut() {
+        r["at"] = serde_json::json!(0);
+    }
+    std::fs::write(&refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+    sb.spawn_superd();
+    sb.write_manifest(
+        "web",
+        "[rootfs]\nimage = \"superd-test/busybox:docker\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    sb.wait_log("web", "rpc-gone");
+
+    let out = superctl(&sb, &["image", "prune", "--dry-run"], None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("would remove name docker.io/superd-test/busybox:oci"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would remove name docker.io/superd-test/extra:1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("busybox:docker"),
+        "the manifest's image stays: {text}"
+    );
+    assert!(text.contains("2 names, 1 layers"), "{text}");
+    assert_eq!(layer_dirs(&store).len(), 5, "a dry run removes nothing");
+
+    let out = superctl(&sb, &["image", "prune"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        layer_dirs(&store).len(),
+        4,
+        "only the layer no image needs is gone"
+    );
+    let ls = superctl(&sb, &["image", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(ls["images"].as_array().unwrap().len(), 1, "{ls}");
+    assert!(std::fs::read_dir(store.join("trash"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The workload's image still runs after a restart.
+    sb.client().restart("web").unwrap();
+    sb.wait_until("a second run", std::time::Duration::from_secs(20), |s| {
+        s.workload_log("web").matches("rpc-gone").count() >= 2
+    });
+    sb.shutdown();
+}

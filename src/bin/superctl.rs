@@ -119,6 +119,13 @@ enum ImageCommand {
         /// `name[:tag]` or `name@sha256:…`.
         reference: String,
     },
+    /// Remove what no manifest needs: names unused for an hour, then unreachable layers and
+    /// blobs (layers a running workload has mounted are kept).
+    Prune {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove an image's name (refused while a manifest uses the image).
     Rm {
         /// `name[:tag]`.
@@ -384,6 +391,27 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             Err(ClientError::NotFound(m)) => {
                 eprintln!("superctl: {m}");
                 return Ok(ExitCode::from(NOT_FOUND));
+            }
+            Err(e) => return Ok(report(&e, None)),
+        },
+        ImageCommand::Prune { dry_run } => match client.image_prune(dry_run) {
+            Ok(r) => {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                for n in &r.refs {
+                    writeln!(out, "{verb} name {n}")?;
+                }
+                for l in &r.layers {
+                    writeln!(out, "{verb} layer {}", l.short())?;
+                }
+                writeln!(
+                    out,
+                    "{verb} {} names, {} layers, {} blobs: {:.1} MiB ({} unused layers kept: in use)",
+                    r.refs.len(),
+                    r.layers.len(),
+                    r.blobs.len(),
+                    r.bytes as f64 / (1024.0 * 1024.0),
+                    r.held.len()
+                )?;
             }
             Err(e) => return Ok(report(&e, None)),
         },

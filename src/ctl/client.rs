@@ -148,6 +148,12 @@ impl Client {
         )
     }
 
+    /// Garbage-collects the store now (or says what it would remove).
+    pub fn image_prune(&self, dry_run: bool) -> Result<crate::images::gc::GcReport, ClientError> {
+        let q = if dry_run { "?dry_run=1" } else { "" };
+        self.call("POST", &format!("/v1/images/prune{q}"))
+    }
+
     /// Drops a name from the store (refused while a workload uses it).
     pub fn image_rm(&self, reference: &str) -> Result<api::Ack, ClientError> {
         self.call(

@@ -6,6 +6,7 @@
 //! | `GET /v1/images/{ref}`               | one image (`inspect`)                         |
 //! | `DELETE /v1/images/{ref}`            | drop a name; refused while a workload uses it |
 //! | `POST /v1/images/pull?ref=R`         | pull from a registry (re-resolves a tag)      |
+//! | `POST /v1/images/prune[?dry_run=1]`  | garbage-collect now (see [`crate::images::gc`]) |
 //! | `POST /v1/images/import?name=N` + fd | import the archive read from the fd the client passed with `SCM_RIGHTS` (its file or its stdin), so nothing is copied through the socket |
 //!
 //! Reading is allowed to `--socket-group` members; import and removal need root.
@@ -64,8 +65,11 @@ pub async fn request(
         ("GET", "") => list(store, tx).await,
         ("POST", "import") => import(store, fd, &req.query).await,
         ("POST", "pull") => pull(limits, &req.query).await,
+        ("POST", "prune") => prune(store, &req.query, tx).await,
         ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
-        ("DELETE", r) if !r.is_empty() && !r.contains('/') && r != "import" => {
+        ("DELETE", r)
+            if !r.is_empty() && !r.contains('/') && !matches!(r, "import" | "pull" | "prune") =>
+        {
             remove(store, r, tx).await
         }
         _ => HttpResponse::error(
@@ -177,6 +181,7 @@ async fn remove(store: Arc<Store>, seg: &str, tx: &ApiTx) -> HttpResponse {
         Err(r) => return r,
     };
     let users = image_users(tx).await;
+    let store_for_gc = Arc::clone(&store);
     let res = blocking(move || {
         let target = store.resolve(&name).ok().map(|r| r.manifest);
         if let Some(d) = &target {
@@ -202,8 +207,47 @@ async fn remove(store: Arc<Store>, seg: &str, tx: &ApiTx) -> HttpResponse {
     })
     .await;
     match res {
-        Ok(Ok(message)) => HttpResponse::json(200, &api::Ack { message }),
+        Ok(Ok(message)) => {
+            // What the name kept alive goes now (GC runs on events, not on a timer).
+            if let Err(r) = collect_now(store_for_gc, tx, false).await {
+                return r;
+            }
+            HttpResponse::json(200, &api::Ack { message })
+        }
         Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+/// Runs (or, with `dry_run`, plans) a garbage collection against the manifests loaded now.
+pub async fn collect_now(
+    store: Arc<Store>,
+    tx: &ApiTx,
+    dry_run: bool,
+) -> Result<crate::images::gc::GcReport, HttpResponse> {
+    let refs: Vec<String> = image_users(tx).await.into_iter().map(|(_, r)| r).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let res = blocking(move || {
+        if dry_run {
+            Ok(crate::images::gc::plan(&store, &refs, now))
+        } else {
+            crate::images::gc::collect(&store, &refs, now)
+        }
+    })
+    .await?;
+    res.map_err(store_error)
+}
+
+async fn prune(store: Arc<Store>, query: &str, tx: &ApiTx) -> HttpResponse {
+    let dry_run = match query {
+        "" => false,
+        "dry_run=1" | "dry_run=true" => true,
+        q => return HttpResponse::error(400, format!("unknown parameter `{q}`")),
+    };
+    match collect_now(store, tx, dry_run).await {
+        Ok(report) => HttpResponse::json(200, &report),
+        Err(r) => r,
     }
 }
 

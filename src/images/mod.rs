@@ -15,6 +15,7 @@
 
 pub mod compress;
 pub mod digest;
+pub mod gc;
 pub mod image;
 pub mod import;
 pub mod layer;

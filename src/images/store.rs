@@ -83,6 +83,8 @@ pub struct Resolved {
     pub layer_dirs: Vec<PathBuf>,
     /// How the image wants to run.
     pub run: RunConfig,
+    /// Its layers' ChainIDs, bottom first.
+    pub layers: Vec<Digest>,
 }
 
 /// What `image ls` shows for one image.
@@ -128,6 +130,7 @@ pub struct Store {
     root: PathBuf,
     unpacker: Unpacker,
     refs: Mutex<()>,
+    holds: std::sync::Arc<super::gc::HoldSet>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -154,7 +157,7 @@ fn mkdir(p: &Path) -> Result<(), StoreError> {
 impl Store {
     /// Opens (creating) the store at `root`, takes its lock and discards unfinished work.
     pub fn open(root: &Path, unpacker: Unpacker) -> Result<Store, StoreError> {
-        for d in ["", "blobs/sha256", "layers", "tmp", "ingest"] {
+        for d in ["", "blobs/sha256", "layers", "tmp", "ingest", "trash"] {
             mkdir(&root.join(d))?;
         }
         let lock_path = root.join(".lock");
@@ -188,9 +191,11 @@ impl Store {
             root: root.to_path_buf(),
             unpacker,
             refs: Mutex::new(()),
+            holds: std::sync::Arc::default(),
             _lock: lock,
         };
         store.clean_tmp();
+        store.empty_trash();
         Ok(store)
     }
 
@@ -222,6 +227,87 @@ impl Store {
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Keeps `layers` from garbage collection while the guard lives (a running workload).
+    pub fn hold(&self, layers: &[Digest]) -> super::gc::Hold {
+        self.holds.hold(layers)
+    }
+
+    /// Layers some workload holds.
+    pub fn held(&self) -> std::collections::BTreeSet<Digest> {
+        self.holds
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn digests_in(dir: &Path) -> Vec<Digest> {
+        let mut v: Vec<Digest> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name();
+                        Digest::parse(&format!("sha256:{}", n.to_string_lossy())).ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Every stored blob.
+    pub fn blob_digests(&self) -> Vec<Digest> {
+        Self::digests_in(&self.root.join("blobs/sha256"))
+    }
+
+    /// Every committed layer.
+    pub fn layer_digests(&self) -> Vec<Digest> {
+        Self::digests_in(&self.root.join("layers"))
+    }
+
+    /// Bytes of file content in a layer.
+    pub fn layer_size(&self, chain: &Digest) -> Option<u64> {
+        self.layer_bytes(chain)
+    }
+
+    /// Deletes a blob (missing is fine).
+    pub fn remove_blob(&self, d: &Digest) -> Result<(), StoreError> {
+        match fs::remove_file(self.blob_path(d)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_err(format!("removing blob {d}"))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a layer unless a workload holds it (then it is kept, not an error).
+    pub fn remove_layer(&self, chain: &Digest) -> Result<(), StoreError> {
+        let guard = self.holds.0.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.contains_key(chain) {
+            return Ok(());
+        }
+        let dir = self.root.join("layers").join(chain.hex());
+        if !dir.exists() {
+            return Ok(());
+        }
+        let r = super::gc::trash(&dir, &self.root.join("trash"));
+        drop(guard);
+        r.map_err(io_err(format!("removing layer {}", chain.short())))?;
+        sync_dir(&self.root.join("layers")).map_err(io_err("syncing layers/"))
+    }
+
+    /// Deletes whatever an interrupted removal left in `trash/`.
+    pub fn empty_trash(&self) {
+        if let Ok(rd) = fs::read_dir(self.root.join("trash")) {
+            for e in rd.flatten() {
+                let _ = remove_tree(&e.path());
+            }
+        }
     }
 
     /// Where a blob being downloaded is kept until its layer is committed (a later pull
@@ -400,6 +486,15 @@ impl Store {
     pub fn resolve(&self, reference: &ImageName) -> Result<Resolved, StoreError> {
         let manifest = match &reference.digest {
             Some(d) if self.blob_path(d).is_file() && self.parsed(d).is_ok() => d.clone(),
+            // A pinned index: this machine's entry.
+            Some(d) if self.blob_path(d).is_file() => {
+                let bytes = self.blob(d)?;
+                let idx = image::parse_index(&bytes).map_err(StoreError::Invalid)?;
+                let (os, arch) = image::host_platform();
+                image::pick_platform(&idx, os, arch).ok_or_else(|| {
+                    StoreError::Missing(format!("{reference} (no {os}/{arch} image)"))
+                })?
+            }
             Some(d) => self
                 .refs()
                 .values()
@@ -428,6 +523,7 @@ impl Store {
             config: p.config,
             layer_dirs,
             run: p.run,
+            layers: p.layers.iter().map(|l| l.chain_id.clone()).collect(),
         })
     }
 

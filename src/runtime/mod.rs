@@ -85,6 +85,13 @@ pub const HOST_SECRETS: &[&str] = &[
     "/etc/gshadow-",
 ];
 
+/// An image workload's config, layer directories (top first) and the hold on its layers.
+type ResolvedImage = (
+    Option<crate::images::image::RunConfig>,
+    Vec<String>,
+    Option<crate::images::gc::Hold>,
+);
+
 /// A start that failed before the shim ran.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -169,6 +176,8 @@ pub struct Instance {
     workload_pid: Arc<AtomicI32>,
     /// The image's StopSignal, used when the manifest names none.
     pub image_stop_signal: Option<crate::manifest::Signal>,
+    /// Keeps the image's layers from garbage collection while the instance lives.
+    _layers: Option<crate::images::gc::Hold>,
 }
 
 impl Instance {
@@ -543,7 +552,7 @@ impl Runtime {
             }
             NetworkMode::None | NetworkMode::Host => None,
         };
-        let (image, layers) = self.resolve_image(spec)?;
+        let (image, layers, hold) = self.resolve_image(spec)?;
         let run =
             crate::images::merge::run_plan(spec, image.as_ref()).map_err(StartError::Image)?;
         let image_stop_signal = run.stop_signal;
@@ -644,6 +653,7 @@ impl Runtime {
             cgroup,
             workload_pid,
             image_stop_signal,
+            _layers: hold,
         })
     }
 
@@ -675,12 +685,9 @@ impl Runtime {
     }
 
     /// For an image workload: its config and its layer directories, top first.
-    fn resolve_image(
-        &self,
-        spec: &Spec,
-    ) -> Result<(Option<crate::images::image::RunConfig>, Vec<String>), StartError> {
+    fn resolve_image(&self, spec: &Spec) -> Result<ResolvedImage, StartError> {
         let Rootfs::Image { image, pull, .. } = &spec.rootfs else {
-            return Ok((None, Vec::new()));
+            return Ok((None, Vec::new(), None));
         };
         let store = self
             .images
@@ -696,6 +703,7 @@ impl Runtime {
                     .rev()
                     .map(|p| p.to_string_lossy().into_owned())
                     .collect(),
+                Some(store.hold(&r.layers)),
             )),
             Err(crate::images::store::StoreError::Missing(what)) => {
                 let hint = match pull {
