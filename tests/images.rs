@@ -725,3 +725,62 @@ fn prune_removes_exactly_what_no_manifest_needs() {
     });
     sb.shutdown();
 }
+
+#[test]
+fn a_full_store_fails_cleanly_and_frees_what_it_took() {
+    if privileged("a_full_store_fails_cleanly_and_frees_what_it_took").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    // The store on a 3 MiB tmpfs in superd's own mount namespace (gone with it).
+    let mut sb = Sandbox::start_wrapped("image-full", &std::env::temp_dir(), &[], |sb| {
+        let store = sb.state.join("images");
+        Some(format!(
+            "mkdir -p {0} && mount -t tmpfs -o size=3m superd-test-store {0} && exec \"$0\" \"$@\"",
+            store.display()
+        ))
+    });
+    sb.write_manifest(
+        "steady",
+        "command = [\"/bin/sleep\", \"1000\"]\n[network]\nmode = \"none\"\n",
+    );
+    let pid = sb.wait_running("steady").pid;
+    let out = superctl(
+        &sb,
+        &["image", "import", fx.join("oci.tar").to_str().unwrap()],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("disk full") && err.contains("MiB are free"),
+        "{err}"
+    );
+    // What the failed import spooled and unpacked is gone: a small image fits.
+    let extra = extra_image(fx.0.path(), b"small\n");
+    let tarball = fx.join("extra.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&extra)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls = superctl(&sb, &["image", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(ls["images"].as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(
+        sb.wait_running("steady").pid,
+        pid,
+        "the running workload was not touched"
+    );
+    sb.shutdown();
+}

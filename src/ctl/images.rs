@@ -320,6 +320,7 @@ fn store_error(e: StoreError) -> HttpResponse {
     let status = match &e {
         StoreError::Missing(_) => 404,
         StoreError::Invalid(_) => 422,
+        StoreError::DiskFull(_) => 507,
         StoreError::Locked(..) | StoreError::Io { .. } => 500,
     };
     HttpResponse::error(status, crate::report::chain(&e))

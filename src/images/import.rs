@@ -49,7 +49,13 @@ fn invalid(msg: impl Into<String>) -> StoreError {
 
 fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let doing = doing.into();
-    move |source| StoreError::Io { doing, source }
+    move |source| {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            StoreError::DiskFull(format!("{doing}: {source}"))
+        } else {
+            StoreError::Io { doing, source }
+        }
+    }
 }
 
 /// Imports an archive stream. `name` names a single image whose archive gives no full name.
@@ -302,11 +308,17 @@ fn import_image(
             continue;
         }
         let p = src.path(&layer.blob);
-        let mut f = File::open(&p).map_err(io_err(format!(
-            "opening layer {} (the archive lacks it?)",
-            layer.blob
-        )))?;
-        if store.apply_layer(layer, &chains[..i], &mut f)?.is_some() {
+        let mut open = || -> Result<Box<dyn Read>, StoreError> {
+            let f = File::open(&p).map_err(io_err(format!(
+                "opening layer {} (the archive lacks it?)",
+                layer.blob
+            )))?;
+            Ok(Box::new(f))
+        };
+        if store
+            .apply_layer_or_collect(layer, &chains[..i], &mut open)?
+            .is_some()
+        {
             new_layers += 1;
         }
     }

@@ -242,6 +242,8 @@ impl Puller {
             let (sem, client, reference) =
                 (Arc::clone(&sem), self.client.clone(), reference.clone());
             let (dest, blob, size) = (self.store.ingest_path(&l.blob)?, l.blob.clone(), l.size);
+            self.store
+                .check_space(size, &format!("downloading layer {}", l.blob.short()))?;
             downloads.push(Some(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.map_err(reg)?;
                 fetch_layer(&client, &reference, &blob, size, &dest).await?;
@@ -260,11 +262,14 @@ impl Puller {
                     path.clone(),
                 );
                 let applied = tokio::task::spawn_blocking(move || {
-                    let mut f = std::fs::File::open(&p).map_err(|source| StoreError::Io {
-                        doing: format!("opening {}", p.display()),
-                        source,
-                    })?;
-                    store.apply_layer(&layer, &lowers, &mut f)
+                    let mut open = || -> Result<Box<dyn std::io::Read>, StoreError> {
+                        let f = std::fs::File::open(&p).map_err(|source| StoreError::Io {
+                            doing: format!("opening {}", p.display()),
+                            source,
+                        })?;
+                        Ok(Box::new(f))
+                    };
+                    store.apply_layer_or_collect(&layer, &lowers, &mut open)
                 })
                 .await
                 .map_err(reg)?;

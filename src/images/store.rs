@@ -49,6 +49,9 @@ pub enum StoreError {
     /// The image is not in the store.
     #[error("image {0} is not in the store")]
     Missing(String),
+    /// No room for a layer (before or while it was unpacked).
+    #[error("disk full: {0}")]
+    DiskFull(String),
 }
 
 fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -131,6 +134,7 @@ pub struct Store {
     unpacker: Unpacker,
     refs: Mutex<()>,
     holds: std::sync::Arc<super::gc::HoldSet>,
+    roots: Mutex<Vec<String>>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -192,6 +196,7 @@ impl Store {
             unpacker,
             refs: Mutex::new(()),
             holds: std::sync::Arc::default(),
+            roots: Mutex::new(Vec::new()),
             _lock: lock,
         };
         store.clean_tmp();
@@ -227,6 +232,67 @@ impl Store {
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Records the image references the loaded manifests name (the roots of GC).
+    pub fn set_roots(&self, roots: Vec<String>) {
+        *self.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots;
+    }
+
+    /// The image references the loaded manifests name.
+    pub fn roots(&self) -> Vec<String> {
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Refuses a layer of about `estimate` bytes when it would leave less than the reserve
+    /// free (5 % of the filesystem, at most 256 MiB: superd's logs and state must still fit).
+    pub fn check_space(&self, estimate: u64, what: &str) -> Result<(), StoreError> {
+        let Ok(st) = nix::sys::statvfs::statvfs(&self.root) else {
+            return Ok(()); // cannot tell: the write itself will say
+        };
+        let frag = st.fragment_size();
+        let (free, total) = (st.blocks_available() * frag, st.blocks() * frag);
+        let reserve = (total / 20).min(256 << 20);
+        if free < reserve.saturating_add(estimate) {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            return Err(StoreError::DiskFull(format!(
+                "{what} needs about {:.1} MiB, {:.1} MiB are free on {} (reserve {:.1} MiB)",
+                mib(estimate),
+                mib(free),
+                self.root.display(),
+                mib(reserve)
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Store::apply_layer`], and on a full disk one garbage collection and one more try
+    /// (`open` gives the blob stream anew).
+    pub fn apply_layer_or_collect(
+        &self,
+        layer: &LayerRef,
+        lowers: &[Digest],
+        open: &mut dyn FnMut() -> Result<Box<dyn Read>, StoreError>,
+    ) -> Result<Option<Stats>, StoreError> {
+        match self.apply_layer(layer, lowers, &mut open()?) {
+            Err(StoreError::DiskFull(first)) => {
+                let report = super::gc::collect(self, &self.roots(), now())?;
+                tracing::info!(
+                    layers = report.layers.len(),
+                    bytes = report.bytes,
+                    "disk full: collected garbage, trying the layer once more"
+                );
+                self.apply_layer(layer, lowers, &mut open()?)
+                    .map_err(|e| match e {
+                        StoreError::DiskFull(_) => StoreError::DiskFull(format!(
+                            "{first}; still after collecting garbage ({} layers removed)",
+                            report.layers.len()
+                        )),
+                        e => e,
+                    })
+            }
+            r => r,
+        }
     }
 
     /// Keeps `layers` from garbage collection while the guard lives (a running workload).
@@ -375,11 +441,16 @@ impl Store {
         if self.has_layer(&layer.chain_id) {
             return Ok(None);
         }
+        let what = format!("layer {}", layer.blob.short());
+        let factor = match layer.compression {
+            super::compress::Compression::None => 1,
+            _ => 3,
+        };
+        self.check_space(layer.size.saturating_mul(factor), &what)?;
         let tmp = self.tmp_dir("layer")?;
         let fs_dir = tmp.0.join("fs");
         mkdir(&fs_dir)?;
         let lower_dirs: Vec<PathBuf> = lowers.iter().rev().map(|c| self.layer_dir(c)).collect();
-        let what = format!("layer {}", layer.blob.short());
         let mut compressed = Hashing::new(blob);
         let stats = {
             let inner = decompress(&mut compressed, layer.compression, &what)
@@ -388,7 +459,13 @@ impl Store {
             let stats = self
                 .unpacker
                 .apply(&fs_dir, &lower_dirs, &mut plain)
-                .map_err(|e| StoreError::Invalid(format!("{what}: {e}")))?;
+                .map_err(|e| {
+                    if e.contains("os error 28") {
+                        StoreError::DiskFull(format!("{what}: {e}"))
+                    } else {
+                        StoreError::Invalid(format!("{what}: {e}"))
+                    }
+                })?;
             let (diff, _) = plain.finish();
             if diff != layer.diff_id {
                 return Err(StoreError::Invalid(format!(
@@ -417,7 +494,13 @@ impl Store {
         let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let d = File::open(&fs_dir).map_err(io_err("opening the new layer"))?;
         nix::unistd::syncfs(&d).map_err(|e| io_err("syncfs of the new layer")(e.into()))?;
-        write_atomic(&tmp.0, "meta.json", &json, 0o600).map_err(io_err("writing meta.json"))?;
+        write_atomic(&tmp.0, "meta.json", &json, 0o600).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                StoreError::DiskFull(format!("{what}: writing meta.json: {e}"))
+            } else {
+                io_err("writing meta.json")(e)
+            }
+        })?;
         let dest = self.root.join("layers").join(layer.chain_id.hex());
         match fs::rename(&tmp.0, &dest) {
             Ok(()) => {}

@@ -118,6 +118,26 @@ impl Supervisor {
         }
     }
 
+    /// Tells the image store which images the manifests name (a broken file counts with its
+    /// workload's last good spec): the roots of its garbage collection.
+    fn publish_image_roots(&self) {
+        let Some(store) = self.runtime.images() else {
+            return;
+        };
+        let roots = self
+            .desired
+            .iter()
+            .filter_map(|(name, e)| match &e.spec {
+                Ok(spec) => workload::image_of(spec),
+                Err(_) => self
+                    .workloads
+                    .get(name)
+                    .and_then(|w| workload::image_of(&w.spec)),
+            })
+            .collect();
+        store.set_roots(roots);
+    }
+
     fn on_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Desired(d) => {
@@ -136,6 +156,7 @@ impl Supervisor {
                     }
                     self.desired = d;
                     self.desired_loaded = true;
+                    self.publish_image_roots();
                 }
             }
             Msg::StopTimeout { name, gen } => {
