@@ -137,6 +137,16 @@ pub struct WorkloadStatus {
     /// `[rootfs] image` as written (an image workload), of the spec being run or last good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Named volumes it mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+}
+
+/// `GET /v1/volumes` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumesResponse {
+    /// Every volume.
+    pub volumes: Vec<crate::runtime::volumes::VolumeInfo>,
 }
 
 /// `GET /v1/images` body.

@@ -321,9 +321,9 @@ fn an_imported_image_runs_with_its_config() {
     // Read-only: writes fail.
     sb.write_manifest(
         "ro",
-        "command = [\"/bin/sh\", \"-c\", \"touch /etc/x 2>/dev/null || echo read-only\"]\n[rootfs]\nimage = \"superd-test/busybox:oci\"\nwritable = \"none\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+        "command = [\"/bin/sh\", \"-c\", \"touch /etc/x 2>/dev/null || echo cannot-write\"]\n[rootfs]\nimage = \"superd-test/busybox:oci\"\nwritable = \"none\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
     );
-    sb.wait_log("ro", "read-only");
+    sb.wait_log("ro", "cannot-write");
     // Not in the store: a start error naming the image, retried, nothing else disturbed.
     sb.write_manifest(
         "missing",
@@ -782,5 +782,70 @@ fn a_full_store_fails_cleanly_and_frees_what_it_took() {
         pid,
         "the running workload was not touched"
     );
+    sb.shutdown();
+}
+
+#[test]
+fn named_volumes_are_seeded_from_the_image_and_survive_restarts() {
+    if privileged("named_volumes_are_seeded_from_the_image_and_survive_restarts").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-vol");
+    sb.stop();
+    import_ok(&sb.state.join("images"), &[&fx.join("oci.tar")]);
+    sb.spawn_superd();
+    // A read-only root with a seeded volume, a fresh one, and a sized tmpfs.
+    let manifest = "command = [\"/bin/sh\", \"-c\", \"echo data=$(ls /opt/data); echo fresh-owner=$(stat -c %u:%g /srv/fresh); echo fresh=$(ls /srv/fresh); touch /srv/fresh/f; echo t > /var/lib/app/t && echo tmpfs-ok; exec sleep 1000\"]\n\
+        [rootfs]\nimage = \"superd-test/busybox:oci\"\nwritable = \"none\"\n\
+        [tmpfs]\nmounts = [\"/var/lib/app:1M\"]\n\
+        [[volumes]]\nname = \"seeded\"\ntarget = \"/opt/data\"\n\
+        [[volumes]]\nname = \"fresh\"\ntarget = \"/srv/fresh\"\n\
+        [network]\nmode = \"none\"\n";
+    sb.write_manifest("db", manifest);
+    let log = sb.wait_log("db", "tmpfs-ok");
+    assert!(
+        log.contains("data=c\n"),
+        "seeded from the image's merged /opt/data: {log}"
+    );
+    assert!(
+        log.contains("fresh-owner=65534:65534"),
+        "given to the image's user: {log}"
+    );
+    assert!(log.contains("fresh=\n"), "{log}");
+    sb.client().restart("db").unwrap();
+    sb.wait_until("the second run", std::time::Duration::from_secs(20), |s| {
+        s.workload_log("db").matches("tmpfs-ok").count() >= 2
+    });
+    let log = sb.workload_log("db");
+    assert!(
+        log.contains("fresh=f\n"),
+        "what the workload wrote survived: {log}"
+    );
+    assert_eq!(log.matches("data=c\n").count(), 2, "{log}");
+
+    let ls = superctl(&sb, &["volume", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let vols = ls["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 2, "{ls}");
+    assert!(
+        vols.iter()
+            .all(|v| v["used_by"] == serde_json::json!(["db"])),
+        "{ls}"
+    );
+    let out = superctl(&sb, &["volume", "rm", "fresh"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by db"));
+    sb.remove_manifest("db");
+    sb.wait_until("db is gone", std::time::Duration::from_secs(20), |s| {
+        s.try_status().is_some_and(|st| st.workloads.is_empty())
+    });
+    let out = superctl(&sb, &["volume", "rm", "fresh"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sb.state.join("volumes/fresh").exists());
     sb.shutdown();
 }

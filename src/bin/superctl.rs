@@ -68,6 +68,9 @@ enum Command {
     Reboot,
     /// Stop every workload, then halt (superd as PID 1 only).
     Halt,
+    /// Named volumes (ls, rm).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Manage superd's image store (import, ls, inspect, rm).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -87,6 +90,21 @@ enum Command {
         /// The bridge subnet static addresses must lie in (superd's `--subnet`).
         #[arg(long, default_value = "10.77.0.0/16")]
         subnet: superd::network::Subnet,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeCommand {
+    /// List volumes: name, size, the workloads whose manifests mount it, where it is.
+    Ls {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a volume and its data (refused while a manifest mounts it).
+    Rm {
+        /// The volume.
+        name: String,
     },
 }
 
@@ -199,6 +217,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Ok(report(&e, None)),
             }
         }
+        Command::Volume(VolumeCommand::Ls { json }) => match client.volumes() {
+            Ok(r) if json => writeln!(out, "{}", serde_json::to_string(&r)?)?,
+            Ok(r) => {
+                writeln!(
+                    out,
+                    "{:<20}  {:>10}  {:<20}  PATH",
+                    "NAME", "SIZE", "USED BY"
+                )?;
+                for v in r.volumes {
+                    let used = if v.used_by.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.used_by.join(",")
+                    };
+                    writeln!(
+                        out,
+                        "{:<20}  {:>10}  {:<20}  {}",
+                        table::clean(&v.name),
+                        format!("{:.1} MiB", v.bytes as f64 / (1024.0 * 1024.0)),
+                        used,
+                        table::clean(&v.path)
+                    )?;
+                }
+            }
+            Err(e) => return Ok(report(&e, None)),
+        },
+        Command::Volume(VolumeCommand::Rm { name }) => match client.volume_rm(&name) {
+            Ok(ack) => writeln!(out, "{}", ack.message)?,
+            Err(ClientError::NotFound(m)) => {
+                eprintln!("superctl: {m}");
+                return Ok(ExitCode::from(NOT_FOUND));
+            }
+            Err(e) => return Ok(report(&e, None)),
+        },
         Command::Image(cmd) => {
             drop(out);
             return image(&client, cmd);

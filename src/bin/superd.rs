@@ -461,6 +461,7 @@ async fn daemon(
                 .unwrap_or_else(|| cli.state_dir.join("logs")),
         ),
         images: rt.images().cloned(),
+        state_dir: Some(cli.state_dir.clone()),
         #[cfg(feature = "registry")]
         puller: rt.puller().cloned(),
         ..ctl::ServerLimits::default()

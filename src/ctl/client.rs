@@ -130,6 +130,16 @@ impl Client {
         self.call("POST", &format!("/v1/{}", action.as_str()))
     }
 
+    /// Every named volume.
+    pub fn volumes(&self) -> Result<api::VolumesResponse, ClientError> {
+        self.call("GET", "/v1/volumes")
+    }
+
+    /// Removes a volume and its data (refused while a manifest mounts it).
+    pub fn volume_rm(&self, name: &str) -> Result<api::Ack, ClientError> {
+        self.call("DELETE", &format!("/v1/volumes/{}", encode_segment(name)))
+    }
+
     /// Every named image in superd's store.
     pub fn images(&self) -> Result<api::ImagesResponse, ClientError> {
         self.call("GET", "/v1/images")
@@ -359,6 +369,7 @@ mod tests {
             address: None,
             ports: Vec::new(),
             image: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod logs;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod server;
 pub mod table;
+pub mod volumes;
 
 pub use client::{Client, ClientError};
 pub use server::{bind, serve, ApiTx, CtlError, ServerLimits};

@@ -39,6 +39,8 @@ pub struct ServerLimits {
     pub allowed_group: Option<u32>,
     /// The workload log directory, for `GET /v1/workloads/{name}/logs`.
     pub log_dir: Option<PathBuf>,
+    /// The state directory, for `/v1/volumes…`.
+    pub state_dir: Option<PathBuf>,
     /// The image store, for `/v1/images…`.
     pub images: Option<Arc<crate::images::store::Store>>,
     /// The puller, for `POST /v1/images/pull`.
@@ -55,6 +57,7 @@ impl Default for ServerLimits {
             allowed_group: None,
             log_dir: None,
             images: None,
+            state_dir: None,
             #[cfg(feature = "registry")]
             puller: None,
         }
@@ -319,6 +322,11 @@ async fn handle_connection(
             };
             let handle = async {
                 if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {
+                    return r;
+                }
+                if let Some(r) =
+                    super::volumes::request(&req, limits.state_dir.as_ref(), access, tx).await
+                {
                     return r;
                 }
                 if let Some(r) = super::images::request(&req, fd.take(), limits, access, tx).await {

@@ -237,6 +237,7 @@ mod tests {
             address: None,
             ports: Vec::new(),
             image: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ mod parse;
 mod raw;
 mod security;
 pub mod spec;
+mod storage;
 mod validate;
 mod values;
 

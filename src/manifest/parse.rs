@@ -157,6 +157,8 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let init = raw.init.as_ref().and_then(|v| ck.boolean(v, "init"));
     let rootfs = raw.rootfs.as_ref().and_then(|r| rootfs(ck, r));
     let mounts = mounts(ck, raw.mounts.as_deref().unwrap_or_default());
+    let (volumes, tmpfs_mounts) =
+        super::storage::storage(ck, raw.volumes.as_deref(), raw.tmpfs.as_deref(), &mounts);
     let resources = raw.resources.as_ref().map(|r| resources(ck, r));
     let restart = raw.restart.as_ref().map(|r| restart(ck, r));
     let stop = raw.stop.as_ref().map(|s| stop(ck, s));
@@ -175,6 +177,8 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.init = init.unwrap_or(spec.init);
     spec.rootfs = rootfs.unwrap_or(spec.rootfs);
     spec.mounts = mounts;
+    spec.volumes = volumes;
+    spec.tmpfs_mounts = tmpfs_mounts;
     spec.resources = resources.unwrap_or(spec.resources);
     spec.restart = restart.unwrap_or_default();
     spec.stop = stop.unwrap_or_default();

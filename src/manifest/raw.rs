@@ -30,6 +30,7 @@ pub(crate) struct RawManifest {
     pub init: Leaf,
     pub rootfs: Option<Table<RawRootfs>>,
     pub mounts: Option<Vec<Spanned<Table<RawMount>>>>,
+    pub volumes: Option<Vec<Spanned<Table<RawVolume>>>>,
     pub resources: Option<Table<RawResources>>,
     pub restart: Option<Table<RawRestart>>,
     pub stop: Option<Table<RawStop>>,
@@ -54,6 +55,16 @@ pub(crate) struct RawTmpfs {
     pub tmp: Leaf,
     pub run: Leaf,
     pub shm: Leaf,
+    pub mounts: Leaf,
+}
+
+/// One `[[volumes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawVolume {
+    pub name: Leaf,
+    pub target: Leaf,
+    pub readonly: Leaf,
 }
 
 /// `[security]`.

@@ -195,6 +195,27 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// One `[[volumes]]` entry: a directory superd keeps under its state directory, seeded from
+/// the image's content at `target` on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Volume {
+    /// The volume's name (a workload name's rules); workloads naming the same one share it.
+    pub name: String,
+    /// Where it appears in the container.
+    pub target: AbsPath,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// One `[tmpfs] mounts` entry: an empty, sized tmpfs (its pages count as the workload's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TmpfsMount {
+    /// Where.
+    pub target: AbsPath,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// `[resources]`: cgroup limits. `None` means unlimited; a manifest without `pids` gets
 /// [`DEFAULT_PIDS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -745,6 +766,10 @@ pub struct Spec {
     pub rootfs: Rootfs,
     /// Bind mounts.
     pub mounts: Vec<Mount>,
+    /// Named volumes.
+    pub volumes: Vec<Volume>,
+    /// Extra tmpfs directories.
+    pub tmpfs_mounts: Vec<TmpfsMount>,
     /// cgroup limits (applied live).
     pub resources: Resources,
     /// Restart policy (applied live).
@@ -780,6 +805,8 @@ impl Spec {
             init: true,
             rootfs: Rootfs::Host,
             mounts: Vec::new(),
+            volumes: Vec::new(),
+            tmpfs_mounts: Vec::new(),
             resources: Resources {
                 pids: Some(DEFAULT_PIDS),
                 ..Resources::default()

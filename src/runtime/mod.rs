@@ -21,6 +21,7 @@ pub mod spawn;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod volumes;
 
 use crate::api::ExitReason;
 use crate::manifest::{
@@ -124,6 +125,9 @@ pub enum StartError {
     /// The image is missing, or its config does not make a runnable process.
     #[error("image: {0}")]
     Image(String),
+    /// A named volume could not be created.
+    #[error("preparing the volumes: {0}")]
+    Volume(std::io::Error),
 }
 
 /// Something that happened to a running instance.
@@ -424,11 +428,13 @@ impl Runtime {
         Ok(seccomp::to_wire(&progs))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn shim_config(
         &self,
         spec: &Spec,
         run: crate::images::merge::RunPlan,
         layers: Vec<String>,
+        volumes: Vec<sync::VolumeCfg>,
         seccomp: Vec<seccomp::WireProgram>,
         own_devices: &[devices::HostDevice],
     ) -> ShimConfig {
@@ -449,6 +455,15 @@ impl Runtime {
                 group: run.user.group.as_ref().map(id_cfg),
             },
             layers,
+            volumes,
+            tmpfs_mounts: spec
+                .tmpfs_mounts
+                .iter()
+                .map(|t| sync::TmpfsMountCfg {
+                    target: t.target.to_string(),
+                    size: t.size,
+                })
+                .collect(),
             hostname: spec.hostname.clone(),
             init: spec.init,
             rootfs,
@@ -557,6 +572,8 @@ impl Runtime {
             crate::images::merge::run_plan(spec, image.as_ref()).map_err(StartError::Image)?;
         let image_stop_signal = run.stop_signal;
         let seccomp = self.seccomp_for(spec, &run.user)?;
+        let volumes =
+            volumes::prepare(self.state.path(), &spec.volumes).map_err(StartError::Volume)?;
         let own_devices = devices::resolve(&spec.security.devices).map_err(StartError::Devices)?;
         let cgroup = Arc::new(self.cgroups.create(
             &name,
@@ -639,7 +656,7 @@ impl Runtime {
             gen,
             init: spec.init,
             shim_pid,
-            cfg: self.shim_config(spec, run, layers, seccomp, &own_devices),
+            cfg: self.shim_config(spec, run, layers, volumes, seccomp, &own_devices),
             net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),

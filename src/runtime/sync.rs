@@ -115,6 +115,28 @@ pub struct MountCfg {
     pub optional: bool,
 }
 
+/// A named volume as the shim receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeCfg {
+    /// The volume's data directory on the host.
+    pub source: String,
+    /// Where it appears in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub readonly: bool,
+    /// First use: copy the rootfs's content at `target` in, then create this marker file.
+    pub seed_marker: Option<String>,
+}
+
+/// An extra tmpfs directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMountCfg {
+    /// Where.
+    pub target: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// Everything the shim needs to build the container and run the workload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShimConfig {
@@ -141,6 +163,12 @@ pub struct ShimConfig {
     pub layers: Vec<String>,
     /// Bind mounts.
     pub mounts: Vec<MountCfg>,
+    /// Named volumes.
+    #[serde(default)]
+    pub volumes: Vec<VolumeCfg>,
+    /// Extra tmpfs directories.
+    #[serde(default)]
+    pub tmpfs_mounts: Vec<TmpfsMountCfg>,
     /// Bring `lo` up in the new network namespace.
     pub own_netns: bool,
     /// An empty host directory the shim mounts its scratch tmpfs on (in its own mount namespace).

@@ -129,6 +129,7 @@ impl Workload {
                 .map(|p| p.to_string())
                 .collect(),
             image: image_of(&self.spec),
+            volumes: self.spec.volumes.iter().map(|v| v.name.clone()).collect(),
         }
     }
 }

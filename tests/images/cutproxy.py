@@ -48,6 +48,11 @@ def handle(c):
                     if do_cut:
                         state["cut"] = True
                 if do_cut:
+                    while len(rest) < cut_after:
+                        more = u.recv(65536)
+                        if not more:
+                            break
+                        rest += more
                     c.sendall(h + b"\r\n\r\n" + rest[:cut_after])
                     c.close()
                     u.close()

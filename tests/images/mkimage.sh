@@ -18,7 +18,7 @@ umoci unpack --rootless --image oci:base b1 >/dev/null 2>&1 || umoci unpack --im
 mkdir -p b1/rootfs/bin b1/rootfs/etc b1/rootfs/tmp
 chmod 1777 b1/rootfs/tmp
 cp /bin/busybox b1/rootfs/bin/busybox
-for t in sh ls cat id echo test pwd sleep; do ln -s busybox "b1/rootfs/bin/$t"; done
+for t in sh ls cat id echo test pwd sleep stat touch mkdir; do ln -s busybox "b1/rootfs/bin/$t"; done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > b1/rootfs/etc/passwd
 printf 'root:x:0:\nnogroup:x:65534:\n' > b1/rootfs/etc/group
 umoci repack --image oci:l1 b1

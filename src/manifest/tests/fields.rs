@@ -964,3 +964,53 @@ fn rootfs_image() {
     );
     error_with("args = [\"x\"]", "args", "without [rootfs] image");
 }
+
+#[test]
+fn volumes_and_tmpfs_mounts() {
+    let spec = ok_with(
+        "[tmpfs]\nmounts = [\"/var/lib/nginx\", \"/var/cache/app:32M\"]\n\
+         [[volumes]]\nname = \"pgdata\"\ntarget = \"/var/lib/postgresql/data\"\n\
+         [[volumes]]\nname = \"conf\"\ntarget = \"/etc/app\"\nreadonly = true\n",
+    );
+    assert_eq!(spec.volumes.len(), 2);
+    assert_eq!(spec.volumes[0].name, "pgdata");
+    assert!(spec.volumes[1].readonly);
+    assert_eq!(spec.tmpfs_mounts[0].size, 16 << 20, "the default size");
+    assert_eq!(spec.tmpfs_mounts[1].size, 32 << 20);
+    error_with(
+        "[[volumes]]\nname = \"Bad\"\ntarget = \"/x\"",
+        "volumes[0].name",
+        "invalid volume name",
+    );
+    error_with("[[volumes]]\nname = \"a\"", "volumes[0].target", "missing");
+    error_with(
+        "[[volumes]]\nname = \"a\"\ntarget = \"/proc/x\"",
+        "volumes[0].target",
+        "mounted by superd itself",
+    );
+    error_with(
+        "[[mounts]]\nsource = \"/srv\"\ntarget = \"/data\"\n[[volumes]]\nname = \"a\"\ntarget = \"/data\"",
+        "volumes[0].target",
+        "already the target of mounts[0]",
+    );
+    error_with(
+        "[[volumes]]\nname = \"a\"\ntarget = \"/a\"\n[[volumes]]\nname = \"a\"\ntarget = \"/b\"",
+        "volumes[1].name",
+        "already mounted by volumes[0]",
+    );
+    error_with(
+        "[tmpfs]\nmounts = [\"/x:1K\"]",
+        "tmpfs.mounts[0]",
+        "at least 64K",
+    );
+    error_with(
+        "[tmpfs]\nmounts = \"/x\"",
+        "tmpfs.mounts",
+        "expected an array",
+    );
+    error_with(
+        "[tmpfs]\nmounts = [\"relative\"]",
+        "tmpfs.mounts[0]",
+        "not an absolute path",
+    );
+}

@@ -10,6 +10,7 @@ mod dev;
 pub mod logs;
 pub mod process;
 pub mod rootfs;
+mod volumes;
 
 use crate::runtime::logfmt::{LineSplitter, Stream};
 use crate::runtime::sync::{self, FromShim, Reassembly, ShimConfig, ToShim, CHUNK, SHIM_SYNC_FD};
@@ -128,6 +129,9 @@ pub fn main() -> ! {
         Ok(p) => p,
         Err(e) => report_and_exit(e),
     };
+    if let Err(e) = volumes::chown_fresh(prepared.uid, prepared.gid) {
+        report_and_exit(e);
+    }
     if cfg.init {
         run_init(&prepared, &cfg.logs, &cfg.name)
     } else {

@@ -26,8 +26,8 @@ pub const DEFAULT_CAPS: &[Capability] = &[
 /// The resolved identity and the exec arguments, computed before any privilege is dropped.
 #[derive(Debug)]
 pub struct Prepared {
-    uid: u32,
-    gid: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     groups: Vec<u32>,
     path: CString,
     argv: Vec<CString>,

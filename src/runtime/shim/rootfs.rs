@@ -97,37 +97,26 @@ fn is_symlink(st: &libc::stat) -> bool {
 /// The longest option string `mount(2)` takes (one page, less the kernel's own use).
 const MAX_MOUNT_OPTIONS: usize = 4095;
 
-/// Mounts an image's layers (top first) on `mountpoint`: an overlay with the scratch tmpfs as
-/// upper layer, or read-only (one layer: a read-only bind mount, as overlayfs refuses a single
-/// lower without an upper; more: an overlay of lowers only). Layers are named by fd
+/// Mounts an image's layers (top first) on `mountpoint`: an overlay whose upper layer is on
+/// the scratch tmpfs. A read-only image gets the same overlay, so that the mountpoints superd
+/// needs (`/proc`, `/dev`, volume targets…) can be made where the image lacks them, and the
+/// root is made read-only once they exist ([`build`]). Layers are named by fd
 /// (`/proc/self/fd/N`), which fits about 220 of them in one page.
 fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Result<()> {
     let mut fds = Vec::with_capacity(cfg.layers.len());
     for l in &cfg.layers {
         fds.push(open_path(l, libc::O_DIRECTORY).ctx(|| format!("opening image layer {l}"))?);
     }
-    if !cfg.writable && fds.len() == 1 {
-        let tree =
-            clone_tree(fds[0].as_raw_fd(), false).ctx(|| "cloning the image layer".into())?;
-        set_mount_attr(tree.as_raw_fd(), RDONLY_NODEV, false)
-            .ctx(|| "making the image read-only".into())?;
-        return move_mount_fd(tree.as_raw_fd(), mountpoint.as_raw_fd())
-            .ctx(|| "attaching the image".into());
-    }
-    let lower: Vec<String> = fds.iter().map(fd_path).collect();
-    let mut opts = format!("lowerdir={}", lower.join(":"));
     // Held until the mount is made: the options name them by fd.
-    let mut upper_work = Vec::new();
-    if cfg.writable {
-        let upper = reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
-        let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
-        opts.push_str(&format!(
-            ",upperdir={},workdir={}",
-            fd_path(&upper),
-            fd_path(&work)
-        ));
-        upper_work.extend([upper, work]);
-    }
+    let upper = reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
+    let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
+    let lower: Vec<String> = fds.iter().map(fd_path).collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        fd_path(&upper),
+        fd_path(&work)
+    );
     if opts.len() > MAX_MOUNT_OPTIONS {
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
@@ -141,12 +130,14 @@ fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Res
             ),
         ));
     }
-    let mut flags = MsFlags::MS_NODEV;
-    if !cfg.writable {
-        flags |= MsFlags::MS_RDONLY;
-    }
-    mnt("overlay", mountpoint, "overlay", flags, Some(&opts))
-        .ctx(|| format!("mounting the overlay of {} image layers", fds.len()))
+    mnt(
+        "overlay",
+        mountpoint,
+        "overlay",
+        MsFlags::MS_NODEV,
+        Some(&opts),
+    )
+    .ctx(|| format!("mounting the overlay of {} image layers", fds.len()))
 }
 
 /// Builds the rootfs and pivots into it. On return the process's `/` is the container root.
@@ -229,8 +220,12 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
     // The fd above still names the covered directory: open the new mount.
     let root = reopen_dir(scratch.as_raw_fd(), "root").ctx(|| "opening the new root".into())?;
     let rootfd = root.as_raw_fd();
+    // Where missing mountpoints may be made: a writable root, or an image's overlay (made
+    // read-only below once they exist).
+    let image_readonly = !cfg.layers.is_empty() && !cfg.writable;
+    let scaffold = cfg.writable || !cfg.layers.is_empty();
 
-    let proc_dir = special_dir(rootfd, "proc", cfg.writable)?;
+    let proc_dir = special_dir(rootfd, "proc", scaffold)?;
     mnt(
         "proc",
         &proc_dir,
@@ -245,10 +240,10 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         return Err(StepError::new("checking /proc", "not a procfs"));
     }
 
-    let dev = special_dir(rootfd, "dev", cfg.writable)?;
+    let dev = special_dir(rootfd, "dev", scaffold)?;
     let dev_null = super::dev::build(rootfd, &dev, cfg)?;
 
-    let sys_dir = special_dir(rootfd, "sys", cfg.writable)?;
+    let sys_dir = special_dir(rootfd, "sys", scaffold)?;
     mount_sysfs(rootfd, &sys_dir)?;
 
     // Sized: their pages count against the workload's memory, and unsized each could take
@@ -257,7 +252,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         ("tmp", "1777", cfg.tmpfs.tmp),
         ("run", "0755", cfg.tmpfs.run),
     ] {
-        let dir = special_dir(rootfd, d, cfg.writable)?;
+        let dir = special_dir(rootfd, d, scaffold)?;
         mnt(
             "tmpfs",
             &dir,
@@ -279,6 +274,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
     for m in &cfg.mounts {
         bind_mount(rootfd, m)?;
     }
+    super::volumes::mount_all(rootfd, cfg)?;
 
     for path in MASKED {
         mask(rootfd, path, &dev_null)?;
@@ -295,6 +291,12 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(StepError::new(format!("opening /{path}"), e)),
         }
+    }
+
+    if image_readonly {
+        // Only the root's own mount: /tmp, /run, volumes and tmpfs mounts keep theirs.
+        set_mount_attr(rootfd, RDONLY_NODEV, false)
+            .ctx(|| "making the image's root read-only".into())?;
     }
 
     nix::unistd::sethostname(&cfg.hostname).ctx(|| format!("setting hostname {}", cfg.hostname))?;
@@ -390,7 +392,7 @@ fn mount_sysfs(rootfd: RawFd, sys_dir: &OwnedFd) -> Result<()> {
 }
 
 /// Bind-mounts a host path onto a target resolved inside the rootfs.
-fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
+pub(super) fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
     let src = open_path(&m.source, 0).ctx(|| format!("opening mount source {}", m.source))?;
     let st = lstat_at(src.as_raw_fd(), "").ctx(|| format!("stat {}", m.source))?;
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -438,6 +440,24 @@ fn bind_mount(rootfd: RawFd, m: &MountCfg) -> Result<()> {
         .ctx(|| format!("setting the mount options of {}", m.target))?;
     move_mount_fd(tree.as_raw_fd(), target.as_raw_fd())
         .ctx(|| format!("mounting {} on {}", m.source, m.target))
+}
+
+/// The directory `target` in the root, created (as a bind-mount target is) when missing.
+pub(super) fn mount_target_dir(rootfd: RawFd, target: &str) -> Result<OwnedFd> {
+    let rel = target.trim_start_matches('/');
+    match openat_in_root(rootfd, rel, libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(fd) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_target(rootfd, rel, true)
+            .map_err(|e| {
+                let hint = if e.raw_os_error() == Some(libc::EROFS) {
+                    " (it does not exist and that part of the rootfs is read-only)"
+                } else {
+                    ""
+                };
+                StepError::new(format!("creating {target}"), format!("{e}{hint}"))
+            }),
+        Err(e) => Err(StepError::new(format!("opening {target}"), e)),
+    }
 }
 
 /// Creates the missing components of `rel` inside the root, like `mkdir -p` with every
