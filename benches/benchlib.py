@@ -25,16 +25,22 @@ def status(superctl, sock):
 
 class Superd:
     """superd in a network namespace of its own, on `mdir` with state, log and socket in `work`.
-    `wrap` is a shell snippet run in the namespace first (e.g. bringing lo up)."""
+    `wrap` is a shell snippet run in the namespace first (e.g. bringing lo up). With
+    `own_net=False` superd shares the host's namespace (to reach a registry on the host's
+    loopback): then it runs with --no-nat and its workloads must not be bridged."""
 
-    def __init__(self, superd, superctl, work, mdir, cgroup_root, log_level="warn", wrap=None):
+    def __init__(self, superd, superctl, work, mdir, cgroup_root, log_level="warn", wrap=None,
+                 extra_args=(), own_net=True):
         self.superctl, self.work = superctl, work
         self.sock = os.path.join(work, "superd.sock")
         self.log_path = os.path.join(work, "superd.log")
         self.log = open(self.log_path, "w")
         args = [superd, "--manifests", mdir, "--state-dir", os.path.join(work, "state"),
-                "--socket", self.sock, "--cgroup-root", cgroup_root]
-        cmd = ["unshare", "--net", *(["sh", "-c", wrap + ' && exec "$0" "$@"'] if wrap else []), *args]
+                "--socket", self.sock, "--cgroup-root", cgroup_root, *extra_args]
+        if own_net:
+            cmd = ["unshare", "--net", *(["sh", "-c", wrap + ' && exec "$0" "$@"'] if wrap else []), *args]
+        else:
+            cmd = [*args, "--no-nat"]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
                                      env={**os.environ, "SUPERD_LOG": log_level})
         self.pid = self.proc.pid  # unshare without --fork (and sh) exec superd in place

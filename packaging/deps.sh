@@ -5,7 +5,9 @@ set -euo pipefail
 # systemd: systemd-analyze checks the packaged unit; umoci builds the test images offline,
 # zstd their zstd variant; docker-registry is the real registry the image tests pull from
 # (started by the tests on 127.0.0.1 with their own config, never the packaged service).
-pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry)
+# podman and skopeo: what benches/images.sh compares superd's pulls with.
+pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry
+      podman skopeo)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
