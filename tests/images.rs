@@ -849,3 +849,85 @@ fn named_volumes_are_seeded_from_the_image_and_survive_restarts() {
     assert!(!sb.state.join("volumes/fresh").exists());
     sb.shutdown();
 }
+
+#[test]
+fn a_multi_arch_index_pulls_this_machines_image() {
+    if privileged("a_multi_arch_index_pulls_this_machines_image").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let sb = Sandbox::start_with("image-index", &["--insecure-registry", "127.0.0.1:5000"]);
+    let reg_dir = tempfile::tempdir().unwrap();
+    let reg = start_registry(&sb, reg_dir.path(), 5000);
+    // One layout with both manifests (gzip and zstd layers) and an index over them:
+    // arm64 → zstd, amd64 → gzip.
+    let layout = reg_dir.path().join("multi");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fx.join("zstd"))
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for e in std::fs::read_dir(fx.join("oci-only/blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    let (gzip, gsize) = {
+        let (d, m) = manifest_of(&fx.join("oci-only"));
+        (d, serde_json::to_vec(&m).unwrap().len())
+    };
+    let gsize = std::fs::metadata(blob_path(&layout, &gzip)).map_or(gsize as u64, |m| m.len());
+    let (zstd, _) = manifest_of(&fx.join("zstd"));
+    let zsize = std::fs::metadata(blob_path(&layout, &zstd)).unwrap().len();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": mt, "digest": zstd, "size": zsize,
+             "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": mt, "digest": gzip, "size": gsize,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": mt, "digest": zstd, "size": zsize,
+             "platform": {"os": "unknown", "architecture": "unknown"}},
+        ],
+    });
+    let (idx_digest, idx_size) = put_blob(&layout, &serde_json::to_vec(&index).unwrap());
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx_digest, "size": idx_size}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    push(&sb, &layout, &reg.direct, "multi");
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            &format!("{}/superd-test/busybox:multi", reg.direct),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (os, arch) = superd::images::image::host_platform();
+    if (os, arch) == ("linux", "amd64") {
+        assert!(text.contains(&gzip), "the amd64 entry was chosen: {text}");
+    }
+    // Pinned by the index digest, the workload runs this machine's image.
+    sb.write_manifest(
+        "multi",
+        &format!(
+            "[rootfs]\nimage = \"{}/superd-test/busybox@{idx_digest}\"\npull = \"never\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+            reg.direct
+        ),
+    );
+    sb.wait_log("multi", "rpc-gone");
+    drop(reg);
+    sb.shutdown();
+}

@@ -183,9 +183,10 @@ impl Drop for Init {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Killing PID 1 of the namespace ends every process in it; anything still in the
-        // guard cgroup escaped that, and fails the test.
-        std::thread::sleep(Duration::from_millis(50));
+        // Killing PID 1 of the namespace ends every process in it (a large process takes a
+        // moment to exit under load); anything still in the guard cgroup after that escaped
+        // the kill, and fails the test.
+        self.guard.wait_empty(Duration::from_secs(3));
         let left = self.guard.kill_leftovers();
         for p in self.cgroups_left() {
             let _ = std::fs::remove_dir(&p);

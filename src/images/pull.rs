@@ -95,7 +95,9 @@ fn reg(e: impl std::fmt::Display) -> PullError {
 /// Pulls images into a store; one pull per reference at a time.
 pub struct Puller {
     store: Arc<Store>,
-    client: oci_client::Client,
+    /// Made on the first pull: reqwest's TLS setup needs the system's CA certificates, which
+    /// an appliance may not have; that must cost the pull, never superd's start.
+    client: std::sync::OnceLock<Result<oci_client::Client, String>>,
     cfg: RegistryConfig,
     pulls: Mutex<BTreeMap<String, Progress>>,
 }
@@ -109,26 +111,41 @@ impl std::fmt::Debug for Puller {
 impl Puller {
     /// A puller for `store`.
     pub fn new(store: Arc<Store>, cfg: RegistryConfig) -> Puller {
-        // rustls needs one process-wide crypto provider; a second install is a no-op error.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let protocol = if cfg.insecure.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(cfg.insecure.clone())
-        };
-        let client = oci_client::Client::new(ClientConfig {
-            protocol,
-            max_concurrent_download: PARALLEL,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
-            ..ClientConfig::default()
-        });
         Puller {
             store,
-            client,
+            client: std::sync::OnceLock::new(),
             cfg,
             pulls: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The registry client, made once.
+    fn client(&self) -> Result<&oci_client::Client, PullError> {
+        let made = self.client.get_or_init(|| {
+            // rustls needs one process-wide crypto provider; a second install is a no-op.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let protocol = if self.cfg.insecure.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(self.cfg.insecure.clone())
+            };
+            let config = ClientConfig {
+                protocol,
+                max_concurrent_download: PARALLEL,
+                connect_timeout: Some(Duration::from_secs(15)),
+                read_timeout: Some(Duration::from_secs(60)),
+                ..ClientConfig::default()
+            };
+            // oci-client falls back to reqwest's `Client::new()`, which panics, when its
+            // builder fails (no CA certificates at all, as on a bare appliance).
+            let make = std::panic::AssertUnwindSafe(|| oci_client::Client::new(config));
+            std::panic::catch_unwind(make).map_err(|_| {
+                "cannot set up TLS for registry pulls (are there CA certificates in \
+                 /etc/ssl/certs?)"
+                    .to_string()
+            })
+        });
+        made.as_ref().map_err(|e| PullError::Registry(e.clone()))
     }
 
     /// The progress of the pull of `reference` (as written), if one ran.
@@ -240,7 +257,7 @@ impl Puller {
                 continue;
             }
             let (sem, client, reference) =
-                (Arc::clone(&sem), self.client.clone(), reference.clone());
+                (Arc::clone(&sem), self.client()?.clone(), reference.clone());
             let (dest, blob, size) = (self.store.ingest_path(&l.blob)?, l.blob.clone(), l.size);
             self.store
                 .check_space(size, &format!("downloading layer {}", l.blob.short()))?;
@@ -309,7 +326,7 @@ impl Puller {
         accept: &[&str],
     ) -> Result<(Vec<u8>, String), PullError> {
         let (bytes, digest) = self
-            .client
+            .client()?
             .pull_manifest_raw(reference, auth, accept)
             .await
             .map_err(|e| reg(format!("fetching the manifest of {reference}: {e}")))?;
@@ -329,7 +346,7 @@ impl Puller {
 
     async fn small_blob(&self, reference: &Reference, d: &Digest) -> Result<Vec<u8>, PullError> {
         let mut s = self
-            .client
+            .client()?
             .pull_blob_stream(reference, d.as_str())
             .await
             .map_err(|e| reg(format!("fetching blob {d}: {e}")))?;

@@ -13,8 +13,14 @@ use std::path::{Path, PathBuf};
 /// The supervisor accepts such specs and retries starting them with backoff.
 pub fn warnings(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
-    if let Rootfs::Dir { path, .. } = &spec.rootfs {
-        out.extend(check_path("rootfs.path", path, true));
+    match &spec.rootfs {
+        Rootfs::Dir { path, .. } => out.extend(check_path("rootfs.path", path, true)),
+        Rootfs::Image { image, .. } if image.digest.is_none() => out.push(format!(
+            "rootfs.image `{}` is not pinned: the tag is resolved once and recorded; only \
+             `superctl image pull` resolves it again (add @sha256:… to pin it)",
+            image.written
+        )),
+        _ => {}
     }
     for (i, m) in spec.mounts.iter().enumerate() {
         out.extend(check_path(&format!("mounts[{i}].source"), &m.source, false));
@@ -137,6 +143,15 @@ mod tests {
         assert!(warnings(&spec)[0].contains("is not a directory"));
         let host = parse(Path::new("w.toml"), "command = [\"x\"]").unwrap();
         assert!(warnings(&host).is_empty());
+        let tag = parse(Path::new("w.toml"), "[rootfs]\nimage = \"busybox:1\"").unwrap();
+        assert!(
+            warnings(&tag)[0].contains("is not pinned"),
+            "{:?}",
+            warnings(&tag)
+        );
+        let d = format!("busybox@sha256:{}", "a".repeat(64));
+        let pinned = parse(Path::new("w.toml"), &format!("[rootfs]\nimage = \"{d}\"")).unwrap();
+        assert!(warnings(&pinned).is_empty());
     }
 
     #[test]

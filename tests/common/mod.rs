@@ -541,6 +541,19 @@ impl Sibling {
 
     /// Kills every process left anywhere in the sibling's tree (PID-namespace inits
     /// included) and returns `pid comm` of each one it had to kill.
+    /// Waits until no process is left in the cgroup (processes already SIGKILLed take a moment
+    /// to leave it), at most `timeout`; true if it emptied.
+    pub fn wait_empty(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if pids_below(&self.dir("pids")).is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn kill_leftovers(&self) -> Vec<String> {
         let mut killed = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
