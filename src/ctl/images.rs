@@ -22,7 +22,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 /// How long an import may wait for its next byte before it is abandoned.
 pub const IMPORT_IDLE: Duration = Duration::from_secs(60);
@@ -88,22 +88,11 @@ fn decode_ref(seg: &str) -> Result<ImageName, HttpResponse> {
 /// Workload → image reference, from the supervisor (every manifest, also the last good spec
 /// of a broken one).
 async fn image_users(tx: &ApiTx) -> Vec<(String, String)> {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    if tx
-        .send((api::Request::Status { name: None }, reply_tx))
+    super::server::workload_statuses(tx)
         .await
-        .is_err()
-    {
-        return Vec::new();
-    }
-    match reply_rx.await {
-        Ok(api::Response::Status(s)) => s
-            .workloads
-            .into_iter()
-            .filter_map(|w| w.image.map(|i| (w.name, i)))
-            .collect(),
-        _ => Vec::new(),
-    }
+        .into_iter()
+        .filter_map(|w| w.image.map(|i| (w.name, i)))
+        .collect()
 }
 
 /// Manifest digest → the workloads whose image resolves to it.

@@ -474,6 +474,23 @@ async fn logs_request(req: &HttpRequest, dir: Option<&Path>) -> Option<HttpRespo
     })
 }
 
+/// Every workload's status, straight from the supervisor (empty when it is gone), for the
+/// routes answered beside it (images, volumes) that need to know who uses what.
+pub(super) async fn workload_statuses(tx: &ApiTx) -> Vec<crate::api::WorkloadStatus> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx
+        .send((crate::api::Request::Status { name: None }, reply_tx))
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    match reply_rx.await {
+        Ok(crate::api::Response::Status(s)) => s.workloads,
+        _ => Vec::new(),
+    }
+}
+
 /// Routes a request, checks that the peer may make it, asks the supervisor and turns its
 /// answer into HTTP.
 async fn dispatch(

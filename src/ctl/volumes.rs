@@ -7,26 +7,14 @@ use super::http::{self, HttpRequest, HttpResponse};
 use super::server::ApiTx;
 use crate::api;
 use std::path::PathBuf;
-use tokio::sync::oneshot;
 
 /// Workload → the volumes it mounts, from the supervisor.
 async fn users(tx: &ApiTx) -> Vec<(String, Vec<String>)> {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    if tx
-        .send((api::Request::Status { name: None }, reply_tx))
+    super::server::workload_statuses(tx)
         .await
-        .is_err()
-    {
-        return Vec::new();
-    }
-    match reply_rx.await {
-        Ok(api::Response::Status(s)) => s
-            .workloads
-            .into_iter()
-            .map(|w| (w.name, w.volumes))
-            .collect(),
-        _ => Vec::new(),
-    }
+        .into_iter()
+        .map(|w| (w.name, w.volumes))
+        .collect()
 }
 
 /// Answers `/v1/volumes…`; `None` for any other path.

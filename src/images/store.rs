@@ -24,8 +24,8 @@ use crate::durable::{sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -135,7 +135,7 @@ pub struct Store {
     refs: Mutex<()>,
     holds: std::sync::Arc<super::gc::HoldSet>,
     roots: Mutex<Vec<String>>,
-    _lock: nix::fcntl::Flock<File>,
+    _lock: crate::durable::Lock,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,32 +165,12 @@ impl Store {
             mkdir(&root.join(d))?;
         }
         let lock_path = root.join(".lock");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(io_err(format!("opening {}", lock_path.display())))?;
-        let mut lock =
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => l,
-                Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let mut pid = String::new();
-                    let _ = f.read_to_string(&mut pid);
-                    return Err(StoreError::Locked(
-                        root.to_path_buf(),
-                        pid.trim().chars().take(20).collect(),
-                    ));
-                }
-                Err((_, e)) => {
-                    return Err(io_err(format!("locking {}", lock_path.display()))(e.into()))
-                }
-            };
-        let _ = lock.set_len(0);
-        let _ = lock.write_all(std::process::id().to_string().as_bytes());
+        let lock = crate::durable::lock_exclusive(&lock_path).map_err(|f| match f {
+            crate::durable::LockFailure::Held(pid) => StoreError::Locked(root.to_path_buf(), pid),
+            crate::durable::LockFailure::Io(step, e) => {
+                io_err(format!("{step} {}", lock_path.display()))(e)
+            }
+        })?;
         let store = Store {
             root: root.to_path_buf(),
             unpacker,

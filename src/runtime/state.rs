@@ -11,9 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Why the state directory could not be taken.
@@ -68,37 +68,13 @@ impl StateDir {
             .create(dir)
             .map_err(lock_io("creating the state directory", dir))?;
         let path = dir.join("superd.lock");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(lock_io("opening", &path))?;
-        let mut lock =
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => l,
-                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let mut pid = String::new();
-                    let _ = file.read_to_string(&mut pid);
-                    let pid = match pid.trim() {
-                        "" => "unknown".to_string(),
-                        p => p.chars().take(20).collect(),
-                    };
-                    return Err(LockError::Held {
-                        dir: dir.to_path_buf(),
-                        pid,
-                    });
-                }
-                Err((_, e)) => return Err(lock_io("locking", &path)(e.into())),
-            };
-        let pid = std::process::id().to_string();
-        lock.set_len(0)
-            .and_then(|()| lock.rewind())
-            .and_then(|()| lock.write_all(pid.as_bytes()))
-            .map_err(lock_io("writing our PID to", &path))?;
+        let lock = crate::durable::lock_exclusive(&path).map_err(|f| match f {
+            crate::durable::LockFailure::Held(pid) => LockError::Held {
+                dir: dir.to_path_buf(),
+                pid,
+            },
+            crate::durable::LockFailure::Io(step, e) => lock_io(step, &path)(e),
+        })?;
         Ok(StateDir {
             dir: dir.to_path_buf(),
             _lock: lock,
