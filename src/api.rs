@@ -171,6 +171,9 @@ pub struct ImageRow {
 pub struct ImportResponse {
     /// What was imported.
     pub images: Vec<crate::images::import::Imported>,
+    /// Workloads restarted because a pull moved the tag they name.
+    #[serde(default)]
+    pub restarted: Vec<String>,
 }
 
 /// `GET /v1/status` body.

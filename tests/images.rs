@@ -519,7 +519,7 @@ fn a_pull_from_a_real_registry_resumes_a_cut_layer_and_runs() {
     let fx = Fixture::build();
     // The sandbox has a network namespace of its own, so any port is free in it.
     let port = 5000;
-    let sb = Sandbox::start_with(
+    let mut sb = Sandbox::start_with(
         "image-pull",
         &[
             "--insecure-registry",
@@ -580,6 +580,41 @@ fn a_pull_from_a_real_registry_resumes_a_cut_layer_and_runs() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // A workload naming a tag: pulled on demand; when an explicit pull moves the tag, the
+    // workload is restarted onto the new image at once (never silently at a later restart).
+    sb.write_manifest(
+        "tagged",
+        &format!(
+            "command = [\"/bin/sh\", \"-c\", \"echo up; exec sleep 1000\"]\n[rootfs]\nimage = \"{}/superd-test/busybox:1\"\n[network]\nmode = \"none\"\n",
+            reg.direct
+        ),
+    );
+    sb.wait_log("tagged", "up");
+    let first = sb.wait_running("tagged").pid;
+    push(&sb, &fx.join("zstd"), &reg.direct, "1");
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            &format!("{}/superd-test/busybox:1", reg.direct),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("restarted tagged"), "{text}");
+    sb.wait_until(
+        "tagged restarted",
+        std::time::Duration::from_secs(20),
+        |s| {
+            s.try_status().is_some_and(|st| {
+                st.workloads.iter().any(|w| {
+                    w.name == "tagged" && w.state == superd::api::State::Running && w.pid != first
+                })
+            })
+        },
+    );
+
     // A registry not listed as insecure is spoken to over HTTPS only.
     let out = superctl(
         &sb,

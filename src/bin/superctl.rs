@@ -429,6 +429,9 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                             i.new_layers
                         )?;
                     }
+                    for w in resp.restarted {
+                        writeln!(out, "restarted {w} (its tag now names this image)")?;
+                    }
                 }
                 Err(e) => return Ok(report(&e, None)),
             }

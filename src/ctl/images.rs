@@ -64,7 +64,7 @@ pub async fn request(
     Some(match (req.method.as_str(), seg) {
         ("GET", "") => list(store, tx).await,
         ("POST", "import") => import(store, fd, &req.query).await,
-        ("POST", "pull") => pull(limits, &req.query).await,
+        ("POST", "pull") => pull(limits, &req.query, tx).await,
         ("POST", "prune") => prune(store, &req.query, tx).await,
         ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
         ("DELETE", r)
@@ -269,17 +269,24 @@ async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResp
     })
     .await;
     match res {
-        Ok(Ok(images)) => HttpResponse::json(200, &ImportResponse { images }),
+        Ok(Ok(images)) => HttpResponse::json(
+            200,
+            &ImportResponse {
+                images,
+                restarted: Vec::new(),
+            },
+        ),
         Ok(Err(e)) => store_error(e),
         Err(r) => r,
     }
 }
 
 #[cfg(feature = "registry")]
-async fn pull(limits: &super::server::ServerLimits, query: &str) -> HttpResponse {
+async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> HttpResponse {
     let Some(puller) = limits.puller.clone() else {
         return HttpResponse::error(501, "this superd does not pull images");
     };
+    let store = limits.images.clone();
     let mut reference = None;
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
@@ -290,18 +297,50 @@ async fn pull(limits: &super::server::ServerLimits, query: &str) -> HttpResponse
     let Some(reference) = reference else {
         return HttpResponse::error(400, "missing ?ref=IMAGE");
     };
-    if let Err(e) = ImageName::parse(&reference) {
-        return HttpResponse::error(400, e);
+    let name = match ImageName::parse(&reference) {
+        Ok(n) => n,
+        Err(e) => return HttpResponse::error(400, e),
+    };
+    let before = store
+        .as_ref()
+        .and_then(|s| s.refs().get(&name.name).map(|r| r.digest.clone()));
+    let img = match puller.pull(&reference).await {
+        Ok(img) => img,
+        Err(crate::images::pull::PullError::Store(e)) => return store_error(e),
+        Err(e) => return HttpResponse::error(502, crate::report::chain(&e)),
+    };
+    // The explicit pull moved a tag: the workloads that name the image by that tag are
+    // restarted onto it now (never later, silently, at some crash's restart).
+    let mut restarted = Vec::new();
+    if before.as_ref().is_some_and(|b| *b != img.digest) {
+        for (workload, r) in image_users(tx).await {
+            let same_tag =
+                ImageName::parse(&r).is_ok_and(|n| n.digest.is_none() && n.name == name.name);
+            if !same_tag {
+                continue;
+            }
+            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+            let req = api::Request::Restart {
+                name: workload.clone(),
+            };
+            if tx.send((req, reply_tx)).await.is_ok()
+                && matches!(reply_rx.await, Ok(api::Response::Ack(_)))
+            {
+                restarted.push(workload);
+            }
+        }
     }
-    match puller.pull(&reference).await {
-        Ok(img) => HttpResponse::json(200, &ImportResponse { images: vec![img] }),
-        Err(crate::images::pull::PullError::Store(e)) => store_error(e),
-        Err(e) => HttpResponse::error(502, crate::report::chain(&e)),
-    }
+    HttpResponse::json(
+        200,
+        &ImportResponse {
+            images: vec![img],
+            restarted,
+        },
+    )
 }
 
 #[cfg(not(feature = "registry"))]
-async fn pull(_limits: &super::server::ServerLimits, _query: &str) -> HttpResponse {
+async fn pull(_limits: &super::server::ServerLimits, _query: &str, _tx: &ApiTx) -> HttpResponse {
     HttpResponse::error(501, "this build of superd cannot pull from a registry")
 }
 
