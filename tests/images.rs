@@ -111,6 +111,27 @@ fn every_archive_format_imports_and_layers_are_stored_once() {
     // A second import of the same archive adds nothing.
     let again = import_ok(&store, &[&fx.join("oci.tar")]);
     assert!(again.contains("0 new"), "{again}");
+    // A docker-archive's image ID (its config digest) names the image too.
+    let st = superd::images::store::Store::open(
+        &store,
+        superd::images::layer::sandbox::Unpacker::new(env!("CARGO_BIN_EXE_superd"), None),
+    )
+    .unwrap();
+    let by_tag = st
+        .resolve(
+            &superd::images::reference::ImageName::parse("superd-test/busybox:docker").unwrap(),
+        )
+        .unwrap();
+    let by_config = st
+        .resolve(
+            &superd::images::reference::ImageName::parse(&format!(
+                "superd-test/busybox@{}",
+                by_tag.config
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(by_config.config, by_tag.config);
 }
 
 /// The overlay of superd's layer directories against umoci's flattened unpack: the same

@@ -397,16 +397,7 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 match client.image_import(fd, name.as_deref()) {
                     Ok(resp) => {
                         for i in resp.images {
-                            let names = if i.names.is_empty() {
-                                "(no name)".to_string()
-                            } else {
-                                i.names.join(", ")
-                            };
-                            writeln!(
-                                out,
-                                "imported {} {names} ({} layers, {} new)",
-                                i.digest, i.layers, i.new_layers
-                            )?;
+                            writeln!(out, "imported {i}")?;
                         }
                     }
                     Err(e) => return Ok(report(&e, None)),
@@ -420,14 +411,7 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             match client.image_pull(&reference) {
                 Ok(resp) => {
                     for i in resp.images {
-                        writeln!(
-                            out,
-                            "pulled {} {} ({} layers, {} new)",
-                            i.digest,
-                            i.names.join(", "),
-                            i.layers,
-                            i.new_layers
-                        )?;
+                        writeln!(out, "pulled {i}")?;
                     }
                     for w in resp.restarted {
                         writeln!(out, "restarted {w} (its tag now names this image)")?;

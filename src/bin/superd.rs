@@ -239,15 +239,7 @@ fn run_job(job: &Job, state_dir: &std::path::Path) -> i32 {
         match res {
             Ok(images) => {
                 for i in images {
-                    let names = if i.names.is_empty() {
-                        "(no name)".to_string()
-                    } else {
-                        i.names.join(", ")
-                    };
-                    println!(
-                        "imported {} {names} ({} layers, {} new)",
-                        i.digest, i.layers, i.new_layers
-                    );
+                    println!("imported {i}");
                 }
             }
             Err(e) => {

@@ -57,8 +57,8 @@ impl Compression {
 }
 
 /// A decompressing reader over `input`, after checking that the content matches `expected`.
-/// Reads from `input` directly (no read-ahead beyond what the decoder needs), so a hasher
-/// under `input` sees exactly the blob.
+/// It reads ahead of the decoder (a 64 KiB buffer): a hasher under `input` has seen every byte
+/// once the caller drains `input` after the decoder is done.
 pub fn decompress<'a, R: Read + 'a>(
     input: R,
     expected: Compression,

@@ -12,7 +12,7 @@ use super::compress::{decompress, Compression};
 use super::digest::Digest;
 use super::image::{self, MANIFEST_TYPES, MAX_DOCUMENT};
 use super::layer::plan::RelPath;
-use super::store::Store;
+use super::store::{io_err, Store};
 use super::store::{ImageName, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,19 +43,25 @@ pub struct Imported {
     pub new_layers: usize,
 }
 
-fn invalid(msg: impl Into<String>) -> StoreError {
-    StoreError::Invalid(msg.into())
+impl std::fmt::Display for Imported {
+    /// `sha256:… name, name (4 layers, 1 new)`, as `superd image import`, `superctl image
+    /// import` and `superctl image pull` print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = if self.names.is_empty() {
+            "(no name)".to_string()
+        } else {
+            self.names.join(", ")
+        };
+        write!(
+            f,
+            "{} {names} ({} layers, {} new)",
+            self.digest, self.layers, self.new_layers
+        )
+    }
 }
 
-fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
-    let doing = doing.into();
-    move |source| {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            StoreError::DiskFull(format!("{doing}: {source}"))
-        } else {
-            StoreError::Io { doing, source }
-        }
-    }
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::Invalid(msg.into())
 }
 
 /// Imports an archive stream. `name` names a single image whose archive gives no full name.

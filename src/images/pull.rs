@@ -258,7 +258,7 @@ impl Puller {
             }
             let (sem, client, reference) =
                 (Arc::clone(&sem), self.client()?.clone(), reference.clone());
-            let (dest, blob, size) = (self.store.ingest_path(&l.blob)?, l.blob.clone(), l.size);
+            let (dest, blob, size) = (self.store.ingest_path(&l.blob), l.blob.clone(), l.size);
             self.store
                 .check_space(size, &format!("downloading layer {}", l.blob.short()))?;
             downloads.push(Some(tokio::spawn(async move {

@@ -54,9 +54,16 @@ pub enum StoreError {
     DiskFull(String),
 }
 
-fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+/// An I/O failure while `doing`; ENOSPC is [`StoreError::DiskFull`], whatever the step.
+pub(super) fn io_err(doing: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let doing = doing.into();
-    move |source| StoreError::Io { doing, source }
+    move |source| {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            StoreError::DiskFull(format!("{doing}: {source}"))
+        } else {
+            StoreError::Io { doing, source }
+        }
+    }
 }
 
 /// One entry of `refs.json`.
@@ -88,6 +95,15 @@ pub struct Resolved {
     pub run: RunConfig,
     /// Its layers' ChainIDs, bottom first.
     pub layers: Vec<Digest>,
+}
+
+/// What a digest names in the store.
+#[derive(Debug, PartialEq, Eq)]
+enum Pinned {
+    Manifest,
+    Index,
+    /// A config, or nothing stored.
+    Other,
 }
 
 /// What `image ls` shows for one image.
@@ -316,11 +332,6 @@ impl Store {
         Self::digests_in(&self.root.join("layers"))
     }
 
-    /// Bytes of file content in a layer.
-    pub fn layer_size(&self, chain: &Digest) -> Option<u64> {
-        self.layer_bytes(chain)
-    }
-
     /// Deletes a blob (missing is fine).
     pub fn remove_blob(&self, d: &Digest) -> Result<(), StoreError> {
         match fs::remove_file(self.blob_path(d)) {
@@ -358,8 +369,8 @@ impl Store {
 
     /// Where a blob being downloaded is kept until its layer is committed (a later pull
     /// resumes from it).
-    pub fn ingest_path(&self, blob: &Digest) -> Result<PathBuf, StoreError> {
-        Ok(self.root.join("ingest").join(blob.hex()))
+    pub fn ingest_path(&self, blob: &Digest) -> PathBuf {
+        self.root.join("ingest").join(blob.hex())
     }
 
     /// Directory of a committed layer.
@@ -474,13 +485,8 @@ impl Store {
         let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let d = File::open(&fs_dir).map_err(io_err("opening the new layer"))?;
         nix::unistd::syncfs(&d).map_err(|e| io_err("syncfs of the new layer")(e.into()))?;
-        write_atomic(&tmp.0, "meta.json", &json, 0o600).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                StoreError::DiskFull(format!("{what}: writing meta.json: {e}"))
-            } else {
-                io_err("writing meta.json")(e)
-            }
-        })?;
+        write_atomic(&tmp.0, "meta.json", &json, 0o600)
+            .map_err(io_err(format!("{what}: writing meta.json")))?;
         let dest = self.root.join("layers").join(layer.chain_id.hex());
         match fs::rename(&tmp.0, &dest) {
             Ok(()) => {}
@@ -544,27 +550,37 @@ impl Store {
         image::parse_image(&m, &c).map_err(StoreError::Invalid)
     }
 
+    /// What a pinned digest names in the store (one small read; documents are tiny).
+    fn pinned_kind(&self, d: &Digest) -> Pinned {
+        match self.blob(d) {
+            Ok(b) if image::is_index(&b) => Pinned::Index,
+            Ok(b) if image::parse_image_config_digest(&b).is_ok() => Pinned::Manifest,
+            _ => Pinned::Other,
+        }
+    }
+
     /// The image a reference names: by digest (a manifest digest, or the config digest of a
     /// docker-archive import), else through its name in `refs.json`.
     pub fn resolve(&self, reference: &ImageName) -> Result<Resolved, StoreError> {
-        let manifest = match &reference.digest {
-            Some(d) if self.blob_path(d).is_file() && self.parsed(d).is_ok() => d.clone(),
-            // A pinned index: this machine's entry.
-            Some(d) if self.blob_path(d).is_file() => {
-                let bytes = self.blob(d)?;
-                let idx = image::parse_index(&bytes).map_err(StoreError::Invalid)?;
+        let kind = reference.digest.as_ref().map(|d| self.pinned_kind(d));
+        let manifest = match (&reference.digest, kind) {
+            (Some(d), Some(Pinned::Manifest)) => d.clone(),
+            (Some(d), Some(Pinned::Index)) => {
+                // A pinned index: this machine's entry.
+                let idx = image::parse_index(&self.blob(d)?).map_err(StoreError::Invalid)?;
                 let (os, arch) = image::host_platform();
                 image::pick_platform(&idx, os, arch).ok_or_else(|| {
                     StoreError::Missing(format!("{reference} (no {os}/{arch} image)"))
                 })?
             }
-            Some(d) => self
+            // A config digest (a docker-archive's image ID): the image whose config it is.
+            (Some(d), _) => self
                 .refs()
                 .values()
                 .map(|r| r.digest.clone())
                 .find(|m| self.parsed(m).is_ok_and(|p| &p.config == d))
                 .ok_or_else(|| StoreError::Missing(reference.to_string()))?,
-            None => self
+            (None, _) => self
                 .refs()
                 .get(&reference.name)
                 .map(|r| r.digest.clone())
@@ -612,7 +628,7 @@ impl Store {
             .map(|(digest, names, p)| {
                 let (mut size, mut shared, mut complete) = (0, 0, true);
                 for l in &p.layers {
-                    let bytes = self.layer_bytes(&l.chain_id);
+                    let bytes = self.layer_size(&l.chain_id);
                     complete &= bytes.is_some();
                     let b = bytes.unwrap_or(0);
                     size += b;
@@ -635,7 +651,8 @@ impl Store {
             .collect()
     }
 
-    fn layer_bytes(&self, chain: &Digest) -> Option<u64> {
+    /// Bytes of file content in a committed layer (from its `meta.json`).
+    pub fn layer_size(&self, chain: &Digest) -> Option<u64> {
         let p = self.root.join("layers").join(chain.hex()).join("meta.json");
         let b = crate::runtime::sys::read_regular(&p, 64 << 10, true).ok()?;
         serde_json::from_slice::<LayerMeta>(&b)
