@@ -70,6 +70,9 @@ pub struct Applier {
     lowers: Vec<OwnedFd>,
     created: HashSet<Vec<u8>>,
     whited: HashSet<Vec<u8>>,
+    /// Directories this layer made opaque; `root_opaque` for the layer root.
+    opaque: HashSet<Vec<u8>>,
+    root_opaque: bool,
     dirs: Vec<(Option<RelPath>, i64)>,
     root_meta: bool,
     stats: Stats,
@@ -91,6 +94,8 @@ impl Applier {
             lowers,
             created: HashSet::new(),
             whited: HashSet::new(),
+            opaque: HashSet::new(),
+            root_opaque: false,
             dirs: Vec::new(),
             root_meta: false,
             stats: Stats::default(),
@@ -129,12 +134,26 @@ impl Applier {
                 };
                 File::from(fd)
                     .set_xattr(OPAQUE_XATTR, b"y")
-                    .map_err(|e| format!("{}: marking opaque: {e}", shown(&dir)))
+                    .map_err(|e| format!("{}: marking opaque: {e}", shown(&dir)))?;
+                self.drop_whiteouts_below(dir.as_ref())?;
+                match dir {
+                    None => self.root_opaque = true,
+                    Some(d) => {
+                        self.opaque.insert(d.as_bytes().to_vec());
+                    }
+                }
+                Ok(())
             }
             Op::Whiteout { path, uid, gid } => {
                 self.stats.whiteouts += 1;
                 if self.created.contains(path.as_bytes()) || self.below_whiteout(&path) {
                     // Same-layer content survives its own layer's whiteout.
+                    return Ok(());
+                }
+                if self.under_opaque(&path) {
+                    // An opaque directory already hides everything below it, and overlayfs
+                    // would list a whiteout there as a broken entry.
+                    self.whited.insert(path.as_bytes().to_vec());
                     return Ok(());
                 }
                 let parent = self.parent_fd(&path)?;
@@ -202,6 +221,35 @@ impl Applier {
             futimens(&fd, &t, &t).map_err(|e| err(&shown(&dir), "setting times", e))?;
         }
         Ok(self.stats)
+    }
+
+    fn under_opaque(&self, path: &RelPath) -> bool {
+        self.root_opaque
+            || (!self.opaque.is_empty()
+                && path.ancestors().any(|a| self.opaque.contains(a.as_bytes())))
+    }
+
+    /// Removes the whiteout nodes this layer already wrote below `dir`, which just became
+    /// opaque (the marker may come after them in the archive).
+    fn drop_whiteouts_below(&mut self, dir: Option<&RelPath>) -> Result<(), String> {
+        let below = |w: &RelPath| match dir {
+            None => true,
+            Some(d) => w.ancestors().any(|a| a == *d),
+        };
+        let found: Vec<RelPath> = self
+            .whited
+            .iter()
+            .filter_map(|w| RelPath::normalize(w).ok().flatten())
+            .filter(|w| below(w))
+            .collect();
+        for w in found {
+            let parent = self.parent_fd(&w)?;
+            match unlinkat(&parent, w.file_name(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(err(&w, "removing a whiteout below an opaque directory", e)),
+            }
+        }
+        Ok(())
     }
 
     fn below_whiteout(&self, path: &RelPath) -> bool {

@@ -301,3 +301,34 @@ fn a_whited_out_lower_dir_gives_no_metadata() {
         & 0o7777;
     assert_eq!(m, 0o755, "the 0700 var below the whiteout is gone");
 }
+
+#[test]
+fn no_whiteout_is_left_below_an_opaque_directory() {
+    // overlayfs lists a whiteout below an opaque lower directory as a broken entry
+    // (`c?????????`), so the opaque marker alone must do the hiding.
+    if crate::testing::privileged("no_whiteout_is_left_below_an_opaque_directory").is_none() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let l = Layer::new()
+        .dir("d/", 0o755)
+        .file("d/.wh.before", b"")
+        .file("d/sub/.wh.deep", b"")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/.wh.after", b"")
+        .file("d/keep", b"k")
+        .file("e/.wh.gone", b"")
+        .bytes();
+    let root = t.path().join("l");
+    apply_to(&l, &root, &[]).unwrap();
+    for name in ["d/before", "d/sub/deep", "d/after"] {
+        assert!(
+            nix::sys::stat::lstat(&root.join(name)).is_err(),
+            "{name} must not exist"
+        );
+    }
+    assert_eq!(std::fs::read(root.join("d/keep")).unwrap(), b"k");
+    assert!(is_whiteout(
+        &nix::sys::stat::lstat(&root.join("e/gone")).unwrap()
+    ));
+}
