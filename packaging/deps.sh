@@ -5,9 +5,10 @@ set -euo pipefail
 # systemd: systemd-analyze checks the packaged unit; umoci builds the test images offline,
 # zstd their zstd variant; docker-registry is the real registry the image tests pull from
 # (started by the tests on 127.0.0.1 with their own config, never the packaged service).
-# podman and skopeo: what benches/images.sh compares superd's pulls with.
+# podman and skopeo: what benches/images.sh compares superd's pulls with. squashfs-tools packs
+# a read-only (pre-seeded) image store.
 pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry
-      podman skopeo)
+      podman skopeo squashfs-tools)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

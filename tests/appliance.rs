@@ -46,6 +46,11 @@ fn run(script: &str, args: &[&str]) -> (bool, String) {
 
 /// Builds an image into `out` with an empty /etc/workloads.d and the `extra` SRC:DEST pairs.
 fn build(out: &Path, extra: &[String]) {
+    build_with_images(out, extra, &[]);
+}
+
+/// [`build`], pre-seeding the image archives `images` (`build.sh --image`).
+fn build_with_images(out: &Path, extra: &[String], images: &[PathBuf]) {
     let empty = tempfile::tempdir().expect("tempdir");
     let mut args = vec![
         "--bin".to_string(),
@@ -56,6 +61,10 @@ fn build(out: &Path, extra: &[String]) {
     for e in extra {
         args.push("--extra".into());
         args.push(e.clone());
+    }
+    for i in images {
+        args.push("--image".into());
+        args.push(i.display().to_string());
     }
     args.push(out.display().to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -82,6 +91,21 @@ fn boot(out: &Path, timeout: u32, append: &str) -> (bool, String, String) {
         .unwrap_or_default()
         .replace('\r', "");
     (ok, log, console)
+}
+
+/// The multi-layer test image of `tests/images` (built offline with umoci) as a
+/// docker-archive under `dir`.
+fn test_image(dir: &Path) -> PathBuf {
+    let out = Command::new(repo().join("tests/images/mkimage.sh"))
+        .arg(dir)
+        .output()
+        .expect("running mkimage.sh");
+    assert!(
+        out.status.success(),
+        "mkimage.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("docker.tar")
 }
 
 /// A minimal busybox tree under `dir` for a workload with a directory rootfs.
@@ -124,12 +148,15 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     // command line (superd.manifests=).
     let manifests = repo().join("tests/appliance/manifests");
     let rootfs = busybox_rootfs(out.path());
-    build(
+    let fixture = tempfile::tempdir().expect("tempdir");
+    let image = test_image(fixture.path());
+    build_with_images(
         out.path(),
         &[
             format!("{}:/srv/workloads.d", manifests.display()),
             format!("{}:/srv/rootfs", rootfs.display()),
         ],
+        &[image],
     );
     // `single` is not the kernel's: it reaches /init as an argument superd does not take,
     // which as PID 1 must be reported and ignored, never end the process.
@@ -220,12 +247,20 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
         has("superd: stubborn removed signal=SIGKILL reason=stop-timeout"),
         "{console}"
     );
+    // A workload from the pre-seeded image, offline: every layer's work is visible and the
+    // image's user applies.
+    assert!(has("read-only image store"), "{console}");
+    assert_eq!(
+        check(&console, "seeded"),
+        Some("key=1 data=c rpc-gone uid=65534"),
+        "{console}"
+    );
     // The cgroups of workloads that ended are gone; those of running ones remain.
     let cgroups: Vec<&str> = check(&console, "cgroups")
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    for gone in ["hog", "cpu", "hostnet", "overlay", "devices"] {
+    for gone in ["hog", "cpu", "hostnet", "overlay", "devices", "seeded"] {
         assert!(
             !cgroups.contains(&gone),
             "cgroup of {gone} left: {cgroups:?}"

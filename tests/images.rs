@@ -987,3 +987,98 @@ fn a_multi_arch_index_pulls_this_machines_image() {
     drop(reg);
     sb.shutdown();
 }
+
+#[test]
+fn a_squashfs_store_serves_pre_seeded_images_read_only() {
+    if privileged("a_squashfs_store_serves_pre_seeded_images_read_only").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    // What an appliance build does: a daemonless import, then the store packed read-only.
+    let seed = fx.join("seed");
+    import_ok(&seed, &[&fx.join("docker.tar")]);
+    let img = fx.join("images.img");
+    let out = Command::new("mksquashfs")
+        .arg(&seed)
+        .arg(&img)
+        .args([
+            "-noappend",
+            "-quiet",
+            "-e",
+            ".lock",
+            "tmp",
+            "ingest",
+            "trash",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mksquashfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // superd mounts it through a loop device in its own mount namespace (gone with it).
+    let img_arg = img.to_str().unwrap();
+    let sb = Sandbox::start_wrapped(
+        "image-ro",
+        &std::env::temp_dir(),
+        &["--image-store-ro", img_arg],
+        |_| Some("exec \"$0\" \"$@\"".to_string()),
+    );
+    sb.write_manifest(
+        "seeded",
+        "[rootfs]\nimage = \"superd-test/busybox:docker\"\npull = \"never\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    let log = sb.wait_log("seeded", "rpc-gone");
+    assert!(log.contains("hello from superd"), "{log}");
+    assert!(
+        layer_dirs(&sb.state.join("images")).is_empty(),
+        "nothing was copied into the writable store"
+    );
+    let ls = superctl(&sb, &["image", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let images = ls["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{ls}");
+    assert_eq!(images[0]["read_only"], true, "{ls}");
+    let table = superctl(&sb, &["image", "ls"], None);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("(read-only)"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    // The same layers imported again are found in the read-only store.
+    let out = superctl(
+        &sb,
+        &["image", "import", fx.join("oci.tar").to_str().unwrap()],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 new"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(layer_dirs(&sb.state.join("images")).is_empty());
+    // Unused, its name still cannot be removed, and prune leaves it.
+    sb.remove_manifest("seeded");
+    sb.wait_until("seeded is gone", std::time::Duration::from_secs(10), |sb| {
+        sb.try_status()
+            .is_some_and(|s| s.workloads.iter().all(|w| w.name != "seeded"))
+    });
+    let out = superctl(&sb, &["image", "rm", "superd-test/busybox:docker"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("read-only image store"), "{err}");
+    let out = superctl(&sb, &["image", "prune"], None);
+    assert!(out.status.success());
+    let ls = superctl(&sb, &["image", "ls", "--json"], None);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert!(
+        ls["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["names"][0] == "docker.io/superd-test/busybox:docker"),
+        "{ls}"
+    );
+    sb.shutdown();
+}

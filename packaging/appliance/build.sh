@@ -2,12 +2,20 @@
 # Builds a bootable superd appliance: OUT_DIR/vmlinuz (Debian's cloud kernel) and
 # OUT_DIR/initramfs.img, a gzip'd newc cpio whose /init is superd.
 #
-#   packaging/appliance/build.sh [--manifests DIR] [--extra SRC:DEST]... [--bin DIR] OUT_DIR
+#   packaging/appliance/build.sh [--manifests DIR] [--image FILE]... [--extra SRC:DEST]...
+#                                [--bin DIR] OUT_DIR
 #
 #   --manifests DIR   what becomes /etc/workloads.d (default: the repo's manifests/)
+#   --image FILE      pre-seed an image archive (docker save, OCI archive or layout dir;
+#                     repeatable): manifests name it with pull = "never" and boot offline
 #   --extra SRC:DEST  copy a file or directory SRC into the image at DEST (repeatable; applied
 #                     last, so it may replace anything, /init included)
 #   --bin DIR         take superd and superctl from DIR instead of `cargo build --release`
+#
+# Pre-seeded images are imported on this host (`superd image import --store`, which checks
+# every digest) and the store is packed into a squashfs at /usr/lib/superd/images.img, which
+# superd mounts read-only as PID 1: cpio cannot carry the store itself (its opaque markers
+# and file capabilities are xattrs), and the squashfs stays compressed in RAM.
 #
 # The image holds superd (/init, /bin/superd), superctl, busybox-static with its applets in
 # /bin, nft and the shared libraries of all three, the kernel modules superd needs (bridge,
@@ -25,22 +33,27 @@ cache=${SUPERD_APPLIANCE_CACHE:-/var/cache/superd-appliance}
 # fib, ct status. Dependencies (llc, stp, nf_conntrack, nf_nat, ...) come from modules.dep.
 modules=(overlay bridge veth nf_tables nf_conntrack nf_nat nft_chain_nat nft_nat nft_masq
     nft_fib nft_fib_ipv4 nft_ct)
+# A pre-seeded image store (--image) is a squashfs on a loop device.
+seed_modules=(loop squashfs)
 
 say() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
 usage() {
-    sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 manifests=$repo/manifests
 bin=
 extras=()
+images=()
 out=
 while [ $# -gt 0 ]; do
     case $1 in
     --manifests) [ $# -ge 2 ] || usage; manifests=$2; shift 2 ;;
     --extra) [ $# -ge 2 ] || usage; extras+=("$2"); shift 2 ;;
+    --image) [ $# -ge 2 ] || usage; [ -e "$2" ] || die "--image $2 does not exist"
+        images+=("$2"); shift 2 ;;
     --bin) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
     -h | --help) usage ;;
     -*) die "unknown option $1" ;;
@@ -62,6 +75,7 @@ kdir=$(find "$kroot/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2
 [ -n "$kdir" ] || die "no lib/modules/<version> in $kroot: run packaging/appliance/deps.sh again"
 kver=$(basename "$kdir")
 [ -f "$kroot/boot/vmlinuz-$kver" ] || die "$kroot has no boot/vmlinuz-$kver"
+[ ${#images[@]} -eq 0 ] || modules+=("${seed_modules[@]}")
 for tool in cpio gzip depmod; do
     command -v "$tool" >/dev/null || die "$tool is missing: run packaging/appliance/deps.sh"
 done
@@ -147,6 +161,21 @@ depmod -b "$stage" "$kver"
     echo "# Loaded by superd in PID-1 mode (written by packaging/appliance/build.sh)."
     printf '%s\n' "${modules[@]}"
 } >"$stage/etc/modules-load.d/superd.conf"
+
+# --- pre-seeded images ---------------------------------------------------------------------------
+if [ ${#images[@]} -gt 0 ]; then
+    command -v mksquashfs >/dev/null || die "mksquashfs is missing: run packaging/appliance/deps.sh"
+    store=$stage.store
+    trap 'rm -rf "$stage" "$store"' EXIT
+    "$bin/superd" image import --store "$store" "${images[@]}" | sed 's/^/build.sh: /' >&2 ||
+        die "importing ${images[*]} failed (see above)"
+    mkdir -p "$stage/usr/lib/superd"
+    # Owners, modes, whiteouts (0/0 char devices) and xattrs as they are; not the lock and
+    # the scratch directories.
+    mksquashfs "$store" "$stage/usr/lib/superd/images.img" -noappend -quiet -no-progress \
+        -e .lock tmp ingest trash >/dev/null ||
+        die "mksquashfs of the image store failed"
+fi
 
 # --- manifests and extras ----------------------------------------------------------------------
 # superd reads only manifests no one but root may write (cpio -R 0:0 makes root the owner).

@@ -8,7 +8,7 @@
 use anyhow::Context;
 use clap::Parser;
 use signal_hook::iterator::Signals;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use superd::api::PowerAction;
 use superd::pid1::power::{PowerLatch, PowerMsg};
@@ -94,6 +94,12 @@ struct Cli {
     /// "base64(user:password)"}}}`); must be owned by root, mode 0600. Missing = anonymous.
     #[arg(long, default_value = "/etc/superd/registry-auth.json")]
     registry_auth: PathBuf,
+    /// A read-only image store searched after the main one (repeatable): a store directory,
+    /// or a squashfs/erofs file of one that superd mounts read-only (pre-seeded images; see
+    /// `superd image import --store`). In PID-1 mode /usr/lib/superd/images.img is used
+    /// when it exists and none is given.
+    #[arg(long = "image-store-ro", value_name = "PATH")]
+    image_stores_ro: Vec<PathBuf>,
     /// Print this help as a man page (roff) and exit (used to package superd.8).
     #[arg(long, hide = true)]
     man: bool,
@@ -379,8 +385,29 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
     let store_dir = cli.state_dir.join("images");
     let unpacker =
         superd::images::layer::sandbox::Unpacker::new("/proc/self/exe", Some(reaper.clone()));
+    let mut ro = cli.image_stores_ro.clone();
+    if ro.is_empty() && cli.init_mode && Path::new(pid1::SEEDED_IMAGES).is_file() {
+        ro.push(PathBuf::from(pid1::SEEDED_IMAGES));
+    }
     let store = superd::images::store::Store::open(&store_dir, unpacker)
         .with_context(|| format!("opening the image store {}", store_dir.display()))?;
+    // A read-only store that cannot be used is logged and skipped: the workloads that need
+    // its images fail to start with a clear error; every other one runs.
+    let mut prepared = Vec::new();
+    for (n, p) in ro.iter().enumerate() {
+        match superd::images::seeded::prepare(p, &cli.state_dir.join("images-ro"), n) {
+            Ok(d) => prepared.push(d),
+            Err(e) => tracing::error!("read-only image store {}: {e}; not used", p.display()),
+        }
+    }
+    let (store, skipped) =
+        store.with_read_only(prepared.iter().map(|p| p.path().to_path_buf()).collect());
+    for e in skipped {
+        tracing::error!("{}; not used", superd::report::chain(&e));
+    }
+    for d in store.read_only() {
+        tracing::info!("read-only image store {}", d.display());
+    }
     let store = Arc::new(store);
     let rt = rt.with_images(Arc::clone(&store));
     #[cfg(feature = "registry")]
@@ -396,7 +423,7 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    tokio_rt.block_on(async move {
+    let result = tokio_rt.block_on(async move {
         let net_cfg = runtime::net::NetConfig {
             bridge: cli.bridge.clone(),
             subnet: cli.subnet,
@@ -407,7 +434,10 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
             .await
             .context("setting up bridge networking")?;
         daemon(cli, Arc::new(rt.with_network(Arc::new(network))), signals).await
-    })
+    });
+    // The read-only stores superd mounted go after every workload has stopped.
+    drop(prepared);
+    result
 }
 
 async fn daemon(

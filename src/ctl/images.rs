@@ -349,6 +349,7 @@ fn store_error(e: StoreError) -> HttpResponse {
         StoreError::Missing(_) => 404,
         StoreError::Invalid(_) => 422,
         StoreError::DiskFull(_) => 507,
+        StoreError::ReadOnly(..) => 409,
         StoreError::Locked(..) | StoreError::Io { .. } => 500,
     };
     HttpResponse::error(status, crate::report::chain(&e))

@@ -181,7 +181,11 @@ pub fn render_images(resp: &crate::api::ImagesResponse) -> String {
             let first = n == 0;
             let or_blank = |s: String| if first { s } else { String::new() };
             rows.push([
-                clean(name),
+                if i.read_only {
+                    format!("{} (read-only)", clean(name))
+                } else {
+                    clean(name)
+                },
                 or_blank(i.digest.short().to_string()),
                 or_blank(clean(&i.platform)),
                 or_blank(mib(i.size)),

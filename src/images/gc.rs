@@ -54,7 +54,13 @@ pub fn plan(store: &Store, manifests: &[String], now: u64) -> GcReport {
         }
     }
     let mut report = GcReport::default();
+    let own = store.own_refs();
     for (name, rec) in &refs {
+        if !own.contains_key(name) {
+            // A read-only store's image: pre-seeded, never collected.
+            roots.insert(rec.digest.clone());
+            continue;
+        }
         let fresh = now.saturating_sub(rec.at) < GRACE.as_secs();
         if keep_refs.contains(name) || fresh {
             roots.insert(rec.digest.clone());

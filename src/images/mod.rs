@@ -23,4 +23,5 @@ pub mod merge;
 #[cfg(feature = "registry")]
 pub mod pull;
 pub mod reference;
+pub mod seeded;
 pub mod store;

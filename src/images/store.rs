@@ -52,6 +52,9 @@ pub enum StoreError {
     /// No room for a layer (before or while it was unpacked).
     #[error("disk full: {0}")]
     DiskFull(String),
+    /// The name is in a read-only store (pre-seeded), which superd never changes.
+    #[error("{0} is in the read-only image store {1}; it cannot be removed")]
+    ReadOnly(String, PathBuf),
 }
 
 /// An I/O failure while `doing`; ENOSPC is [`StoreError::DiskFull`], whatever the step.
@@ -127,6 +130,9 @@ pub struct ImageInfo {
     pub complete: bool,
     /// How it runs.
     pub run: RunConfig,
+    /// Its names come from a read-only (pre-seeded) store.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Written beside each layer.
@@ -151,6 +157,9 @@ pub struct Store {
     refs: Mutex<()>,
     holds: std::sync::Arc<super::gc::HoldSet>,
     roots: Mutex<Vec<String>>,
+    /// Read-only stores searched after this one (pre-seeded images; never written or
+    /// collected).
+    read_only: Vec<PathBuf>,
     _lock: crate::durable::Lock,
 }
 
@@ -193,11 +202,52 @@ impl Store {
             refs: Mutex::new(()),
             holds: std::sync::Arc::default(),
             roots: Mutex::new(Vec::new()),
+            read_only: Vec::new(),
             _lock: lock,
         };
         store.clean_tmp();
         store.empty_trash();
         Ok(store)
+    }
+
+    /// Adds read-only stores (laid out like this one, e.g. a mounted squashfs of a store
+    /// made by `superd image import --store`), searched after this one in the given order.
+    /// A directory that is not a store is left out and returned as an error.
+    pub fn with_read_only(mut self, dirs: Vec<PathBuf>) -> (Store, Vec<StoreError>) {
+        let mut errors = Vec::new();
+        for d in dirs {
+            match ["blobs/sha256", "layers"]
+                .iter()
+                .find(|s| !d.join(s).is_dir())
+            {
+                None => self.read_only.push(d),
+                Some(sub) => errors.push(StoreError::Invalid(format!(
+                    "the read-only image store {} has no {sub}/ (make one with `superd image \
+                     import --store DIR`)",
+                    d.display()
+                ))),
+            }
+        }
+        (self, errors)
+    }
+
+    /// The read-only stores.
+    pub fn read_only(&self) -> &[PathBuf] {
+        &self.read_only
+    }
+
+    /// `rel` in this store if it exists there, else in the first read-only store that has
+    /// it, else in this store.
+    fn find(&self, rel: &Path) -> PathBuf {
+        let own = self.root.join(rel);
+        if own.symlink_metadata().is_ok() {
+            return own;
+        }
+        self.read_only
+            .iter()
+            .map(|d| d.join(rel))
+            .find(|p| p.symlink_metadata().is_ok())
+            .unwrap_or(own)
     }
 
     /// The store directory.
@@ -227,7 +277,11 @@ impl Store {
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(d.hex())
+        self.find(&Path::new("blobs/sha256").join(d.hex()))
+    }
+
+    fn layer_path(&self, chain: &Digest) -> PathBuf {
+        self.find(&Path::new("layers").join(chain.hex()))
     }
 
     /// Records the image references the loaded manifests name (the roots of GC).
@@ -332,9 +386,9 @@ impl Store {
         Self::digests_in(&self.root.join("layers"))
     }
 
-    /// Deletes a blob (missing is fine).
+    /// Deletes a blob of this store (missing is fine).
     pub fn remove_blob(&self, d: &Digest) -> Result<(), StoreError> {
-        match fs::remove_file(self.blob_path(d)) {
+        match fs::remove_file(self.root.join("blobs/sha256").join(d.hex())) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(io_err(format!("removing blob {d}"))(e))
             }
@@ -375,16 +429,12 @@ impl Store {
 
     /// Directory of a committed layer.
     pub fn layer_dir(&self, chain: &Digest) -> PathBuf {
-        self.root.join("layers").join(chain.hex()).join("fs")
+        self.layer_path(chain).join("fs")
     }
 
-    /// Whether the layer is committed.
+    /// Whether the layer is committed (here or in a read-only store).
     pub fn has_layer(&self, chain: &Digest) -> bool {
-        self.root
-            .join("layers")
-            .join(chain.hex())
-            .join("meta.json")
-            .is_file()
+        self.layer_path(chain).join("meta.json").is_file()
     }
 
     /// Stores a small document (manifest, index, config) after checking its digest.
@@ -395,10 +445,10 @@ impl Store {
                 "blob {expected} has the digest {got}"
             )));
         }
-        let dir = self.root.join("blobs/sha256");
-        if dir.join(expected.hex()).is_file() {
+        if self.blob_path(expected).is_file() {
             return Ok(());
         }
+        let dir = self.root.join("blobs/sha256");
         write_atomic(&dir, expected.hex(), bytes, 0o600)
             .map_err(io_err(format!("writing blob {expected}")))
     }
@@ -500,14 +550,23 @@ impl Store {
     }
 
     fn read_refs(&self) -> RefsFile {
-        crate::runtime::sys::read_regular(&self.root.join("refs.json"), MAX_DOCUMENT, true)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        read_refs_at(&self.root)
     }
 
-    /// Every name and what it points at.
+    /// Every name and what it points at: this store's, then the read-only stores' names
+    /// it does not have.
     pub fn refs(&self) -> BTreeMap<String, RefRecord> {
+        let mut refs = self.read_refs().refs;
+        for d in &self.read_only {
+            for (name, r) in read_refs_at(d).refs {
+                refs.entry(name).or_insert(r);
+            }
+        }
+        refs
+    }
+
+    /// The names this store itself holds (not the read-only stores').
+    pub fn own_refs(&self) -> BTreeMap<String, RefRecord> {
         self.read_refs().refs
     }
 
@@ -531,6 +590,13 @@ impl Store {
         let _g = self.refs.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = self.read_refs();
         if f.refs.remove(name).is_none() {
+            if let Some(d) = self
+                .read_only
+                .iter()
+                .find(|d| read_refs_at(d).refs.contains_key(name))
+            {
+                return Err(StoreError::ReadOnly(name.to_string(), d.clone()));
+            }
             return Ok(false);
         }
         self.write_refs(&f)?;
@@ -608,6 +674,7 @@ impl Store {
 
     /// Every image a ref names, with sizes.
     pub fn list(&self) -> Vec<ImageInfo> {
+        let own = self.own_refs();
         let mut by_digest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
         for (name, r) in self.refs() {
             by_digest.entry(r.digest).or_default().push(name);
@@ -637,6 +704,7 @@ impl Store {
                     }
                 }
                 ImageInfo {
+                    read_only: !names.iter().any(|n| own.contains_key(n)),
                     names,
                     digest,
                     config: p.config,
@@ -653,12 +721,20 @@ impl Store {
 
     /// Bytes of file content in a committed layer (from its `meta.json`).
     pub fn layer_size(&self, chain: &Digest) -> Option<u64> {
-        let p = self.root.join("layers").join(chain.hex()).join("meta.json");
+        let p = self.layer_path(chain).join("meta.json");
         let b = crate::runtime::sys::read_regular(&p, 64 << 10, true).ok()?;
         serde_json::from_slice::<LayerMeta>(&b)
             .ok()
             .map(|m| m.bytes)
     }
+}
+
+/// The `refs.json` of the store at `root` (empty when missing or unreadable).
+fn read_refs_at(root: &Path) -> RefsFile {
+    crate::runtime::sys::read_regular(&root.join("refs.json"), MAX_DOCUMENT, true)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// A directory under `tmp/`, removed when dropped unless committed.

@@ -16,6 +16,10 @@ pub mod power;
 
 use power::PowerAction;
 
+/// The appliance's pre-seeded images: a squashfs of an image store that
+/// `packaging/appliance/build.sh --image` makes, used as a read-only store in PID-1 mode.
+pub const SEEDED_IMAGES: &str = "/usr/lib/superd/images.img";
+
 /// True when this process is the init of its PID namespace.
 pub fn is_pid1() -> bool {
     nix::unistd::getpid().as_raw() == 1
