@@ -1082,3 +1082,53 @@ fn a_squashfs_store_serves_pre_seeded_images_read_only() {
     );
     sb.shutdown();
 }
+
+/// `(major, minor)` of the running kernel.
+fn kernel_version() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+    let major = it.next().and_then(|v| v.parse().ok()).unwrap();
+    let minor = it.next().and_then(|v| v.parse().ok()).unwrap();
+    (major, minor)
+}
+
+#[test]
+fn a_300_layer_image_mounts_or_fails_naming_the_layer_count() {
+    if privileged("a_300_layer_image_mounts_or_fails_naming_the_layer_count").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("many.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/images/fixture.py");
+    let st = Command::new("python3")
+        .arg(script)
+        .arg("many")
+        .arg(&tarball)
+        .arg("300")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sb = Sandbox::start("image-many");
+    let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(300 layers, 300 new)"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sb.write_manifest(
+        "many",
+        "[rootfs]\nimage = \"superd-test/many:300\"\npull = \"never\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    if kernel_version() >= (6, 8) {
+        // fsconfig `lowerdir+`, one call per layer: past the page that mount(2) takes.
+        sb.wait_log("many", "layers=299");
+    } else {
+        sb.wait_until(
+            "the start error names the layer count",
+            std::time::Duration::from_secs(20),
+            |sb| sb.superd_log().contains("the image has 300 layers"),
+        );
+    }
+    sb.shutdown();
+}

@@ -1,5 +1,6 @@
 //! Thin, safe wrappers over the syscalls that nix 0.31 does not cover: `openat2`, the new mount
-//! API (`open_tree`, `mount_setattr`, `move_mount`), `execveat` and sealed memfds.
+//! API (`open_tree`, `mount_setattr`, `move_mount`, `fsopen`/`fsconfig`/`fsmount`), `execveat`
+//! and sealed memfds.
 //!
 //! Everything that touches a path under a workload's rootfs goes through file descriptors
 //! (SECURITY.md, "Paths are file descriptors").
@@ -193,6 +194,123 @@ pub fn move_mount_fd(from: RawFd, to: RawFd) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// What the kernel logged into a filesystem context (`e overlayfs: ...` lines), for errors.
+fn fs_context_log(fd: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    for _ in 0..8 {
+        // SAFETY: reads into a buffer of its own length; the fd is an fs context.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else { break };
+        if n == 0 {
+            break;
+        }
+        out.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    out.join("; ")
+}
+
+/// One `fsconfig(FSCONFIG_SET_STRING)`.
+fn fsconfig_string(fd: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
+    let (k, v) = (cstr(key)?, cstr(value)?);
+    // SAFETY: two valid C strings; aux is 0 for FSCONFIG_SET_STRING.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            libc::FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Whether the running kernel's overlayfs takes `lowerdir+` (Linux 6.8). Decided by the
+/// release, not by a probe: before 6.5 overlayfs parses options the legacy way, so a probe
+/// only fails at create time and logs a kernel error on every start.
+pub fn has_lowerdir_plus() -> bool {
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let release = u.release().to_string_lossy().into_owned();
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 8)
+}
+
+/// An overlay made with the new mount API, one `lowerdir+` per layer (`lowers` top first),
+/// so the layer count is not bounded by one page of mount options; `MOUNT_ATTR_NODEV`.
+/// Returns the detached mount, or `None` when this kernel turns the API down (EINVAL from
+/// an older overlayfs, ENOSYS): then mount(2) is the way.
+pub fn overlay_by_fsconfig(
+    lowers: &[String],
+    upper: &str,
+    work: &str,
+) -> io::Result<Option<OwnedFd>> {
+    let name = c"overlay";
+    // SAFETY: a valid C string and flags; returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: fresh fd from the kernel.
+    let fc = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
+    let fail = |what: String, e: io::Error| {
+        let log = fs_context_log(&fc);
+        let why = if log.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} ({log})")
+        };
+        io::Error::new(e.kind(), format!("{what}: {why}"))
+    };
+    for (i, l) in lowers.iter().enumerate() {
+        if let Err(e) = fsconfig_string(&fc, "lowerdir+", l) {
+            if i == 0 && e.raw_os_error() == Some(libc::EINVAL) {
+                // An unknown key: an older kernel.
+                return Ok(None);
+            }
+            return Err(fail(
+                format!("adding layer {} of {}", i + 1, lowers.len()),
+                e,
+            ));
+        }
+    }
+    fsconfig_string(&fc, "upperdir", upper).map_err(|e| fail("upperdir".into(), e))?;
+    fsconfig_string(&fc, "workdir", work).map_err(|e| fail("workdir".into(), e))?;
+    // SAFETY: no key or value for FSCONFIG_CMD_CREATE.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fc.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })
+    .map_err(|e| fail("creating the overlay".into(), e))?;
+    // SAFETY: an fs context fd in the created state; returns a new mount fd or -1.
+    let m = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fc.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            libc::MOUNT_ATTR_NODEV,
+        )
+    })
+    .map_err(|e| fail("fsmount".into(), e))?;
+    // SAFETY: fresh fd from the kernel.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(m as RawFd) }))
 }
 
 /// The `/proc/self/fd/N` path of an fd, for the legacy `mount(2)` calls that need a path. The

@@ -3,6 +3,8 @@
 
 fixture.py layer4 OUT.tar          the hand-made layer 4 (an opaque marker after a sibling)
 fixture.py archives LAYOUT TAG OUT  OUT/oci.tar, OUT/docker.tar and OUT/zstd from LAYOUT:TAG
+fixture.py many OUT.tar N           a docker-archive "superd-test/many:N" of N layers: busybox,
+                                    then one file /layers/K per layer
 """
 import gzip, hashlib, io, json, os, shutil, subprocess, sys, tarfile
 
@@ -110,7 +112,52 @@ def archives(layout, tag, out):
     print(json.dumps({"manifest": desc["digest"], "config": manifest["config"]["digest"], "zstd": mdg}))
 
 
+def many(out, n):
+    def tar_of(entries):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, kind, data in entries:
+                ti = tarfile.TarInfo(name)
+                ti.mtime = 1700000000
+                if kind == "dir":
+                    ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                    t.addfile(ti)
+                elif kind == "link":
+                    ti.type, ti.linkname = tarfile.SYMTYPE, data
+                    t.addfile(ti)
+                else:
+                    ti.mode, ti.size = kind, len(data)
+                    t.addfile(ti, io.BytesIO(data))
+        return buf.getvalue()
+
+    base = [("bin/", "dir", None), ("bin/busybox", 0o755, open("/bin/busybox", "rb").read())]
+    base += [(f"bin/{a}", "link", "busybox") for a in ("sh", "ls", "wc", "cat")]
+    layers = [tar_of(base)]
+    for k in range(1, n):
+        layers.append(tar_of([("layers/", "dir", None), (f"layers/{k:03}", 0o644, b"%d\n" % k)]))
+    diff_ids = ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh", "-c", "echo layers=$(ls /layers | wc -l)"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }).encode()
+    cname = hashlib.sha256(config).hexdigest() + ".json"
+    names = [d.split(":")[1] + "/layer.tar" for d in diff_ids]
+    with tarfile.open(out, "w") as t:
+        def add(name, data):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        add("manifest.json", json.dumps([{"Config": cname, "RepoTags": [f"superd-test/many:{n}"], "Layers": names}]).encode())
+        add(cname, config)
+        for name, data in zip(names, layers):
+            add(name, data)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "many":
+        many(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
     if sys.argv[1] == "layer4":
         layer4(sys.argv[2])
     else:

@@ -3,8 +3,8 @@
 
 use crate::runtime::sync::{MountCfg, ShimConfig};
 use crate::runtime::sys::{
-    clone_tree, fd_path, lstat_at, mkdir_at, move_mount_fd, open_path, openat_in_root,
-    openat_nofollow, set_mount_attr,
+    clone_tree, fd_path, has_lowerdir_plus, lstat_at, mkdir_at, move_mount_fd, open_path,
+    openat_in_root, openat_nofollow, overlay_by_fsconfig, set_mount_attr,
 };
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::io;
@@ -111,6 +111,18 @@ fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Res
     let upper = reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
     let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
     let lower: Vec<String> = fds.iter().map(fd_path).collect();
+    let what = || format!("mounting the overlay of {} image layers", fds.len());
+    // Linux >= 6.8: one `lowerdir+` per layer, up to overlayfs's 500.
+    if has_lowerdir_plus() {
+        match overlay_by_fsconfig(&lower, &fd_path(&upper), &fd_path(&work)) {
+            Ok(Some(m)) => {
+                return move_mount_fd(m.as_raw_fd(), mountpoint.as_raw_fd()).ctx(what);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e).ctx(what),
+        }
+    }
+    // Older kernels: mount(2), whose options must fit in a page.
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -125,7 +137,7 @@ fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Res
             "mounting the image",
             format!(
                 "the image has {} layers: more than this kernel ({kernel}) takes through \
-                 mount(2) (about 220)",
+                 mount(2) (about 220; Linux 6.8 and later take 500)",
                 fds.len()
             ),
         ));
@@ -137,7 +149,7 @@ fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Res
         MsFlags::MS_NODEV,
         Some(&opts),
     )
-    .ctx(|| format!("mounting the overlay of {} image layers", fds.len()))
+    .ctx(what)
 }
 
 /// Builds the rootfs and pivots into it. On return the process's `/` is the container root.
