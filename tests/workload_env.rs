@@ -288,3 +288,66 @@ fn host_root_workloads_do_not_see_host_secrets_or_superds_files() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn a_writable_host_root_keeps_its_changes_to_itself_until_the_restart() {
+    let Some(()) = privileged("a_writable_host_root_keeps_its_changes_to_itself_until_the_restart")
+    else {
+        return;
+    };
+    // Outside /tmp, which a workload's own /tmp would hide anyway.
+    let base = tempfile::Builder::new()
+        .prefix("superd-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    // A host mount of its own (in superd's private mount namespace): it must be there,
+    // read-only, over the overlay of the root filesystem.
+    let extra = base.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    let sb = Sandbox::start_wrapped("hostrw", base.path(), &[], |_| {
+        Some(format!(
+            "mount -t tmpfs superd-test-extra {0} && echo from-mount > {0}/f && exec \"$0\" \"$@\"",
+            extra.display()
+        ))
+    });
+    let marker = format!("/etc/superd-test-hostrw-{}", std::process::id());
+    let show = format!(
+        "test -e {marker} && echo STALE; echo changed > {marker} && echo wrote=$(cat {marker}); \
+         echo extra=$(cat {0}/f); (echo x > {0}/g) 2>/dev/null && echo extra-writable || \
+         echo extra-readonly; echo shadow=$(wc -c < /etc/shadow); echo END; exec sleep 1000",
+        extra.display()
+    );
+    sb.write_manifest(
+        "hostrw",
+        &format!(
+            "command = [\"/bin/sh\", \"-c\", {show:?}]\n[rootfs]\nwritable = \"tmpfs\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let log = sb.wait_log("hostrw", "END");
+    for want in [
+        "wrote=changed",
+        "extra=from-mount",
+        "extra-readonly",
+        "shadow=0",
+    ] {
+        assert!(log.contains(want), "{want}: {log}");
+    }
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the write reached the host's /etc"
+    );
+    // A new instance starts from the host's root again.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
+        .arg("--socket")
+        .arg(&sb.socket)
+        .args(["restart", "hostrw"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    sb.wait_until("a second instance", Duration::from_secs(20), |sb| {
+        sb.workload_log("hostrw").matches("END").count() >= 2
+    });
+    let log = sb.workload_log("hostrw");
+    assert!(!log.contains("STALE"), "{log}");
+    sb.shutdown();
+}

@@ -294,14 +294,9 @@ fn rootfs(ck: &mut Checker<'_>, raw: &RawRootfs) -> Option<Rootfs> {
             path,
             writable: w.map_or(Writable::Tmpfs, |(_, w)| w),
         }),
-        (_, Some((span, Writable::Tmpfs))) => {
-            let msg = "the host root (rootfs.path = \"/\", the default) is always mounted \
-                       read-only: use writable = \"none\", or set rootfs.path to a directory \
-                       to get a tmpfs overlay";
-            ck.error(span, "rootfs.writable", msg);
-            None
-        }
-        _ => Some(Rootfs::Host),
+        (_, w) => Some(Rootfs::Host {
+            writable: w.map_or(Writable::None, |(_, w)| w),
+        }),
     }
 }
 

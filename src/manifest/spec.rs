@@ -129,7 +129,7 @@ impl User {
     }
 }
 
-/// How a directory rootfs is made writable.
+/// How a rootfs is made writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Writable {
@@ -139,12 +139,26 @@ pub enum Writable {
     None,
 }
 
+impl Writable {
+    /// Read-only.
+    pub fn is_none(&self) -> bool {
+        *self == Writable::None
+    }
+}
+
 /// The workload's root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Rootfs {
-    /// `path = "/"`: the host root, bind-mounted read-only recursively.
-    Host,
+    /// `path = "/"`: the host root, bind-mounted read-only recursively, or (`writable =
+    /// "tmpfs"`) its root filesystem under a tmpfs overlay with the other host mounts
+    /// read-only in their places.
+    Host {
+        /// Read-only (the default) or a tmpfs overlay. Not serialised when read-only, so the
+        /// spec hash of every earlier host-root workload stays what it was.
+        #[serde(skip_serializing_if = "Writable::is_none")]
+        writable: Writable,
+    },
     /// A directory holding a root filesystem.
     Dir {
         /// The directory on the host.
@@ -803,7 +817,9 @@ impl Spec {
             workdir: None,
             user: None,
             init: true,
-            rootfs: Rootfs::Host,
+            rootfs: Rootfs::Host {
+                writable: Writable::None,
+            },
             mounts: Vec::new(),
             volumes: Vec::new(),
             tmpfs_mounts: Vec::new(),

@@ -439,7 +439,7 @@ impl Runtime {
         own_devices: &[devices::HostDevice],
     ) -> ShimConfig {
         let (rootfs, writable) = match &spec.rootfs {
-            Rootfs::Host => (None, false),
+            Rootfs::Host { writable } => (None, *writable == Writable::Tmpfs),
             Rootfs::Dir { path, writable } => {
                 (Some(path.to_string()), *writable == Writable::Tmpfs)
             }
@@ -508,7 +508,7 @@ impl Runtime {
                 .collect(),
             cgroupfs: self.cgroups.container_mounts(),
             hide: match spec.rootfs {
-                Rootfs::Host => self.hidden.clone(),
+                Rootfs::Host { .. } => self.hidden.clone(),
                 Rootfs::Dir { .. } | Rootfs::Image { .. } => Vec::new(),
             },
         }

@@ -156,7 +156,7 @@ pub struct ShimConfig {
     pub init: bool,
     /// `None` = host root read-only; `Some(dir)` = a rootfs directory.
     pub rootfs: Option<String>,
-    /// Overlay with a tmpfs upper layer (directory and image rootfs).
+    /// Overlay with a tmpfs upper layer (any rootfs kind).
     pub writable: bool,
     /// An image's layer directories, top first (empty: not an image).
     #[serde(default)]

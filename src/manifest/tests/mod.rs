@@ -52,7 +52,12 @@ fn minimal_manifest_gets_every_default() {
     let spec = ok(CMD);
     assert_eq!(spec, Spec::with_defaults(web(), vec!["/bin/true".into()]));
     assert_eq!(spec.hostname, "web");
-    assert_eq!(spec.rootfs, Rootfs::Host);
+    assert_eq!(
+        spec.rootfs,
+        Rootfs::Host {
+            writable: Writable::None
+        }
+    );
     assert_eq!(spec.restart, Restart::default());
     assert_eq!(spec.stop, Stop::default());
     // Empty tables mean the same as omitted ones.

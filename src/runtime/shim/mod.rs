@@ -7,6 +7,7 @@
 
 mod cgroupfs;
 mod dev;
+mod hostroot;
 pub mod logs;
 pub mod process;
 pub mod rootfs;

@@ -59,7 +59,7 @@ pub const MASKED: &[&str] = &[
 ];
 
 /// Read-only and no device nodes: every mount but the container's own /dev.
-const RDONLY_NODEV: u64 = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV;
+pub(super) const RDONLY_NODEV: u64 = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV;
 
 /// Paths made read-only.
 pub const READONLY: &[&str] = &[
@@ -191,6 +191,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
 
     match &cfg.rootfs {
         None if !cfg.layers.is_empty() => mount_image(cfg, &scratch, &mountpoint)?,
+        None if cfg.writable => super::hostroot::mount(&cfg.scratch_dir, &scratch, &mountpoint)?,
         None => {
             let host = open_path("/", libc::O_DIRECTORY).ctx(|| "opening /".into())?;
             let tree = clone_tree(host.as_raw_fd(), true).ctx(|| "cloning the host root".into())?;
