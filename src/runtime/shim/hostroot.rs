@@ -6,9 +6,8 @@
 //! would otherwise show empty directories there. Those mounts stay read-only (their writes
 //! fail with EROFS); `[tmpfs] mounts` or a volume makes a directory on one writable.
 
-use super::rootfs::{mnt, reopen_dir, Ctx, Result, RDONLY_NODEV};
-use crate::runtime::sys::{clone_tree, fd_path, move_mount_fd, open_path, openat_in_root};
-use nix::mount::MsFlags;
+use super::rootfs::{overlay_on_scratch, reopen_dir, Ctx, Result, RDONLY_NODEV};
+use crate::runtime::sys::{clone_tree, move_mount_fd, open_path, openat_in_root};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// What the container mounts afresh (or never sees): host mounts there are not put back.
@@ -64,22 +63,8 @@ pub fn submounts(mountinfo: &str, scratch: &str) -> Vec<String> {
 /// mounts read-only in their places.
 pub fn mount(scratch_dir: &str, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Result<()> {
     let host = open_path("/", libc::O_DIRECTORY).ctx(|| "opening /".into())?;
-    let upper = reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
-    let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        fd_path(&host),
-        fd_path(&upper),
-        fd_path(&work)
-    );
-    mnt(
-        "overlay",
-        mountpoint,
-        "overlay",
-        MsFlags::MS_NODEV,
-        Some(&opts),
-    )
-    .ctx(|| "mounting the overlay over the host root".into())?;
+    overlay_on_scratch(&host, scratch, mountpoint)
+        .ctx(|| "mounting the overlay over the host root".into())?;
     let root = reopen_dir(scratch.as_raw_fd(), "root").ctx(|| "opening the overlay".into())?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .ctx(|| "reading /proc/self/mountinfo".into())?;

@@ -94,6 +94,31 @@ fn is_symlink(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
+/// Mounts on `mountpoint` an overlay of the one directory `lower` whose upper and work
+/// directories are the scratch tmpfs's.
+pub(super) fn overlay_on_scratch(
+    lower: &OwnedFd,
+    scratch: &OwnedFd,
+    mountpoint: &OwnedFd,
+) -> io::Result<()> {
+    let upper = reopen_dir(scratch.as_raw_fd(), "upper")?;
+    let work = reopen_dir(scratch.as_raw_fd(), "work")?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        fd_path(lower),
+        fd_path(&upper),
+        fd_path(&work)
+    );
+    mnt(
+        "overlay",
+        mountpoint,
+        "overlay",
+        MsFlags::MS_NODEV,
+        Some(&opts),
+    )?;
+    Ok(())
+}
+
 /// The longest option string `mount(2)` takes (one page, less the kernel's own use).
 const MAX_MOUNT_OPTIONS: usize = 4095;
 
@@ -204,23 +229,8 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
             let lower =
                 open_path(dir, libc::O_DIRECTORY).ctx(|| format!("opening rootfs {dir}"))?;
             if cfg.writable {
-                let upper =
-                    reopen_dir(scratch.as_raw_fd(), "upper").ctx(|| "opening upper".into())?;
-                let work = reopen_dir(scratch.as_raw_fd(), "work").ctx(|| "opening work".into())?;
-                let opts = format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    fd_path(&lower),
-                    fd_path(&upper),
-                    fd_path(&work)
-                );
-                mnt(
-                    "overlay",
-                    &mountpoint,
-                    "overlay",
-                    MsFlags::MS_NODEV,
-                    Some(&opts),
-                )
-                .ctx(|| format!("mounting the overlay over {dir}"))?;
+                overlay_on_scratch(&lower, &scratch, &mountpoint)
+                    .ctx(|| format!("mounting the overlay over {dir}"))?;
             } else {
                 let tree = clone_tree(lower.as_raw_fd(), true).ctx(|| format!("cloning {dir}"))?;
                 set_mount_attr(tree.as_raw_fd(), RDONLY_NODEV, true)
