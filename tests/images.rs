@@ -12,6 +12,7 @@ mod common;
 use common::Sandbox;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 use superd::testing::privileged;
 
 /// The test image, built into a temporary directory of the test's own (umoci takes a
@@ -1130,5 +1131,80 @@ fn a_300_layer_image_mounts_or_fails_naming_the_layer_count() {
             |sb| sb.superd_log().contains("the image has 300 layers"),
         );
     }
+    sb.shutdown();
+}
+
+#[test]
+fn a_changed_image_is_fetched_before_the_running_instance_stops() {
+    if privileged("a_changed_image_is_fetched_before_the_running_instance_stops").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-prepull");
+    let out = superctl(
+        &sb,
+        &["image", "import", fx.join("docker.tar").to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let manifest = |image: &str, pull: &str| {
+        format!(
+            "command = [\"/bin/sleep\", \"1000\"]\n[rootfs]\nimage = \"{image}\"\npull = \"{pull}\"\n[network]\nmode = \"none\"\n"
+        )
+    };
+    sb.write_manifest("svc", &manifest("superd-test/busybox:docker", "never"));
+    let old = sb.wait_running("svc").pid;
+    // The new image is not there and may not be pulled: the old instance keeps serving.
+    sb.write_manifest("svc", &manifest("superd-test/busybox:oci", "never"));
+    let w = sb.wait_for(
+        "svc",
+        "a notice about the new image",
+        Duration::from_secs(10),
+        |w| {
+            w.notice
+                .as_deref()
+                .is_some_and(|n| n.contains("superd-test/busybox:oci is not in the store yet"))
+        },
+    );
+    assert_eq!(
+        (w.state, w.pid),
+        (superd::api::State::Running, old),
+        "{w:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sb.wait_running("svc").pid,
+        old,
+        "stopped before its image was there"
+    );
+    // The image arrives: the change goes through within the poll interval.
+    let out = superctl(
+        &sb,
+        &["image", "import", fx.join("oci.tar").to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let w = sb.wait_for("svc", "the new instance", Duration::from_secs(10), |w| {
+        w.state == superd::api::State::Running && w.pid != old && w.pid.is_some()
+    });
+    assert_eq!(w.image.as_deref(), Some("superd-test/busybox:oci"));
+    assert_eq!(w.notice, None, "{w:?}");
+    // A pull that fails (nothing listens there) leaves the running instance as it is, and
+    // says why.
+    let current = w.pid;
+    sb.write_manifest(
+        "svc",
+        &manifest("127.0.0.1:1/superd-test/none:1", "missing"),
+    );
+    let w = sb.wait_for("svc", "the failed pull", Duration::from_secs(20), |w| {
+        w.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("the last pull failed"))
+    });
+    assert_eq!(
+        (w.state, w.pid),
+        (superd::api::State::Running, current),
+        "{w:?}"
+    );
     sb.shutdown();
 }

@@ -55,7 +55,13 @@ pub struct Progress {
     pub error: Option<String>,
     /// The pull ended (successfully or not).
     pub finished: bool,
+    /// When it ended.
+    pub ended_at: Option<std::time::Instant>,
 }
+
+/// A failed background pull is not tried again sooner than this (a workload waiting for its
+/// image asks every second).
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(10);
 
 impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +174,13 @@ impl Puller {
     pub fn ensure(self: &Arc<Self>, reference: &str) {
         {
             let mut pulls = self.lock();
-            if pulls.get(reference).is_some_and(|p| !p.finished) {
+            let recent_failure = |p: &Progress| {
+                p.error.is_some() && p.ended_at.is_some_and(|t| t.elapsed() < RETRY_FAILED_AFTER)
+            };
+            if pulls
+                .get(reference)
+                .is_some_and(|p| !p.finished || recent_failure(p))
+            {
                 return;
             }
             pulls.insert(reference.to_string(), Progress::default());
@@ -201,6 +213,7 @@ impl Puller {
         let res = self.pull_inner(reference).await;
         self.update(reference, |p| {
             p.finished = true;
+            p.ended_at = Some(std::time::Instant::now());
             p.error = res.as_ref().err().map(|e| crate::report::chain(e));
         });
         res

@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often a workload waiting for its changed spec's image is looked at again.
+pub const PREPARE_POLL: Duration = Duration::from_secs(1);
+
 /// How a run ended, as the plan needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunEnd {
@@ -106,6 +109,12 @@ pub enum Action {
         /// What to do once it has stopped.
         then: AfterStop,
     },
+    /// The changed spec's image is not in the store yet: fetch it. The running instance
+    /// stays until the image is there (then the change is a stop and a start).
+    Prepare {
+        /// The workload.
+        name: String,
+    },
     /// Apply the desired `[resources]`, `[restart]` and `[stop]` to the running instance.
     UpdateLive {
         /// The workload.
@@ -168,7 +177,8 @@ impl Plan {
 /// 3. manifest deleted: a running or starting workload is stopped to be removed (a stop for a
 ///    recreate is re-targeted); anything that is not running is forgotten.
 /// 4. spec changed: `UpdateLive` or `Stop { then: Start }` for a running workload (see
-///    [`change::classify`]); a stop to remove is re-targeted to start; a workload that is not
+///    [`change::classify`]), or `Prepare` while the new spec's image is not ready (see
+///    [`plan_with`]); a stop to remove is re-targeted to start; a workload that is not
 ///    running is started at once.
 /// 5. spec unchanged and `Ended`: restart with backoff, finish, or give up, under the observed
 ///    spec's `[restart]` (see `backoff::after_end`).
@@ -178,6 +188,20 @@ impl Plan {
 pub fn plan(
     desired: &BTreeMap<String, Option<Arc<Spec>>>,
     observed: &BTreeMap<String, Observed>,
+    now: Instant,
+) -> Plan {
+    plan_with(desired, observed, &BTreeSet::new(), now)
+}
+
+/// [`plan`], where `unready` names the workloads whose desired spec's image is not in the
+/// store yet: a running one that must be recreated gets `Prepare` (and a wake-up after
+/// [`PREPARE_POLL`]) instead of a stop, so the old instance serves until the new image is
+/// there.
+#[must_use]
+pub fn plan_with(
+    desired: &BTreeMap<String, Option<Arc<Spec>>>,
+    observed: &BTreeMap<String, Observed>,
+    unready: &BTreeSet<String>,
     now: Instant,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -191,6 +215,13 @@ pub fn plan(
             (Some(None), Some(obs)) => unchanged(name.clone(), obs, now, &mut plan),
             (Some(Some(spec)), Some(obs)) => match change::classify(&obs.spec, spec) {
                 ChangeClass::Same => unchanged(name.clone(), obs, now, &mut plan),
+                ChangeClass::Recreate
+                    if unready.contains(name)
+                        && matches!(obs.phase, Phase::Running { .. } | Phase::Starting) =>
+                {
+                    plan.wake(now + PREPARE_POLL);
+                    Some(Action::Prepare { name: name.clone() })
+                }
                 class => changed(name.clone(), obs.phase, class),
             },
         };
@@ -385,6 +416,40 @@ mod tests {
         for (label, want, obs, actions, wake_at) in table {
             assert_eq!(plan_one(want, obs, now), Plan { actions, wake_at }, "{label}");
         }
+    }
+
+    #[test]
+    fn a_recreate_waits_for_the_new_image_and_a_live_change_does_not() {
+        let now = base_now();
+        let running = Phase::Running { since: now };
+        let mut recreate = spec(WEB);
+        recreate.env.insert("MODE".into(), "new".into());
+        let mut live = spec(WEB);
+        live.resources.memory = Some(64 << 20);
+        let unready: BTreeSet<String> = [WEB.to_string()].into();
+        let run = |want: &Spec, phase: Phase, unready: &BTreeSet<String>| {
+            let desired = [(WEB.to_string(), Some(Arc::new(want.clone())))].into();
+            let observed = [entry(WEB, phase, 0)].into();
+            plan_with(&desired, &observed, unready, now)
+        };
+        let prepare = Plan {
+            actions: vec![Action::Prepare { name: WEB.into() }],
+            wake_at: Some(now + PREPARE_POLL),
+        };
+        assert_eq!(run(&recreate, running, &unready), prepare);
+        assert_eq!(run(&recreate, Phase::Starting, &unready), prepare);
+        // Ready now: the usual stop, then start.
+        assert_eq!(
+            run(&recreate, running, &BTreeSet::new()).actions,
+            [stop(WEB, Recreate)]
+        );
+        // Nothing runs: it starts at once (and waits for its image as a start error).
+        assert_eq!(
+            run(&recreate, Phase::Failed, &unready).actions,
+            [start(WEB)]
+        );
+        // A live change never needs a new image.
+        assert_eq!(run(&live, running, &unready).actions, [update(WEB)]);
     }
 
     #[test]

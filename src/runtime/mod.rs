@@ -681,11 +681,13 @@ impl Runtime {
             Some(p) => {
                 let before = p.progress(written);
                 p.ensure(written);
-                match before {
-                    Some(b) if b.error.is_some() => format!("{b}; pulling again"),
-                    _ => p
-                        .progress(written)
-                        .map_or_else(|| "pulling".to_string(), |pr| pr.to_string()),
+                match (before, p.progress(written)) {
+                    // Failed a moment ago: not tried again yet.
+                    (_, Some(now)) if now.error.is_some() => {
+                        format!("{now}; trying again in a few seconds")
+                    }
+                    (Some(b), _) if b.error.is_some() => format!("{b}; pulling again"),
+                    (_, now) => now.map_or_else(|| "pulling".to_string(), |pr| pr.to_string()),
                 }
             }
             None => {
@@ -699,6 +701,33 @@ impl Runtime {
         "this build of superd cannot pull from a registry: import it with \
          `superctl image import FILE`"
             .to_string()
+    }
+
+    /// Whether `spec` could start now as far as its image goes (always, without an image).
+    pub fn image_ready(&self, spec: &Spec) -> bool {
+        let Rootfs::Image { image, .. } = &spec.rootfs else {
+            return true;
+        };
+        let (Some(store), Ok(name)) = (
+            self.images.as_ref(),
+            crate::images::reference::ImageName::parse(&image.written),
+        ) else {
+            return false;
+        };
+        store.resolve(&name).is_ok()
+    }
+
+    /// Starts fetching `spec`'s image when it may be pulled; says how that goes (or what the
+    /// operator must do).
+    pub fn prepare_image(&self, spec: &Spec) -> String {
+        match &spec.rootfs {
+            Rootfs::Image {
+                pull: crate::manifest::Pull::Never,
+                ..
+            } => "pull = \"never\": import it with `superctl image import FILE`".to_string(),
+            Rootfs::Image { image, .. } => self.pull_hint(&image.written),
+            _ => String::new(),
+        }
     }
 
     /// For an image workload: its config and its layer directories, top first.

@@ -414,7 +414,22 @@ impl Supervisor {
                     )
                 })
                 .collect();
-            let plan = reconcile::plan(&desired, &observed, now);
+            // A running workload whose changed spec needs an image the store lacks keeps
+            // running while the image is fetched.
+            let mut unready = std::collections::BTreeSet::new();
+            for (name, w) in &mut self.workloads {
+                let waiting = matches!(w.phase, Phase::Running { .. } | Phase::Starting)
+                    && desired
+                        .get(name)
+                        .and_then(|d| d.as_ref())
+                        .is_some_and(|s| **s != *w.spec && !self.runtime.image_ready(s));
+                if waiting {
+                    unready.insert(name.clone());
+                } else {
+                    w.pending_image = None;
+                }
+            }
+            let plan = reconcile::plan_with(&desired, &observed, &unready, now);
             self.wake_at = plan.wake_at;
             if plan.actions.is_empty() {
                 return;
@@ -440,6 +455,23 @@ impl Supervisor {
             Action::Start { name } => self.start(&name),
             Action::Stop { name, then } => self.stop(&name, then),
             Action::UpdateLive { name } => self.update_live(&name),
+            Action::Prepare { name } => {
+                let Some(spec) = self.desired_spec(&name) else {
+                    return;
+                };
+                let why = self.runtime.prepare_image(&spec);
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    let text = format!(
+                        "the changed manifest's image {} is not in the store yet ({why}); \
+                         the running instance stays until it is",
+                        workload::image_of(&spec).unwrap_or_default()
+                    );
+                    if w.pending_image.is_none() {
+                        tracing::info!(workload = %name, "{text}");
+                    }
+                    w.pending_image = Some(text);
+                }
+            }
             Action::ScheduleRestart { name, at, failures } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
                     w.phase = Phase::Backoff { until: at };

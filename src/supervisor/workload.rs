@@ -37,6 +37,9 @@ pub struct Workload {
     /// What superd last did on its own account (a refused live update turned into a
     /// restart), kept until the manifest changes again.
     pub notice: Option<String>,
+    /// The changed manifest's image is being fetched; the running instance stays until it is
+    /// there (shown as the notice).
+    pub pending_image: Option<String>,
     /// When the next restart is due (wall clock, for status).
     pub next_restart_wall: Option<SystemTime>,
     /// At least one start was attempted (later starts count as restarts).
@@ -65,6 +68,7 @@ impl Workload {
             start_error: None,
             escalated: false,
             notice: None,
+            pending_image: None,
             next_restart_wall: None,
             ever_started: false,
             address: None,
@@ -102,7 +106,7 @@ impl Workload {
             error: manifest_error.or_else(|| self.start_error.clone()),
             memory_bytes: self.instance.as_ref().and_then(|i| i.memory_bytes()),
             spec_hash: Some(self.spec.hash()),
-            notice: self.notice.clone(),
+            notice: self.pending_image.clone().or_else(|| self.notice.clone()),
             next_restart_at: match self.phase {
                 Phase::Backoff { .. } => self.next_restart_wall.map(rfc3339),
                 _ => None,
