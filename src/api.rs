@@ -137,6 +137,10 @@ pub struct WorkloadStatus {
     /// `[rootfs] image` as written (an image workload), of the spec being run or last good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The manifest digest the running instance's image resolved to (a tag is resolved at
+    /// start from the store's names, which only a pull or an import moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Named volumes it mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,

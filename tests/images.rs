@@ -1189,6 +1189,17 @@ fn a_changed_image_is_fetched_before_the_running_instance_stops() {
     });
     assert_eq!(w.image.as_deref(), Some("superd-test/busybox:oci"));
     assert_eq!(w.notice, None, "{w:?}");
+    // A tag: shown as not pinned, with the digest it resolved to.
+    let digest = w.image_digest.clone().unwrap_or_default();
+    assert!(digest.starts_with("sha256:"), "{w:?}");
+    let table = superctl(&sb, &["status"], None);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!(
+            "svc: image superd-test/busybox:oci is not pinned, runs {digest}"
+        )),
+        "{table}"
+    );
     // A pull that fails (nothing listens there) leaves the running instance as it is, and
     // says why.
     let current = w.pid;

@@ -369,6 +369,7 @@ mod tests {
             address: None,
             ports: Vec::new(),
             image: None,
+            image_digest: None,
             volumes: Vec::new(),
         }
     }

@@ -83,6 +83,18 @@ fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
     if let Some(notice) = &w.notice {
         let _ = writeln!(out, "{name}: {}", clean(notice));
     }
+    if let Some(image) = w.image.as_deref().filter(|i| !i.contains('@')) {
+        let runs = w
+            .image_digest
+            .as_deref()
+            .map(|d| format!(", runs {}", clean(d)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{name}: image {} is not pinned{runs} (only `superctl image pull` moves the tag)",
+            clean(image)
+        );
+    }
     if w.state == State::Backoff {
         if let Some(at) = &w.next_restart_at {
             let _ = write!(out, "{name}: next restart at {}", clean(at));
@@ -241,6 +253,7 @@ mod tests {
             address: None,
             ports: Vec::new(),
             image: None,
+            image_digest: None,
             volumes: Vec::new(),
         }
     }
@@ -286,6 +299,29 @@ bad: invalid manifest:
 database: next restart at 2025-01-01T00:00:01.200Z (in 1.2s)
 ";
         assert_eq!(render_status(&resp, now), expected);
+    }
+
+    #[test]
+    fn an_image_by_tag_is_shown_not_pinned_with_what_it_runs() {
+        let mut tagged = workload("web", State::Running);
+        tagged.image = Some("registry.example/web:1.4".into());
+        tagged.image_digest = Some(format!("sha256:{}", "ab".repeat(32)));
+        let mut pinned = workload("db", State::Running);
+        pinned.image = Some(format!("db:2@sha256:{}", "cd".repeat(32)));
+        let out = render_status(
+            &StatusResponse {
+                workloads: vec![pinned, tagged],
+            },
+            SystemTime::now(),
+        );
+        assert!(
+            out.contains(&format!(
+                "web: image registry.example/web:1.4 is not pinned, runs sha256:{}",
+                "ab".repeat(32)
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("db: image"), "{out}");
     }
 
     #[test]

@@ -91,6 +91,7 @@ type ResolvedImage = (
     Option<crate::images::image::RunConfig>,
     Vec<String>,
     Option<crate::images::gc::Hold>,
+    Option<String>,
 );
 
 /// A start that failed before the shim ran.
@@ -180,6 +181,8 @@ pub struct Instance {
     workload_pid: Arc<AtomicI32>,
     /// The image's StopSignal, used when the manifest names none.
     pub image_stop_signal: Option<crate::manifest::Signal>,
+    /// The manifest digest of the image it runs (what a tag resolved to at its start).
+    pub image_digest: Option<String>,
     /// Keeps the image's layers from garbage collection while the instance lives.
     _layers: Option<crate::images::gc::Hold>,
 }
@@ -567,7 +570,7 @@ impl Runtime {
             }
             NetworkMode::None | NetworkMode::Host => None,
         };
-        let (image, layers, hold) = self.resolve_image(spec)?;
+        let (image, layers, hold, image_digest) = self.resolve_image(spec)?;
         let run =
             crate::images::merge::run_plan(spec, image.as_ref()).map_err(StartError::Image)?;
         let image_stop_signal = run.stop_signal;
@@ -670,6 +673,7 @@ impl Runtime {
             cgroup,
             workload_pid,
             image_stop_signal,
+            image_digest,
             _layers: hold,
         })
     }
@@ -733,7 +737,7 @@ impl Runtime {
     /// For an image workload: its config and its layer directories, top first.
     fn resolve_image(&self, spec: &Spec) -> Result<ResolvedImage, StartError> {
         let Rootfs::Image { image, pull, .. } = &spec.rootfs else {
-            return Ok((None, Vec::new(), None));
+            return Ok((None, Vec::new(), None, None));
         };
         let store = self
             .images
@@ -750,6 +754,7 @@ impl Runtime {
                     .map(|p| p.to_string_lossy().into_owned())
                     .collect(),
                 Some(store.hold(&r.layers)),
+                Some(r.manifest.to_string()),
             )),
             Err(crate::images::store::StoreError::Missing(what)) => {
                 let hint = match pull {

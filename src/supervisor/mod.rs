@@ -378,6 +378,7 @@ impl Supervisor {
                         image: entry
                             .and_then(|e| e.spec.as_ref().ok())
                             .and_then(|s| workload::image_of(s)),
+                        image_digest: None,
                         volumes: entry
                             .and_then(|e| e.spec.as_ref().ok())
                             .map(|s| s.volumes.iter().map(|v| v.name.clone()).collect())

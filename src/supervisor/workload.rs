@@ -133,6 +133,7 @@ impl Workload {
                 .map(|p| p.to_string())
                 .collect(),
             image: image_of(&self.spec),
+            image_digest: self.instance.as_ref().and_then(|i| i.image_digest.clone()),
             volumes: self.spec.volumes.iter().map(|v| v.name.clone()).collect(),
         }
     }
