@@ -170,6 +170,81 @@ pub struct ImageRow {
     pub used_by: Vec<String>,
 }
 
+/// Where one layer of a pull is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerState {
+    /// Queued for download.
+    #[default]
+    Waiting,
+    /// Already in the store.
+    Present,
+    /// Being fetched.
+    Downloading,
+    /// Fetched and checked, waiting for the layers below to be unpacked.
+    Downloaded,
+    /// Being unpacked.
+    Unpacking,
+    /// Committed to the store.
+    Done,
+}
+
+/// One layer of a pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerProgress {
+    /// The compressed blob's digest.
+    pub blob: String,
+    /// Its size.
+    pub size: u64,
+    /// Bytes of it fetched so far (or present).
+    pub fetched: u64,
+    /// Where it is.
+    pub state: LayerState,
+}
+
+/// How far a pull got (shown in status while a workload waits for its image, and layer by
+/// layer by `superctl image pull`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// Layers committed (present before or unpacked now).
+    pub layers_done: usize,
+    /// Layers of the image.
+    pub layers: usize,
+    /// Compressed bytes fetched or already present.
+    pub bytes_done: u64,
+    /// Compressed bytes of all layers.
+    pub bytes: u64,
+    /// The last error, when the pull failed.
+    pub error: Option<String>,
+    /// The pull ended (successfully or not).
+    pub finished: bool,
+    /// When it ended.
+    #[serde(skip)]
+    pub ended_at: Option<std::time::Instant>,
+    /// Each layer, bottom first.
+    pub layer_list: Vec<LayerProgress>,
+}
+
+impl std::fmt::Display for PullProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        if let Some(e) = &self.error {
+            return write!(f, "the last pull failed: {e}");
+        }
+        if self.layers == 0 {
+            return f.write_str("pulling: resolving the manifest");
+        }
+        write!(
+            f,
+            "pulling {}/{} layers, {:.1} MiB of {:.1} MiB",
+            self.layers_done,
+            self.layers,
+            mib(self.bytes_done),
+            mib(self.bytes)
+        )
+    }
+}
+
 /// `POST /v1/images/import` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportResponse {

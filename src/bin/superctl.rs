@@ -405,10 +405,33 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Pull { reference } => {
-            let client = client
+            let long = client
                 .clone()
                 .with_timeout(superd::ctl::images::IMPORT_TIMEOUT);
-            match client.image_pull(&reference) {
+            let r = reference.clone();
+            let pull = std::thread::spawn(move || long.image_pull(&r));
+            // Layer by layer, from a second connection, while the pull runs.
+            let mut shown = Vec::new();
+            let mut running = false;
+            while !pull.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if let Ok(p) = client.image_pull_progress(&reference) {
+                    // Until this pull has begun, what is there is the previous one's.
+                    running |= !p.finished;
+                    if running {
+                        out.write_all(table::layer_changes(&p, &mut shown).as_bytes())?;
+                    }
+                }
+            }
+            let result = pull
+                .join()
+                .map_err(|_| anyhow::anyhow!("the pull thread panicked"))?;
+            if result.is_ok() {
+                if let Ok(p) = client.image_pull_progress(&reference) {
+                    out.write_all(table::layer_changes(&p, &mut shown).as_bytes())?;
+                }
+            }
+            match result {
                 Ok(resp) => {
                     for i in resp.images {
                         writeln!(out, "pulled {i}")?;

@@ -158,6 +158,14 @@ impl Client {
         )
     }
 
+    /// How the running (or last) pull of `reference` goes, layer by layer.
+    pub fn image_pull_progress(&self, reference: &str) -> Result<api::PullProgress, ClientError> {
+        self.call(
+            "GET",
+            &format!("/v1/images/pull?ref={}", encode_segment(reference)),
+        )
+    }
+
     /// Garbage-collects the store now (or says what it would remove).
     pub fn image_prune(&self, dry_run: bool) -> Result<crate::images::gc::GcReport, ClientError> {
         let q = if dry_run { "?dry_run=1" } else { "" };

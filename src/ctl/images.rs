@@ -6,6 +6,7 @@
 //! | `GET /v1/images/{ref}`               | one image (`inspect`)                         |
 //! | `DELETE /v1/images/{ref}`            | drop a name; refused while a workload uses it |
 //! | `POST /v1/images/pull?ref=R`         | pull from a registry (re-resolves a tag)      |
+//! | `GET /v1/images/pull?ref=R`          | that pull's progress, layer by layer          |
 //! | `POST /v1/images/prune[?dry_run=1]`  | garbage-collect now (see [`crate::images::gc`]) |
 //! | `POST /v1/images/import?name=N` + fd | import the archive read from the fd the client passed with `SCM_RIGHTS` (its file or its stdin), so nothing is copied through the socket |
 //!
@@ -34,7 +35,7 @@ static IMPORTS: Semaphore = Semaphore::const_new(1);
 
 /// True for the long requests (served with [`IMPORT_TIMEOUT`]).
 pub fn is_import(req: &HttpRequest) -> bool {
-    req.path == "/v1/images/import" || req.path == "/v1/images/pull"
+    req.method == "POST" && (req.path == "/v1/images/import" || req.path == "/v1/images/pull")
 }
 
 /// Answers `/v1/images…`; `None` for any other path.
@@ -65,6 +66,7 @@ pub async fn request(
         ("GET", "") => list(store, tx).await,
         ("POST", "import") => import(store, fd, &req.query).await,
         ("POST", "pull") => pull(limits, &req.query, tx).await,
+        ("GET", "pull") => pull_progress(limits, &req.query),
         ("POST", "prune") => prune(store, &req.query, tx).await,
         ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
         ("DELETE", r)
@@ -287,15 +289,9 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
         return HttpResponse::error(501, "this superd does not pull images");
     };
     let store = limits.images.clone();
-    let mut reference = None;
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        match kv.split_once('=') {
-            Some(("ref", v)) => reference = http::decode_segment(v),
-            _ => return HttpResponse::error(400, format!("unknown parameter `{kv}`")),
-        }
-    }
-    let Some(reference) = reference else {
-        return HttpResponse::error(400, "missing ?ref=IMAGE");
+    let reference = match pull_ref(query) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let name = match ImageName::parse(&reference) {
         Ok(n) => n,
@@ -337,6 +333,45 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
             restarted,
         },
     )
+}
+
+/// `?ref=R` of a pull request.
+#[cfg(feature = "registry")]
+fn pull_ref(query: &str) -> Result<String, HttpResponse> {
+    let mut reference = None;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("ref", v)) => reference = http::decode_segment(v),
+            _ => {
+                return Err(HttpResponse::error(
+                    400,
+                    format!("unknown parameter `{kv}`"),
+                ))
+            }
+        }
+    }
+    reference.ok_or_else(|| HttpResponse::error(400, "missing ?ref=IMAGE"))
+}
+
+/// `GET /v1/images/pull?ref=R`: how the last or running pull of R goes, layer by layer.
+#[cfg(feature = "registry")]
+fn pull_progress(limits: &super::server::ServerLimits, query: &str) -> HttpResponse {
+    let Some(puller) = limits.puller.as_ref() else {
+        return HttpResponse::error(501, "this superd does not pull images");
+    };
+    let reference = match pull_ref(query) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match puller.progress(&reference) {
+        Some(p) => HttpResponse::json(200, &p),
+        None => HttpResponse::error(404, format!("no pull of {reference} since superd started")),
+    }
+}
+
+#[cfg(not(feature = "registry"))]
+fn pull_progress(_limits: &super::server::ServerLimits, _query: &str) -> HttpResponse {
+    HttpResponse::error(501, "this build of superd cannot pull from a registry")
 }
 
 #[cfg(not(feature = "registry"))]

@@ -177,6 +177,30 @@ pub fn format_last_exit(e: &LastExit) -> String {
     }
 }
 
+/// `superctl image pull`: a line for each layer whose state changed since `shown` (which it
+/// updates), e.g. `sha256:3f4a5b6c7d8e  downloading  40.0 MiB`.
+pub fn layer_changes(p: &crate::api::PullProgress, shown: &mut Vec<String>) -> String {
+    use crate::api::LayerState;
+    let mut out = String::new();
+    shown.resize(p.layer_list.len(), "waiting".to_string());
+    for (l, seen) in p.layer_list.iter().zip(shown.iter_mut()) {
+        let state = match l.state {
+            LayerState::Waiting => "waiting",
+            LayerState::Present => "already present",
+            LayerState::Downloading => "downloading",
+            LayerState::Downloaded => "downloaded",
+            LayerState::Unpacking => "unpacking",
+            LayerState::Done => "done",
+        };
+        if seen != state {
+            let short: String = clean(&l.blob).chars().take(19).collect();
+            let _ = writeln!(out, "{short}  {state:<15}  {}", mib(l.size));
+            *seen = state.to_string();
+        }
+    }
+    out
+}
+
 /// `superctl image ls`: one row per image.
 pub fn render_images(resp: &crate::api::ImagesResponse) -> String {
     let mut rows = vec![[
@@ -322,6 +346,37 @@ database: next restart at 2025-01-01T00:00:01.200Z (in 1.2s)
             "{out}"
         );
         assert!(!out.contains("db: image"), "{out}");
+    }
+
+    #[test]
+    fn pull_progress_prints_each_layer_once_per_change() {
+        use crate::api::{LayerProgress, LayerState, PullProgress};
+        let layer = |n: char, state| LayerProgress {
+            blob: format!("sha256:{}", n.to_string().repeat(64)),
+            size: 2 << 20,
+            fetched: 0,
+            state,
+        };
+        let mut p = PullProgress {
+            layer_list: vec![
+                layer('a', LayerState::Present),
+                layer('b', LayerState::Waiting),
+            ],
+            ..PullProgress::default()
+        };
+        let mut shown = Vec::new();
+        assert_eq!(
+            layer_changes(&p, &mut shown),
+            "sha256:aaaaaaaaaaaa  already present  2.0 MiB\n"
+        );
+        assert_eq!(layer_changes(&p, &mut shown), "");
+        p.layer_list[1].state = LayerState::Downloading;
+        assert_eq!(
+            layer_changes(&p, &mut shown),
+            "sha256:bbbbbbbbbbbb  downloading      2.0 MiB\n"
+        );
+        p.layer_list[1].state = LayerState::Done;
+        assert!(layer_changes(&p, &mut shown).contains("bbbb  done"));
     }
 
     #[test]

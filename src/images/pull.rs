@@ -22,6 +22,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -40,48 +41,11 @@ pub struct RegistryConfig {
     pub auth_file: Option<PathBuf>,
 }
 
-/// How far a pull got (shown in status while a workload waits for its image).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Layers committed (present before or unpacked now).
-    pub layers_done: usize,
-    /// Layers of the image.
-    pub layers: usize,
-    /// Compressed bytes fetched or already present.
-    pub bytes_done: u64,
-    /// Compressed bytes of all layers.
-    pub bytes: u64,
-    /// The last error, when the pull failed.
-    pub error: Option<String>,
-    /// The pull ended (successfully or not).
-    pub finished: bool,
-    /// When it ended.
-    pub ended_at: Option<std::time::Instant>,
-}
+pub use crate::api::{LayerProgress, LayerState, PullProgress as Progress};
 
 /// A failed background pull is not tried again sooner than this (a workload waiting for its
 /// image asks every second).
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(10);
-
-impl std::fmt::Display for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        if let Some(e) = &self.error {
-            return write!(f, "the last pull failed: {e}");
-        }
-        if self.layers == 0 {
-            return f.write_str("pulling: resolving the manifest");
-        }
-        write!(
-            f,
-            "pulling {}/{} layers, {:.1} MiB of {:.1} MiB",
-            self.layers_done,
-            self.layers,
-            mib(self.bytes_done),
-            mib(self.bytes)
-        )
-    }
-}
 
 /// A pull failure.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +70,8 @@ pub struct Puller {
     client: std::sync::OnceLock<Result<oci_client::Client, String>>,
     cfg: RegistryConfig,
     pulls: Mutex<BTreeMap<String, Progress>>,
+    /// Bytes fetched per layer of each running pull (read into `Progress::layer_list`).
+    fetched: Mutex<BTreeMap<String, Vec<Arc<AtomicU64>>>>,
 }
 
 impl std::fmt::Debug for Puller {
@@ -122,6 +88,7 @@ impl Puller {
             client: std::sync::OnceLock::new(),
             cfg,
             pulls: Mutex::new(BTreeMap::new()),
+            fetched: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -156,7 +123,37 @@ impl Puller {
 
     /// The progress of the pull of `reference` (as written), if one ran.
     pub fn progress(&self, reference: &str) -> Option<Progress> {
-        self.lock().get(reference).cloned()
+        let mut p = self.lock().get(reference).cloned()?;
+        let counters = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        for (l, c) in p
+            .layer_list
+            .iter_mut()
+            .zip(counters.get(reference).into_iter().flatten())
+        {
+            // The download tasks only count bytes; their state follows from the count.
+            if l.state == LayerState::Waiting {
+                l.fetched = c.load(Ordering::Relaxed).min(l.size);
+                if l.fetched > 0 {
+                    l.state = if l.fetched == l.size {
+                        LayerState::Downloaded
+                    } else {
+                        LayerState::Downloading
+                    };
+                }
+            }
+        }
+        Some(p)
+    }
+
+    fn set_layer(&self, reference: &str, i: usize, state: LayerState) {
+        self.update(reference, |p| {
+            if let Some(l) = p.layer_list.get_mut(i) {
+                l.state = state;
+                if state != LayerState::Waiting && state != LayerState::Downloading {
+                    l.fetched = l.size;
+                }
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Progress>> {
@@ -211,6 +208,10 @@ impl Puller {
 
     async fn run(&self, reference: &str) -> Result<Imported, PullError> {
         let res = self.pull_inner(reference).await;
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(reference);
         self.update(reference, |p| {
             p.finished = true;
             p.ended_at = Some(std::time::Instant::now());
@@ -257,26 +258,42 @@ impl Puller {
         let config = self.small_blob(&reference, &config_digest).await?;
         let parsed = image::parse_image(&bytes, &config).map_err(PullError::Registry)?;
         let total: u64 = parsed.layers.iter().map(|l| l.size).sum();
+        let counters: Vec<Arc<AtomicU64>> = parsed.layers.iter().map(|_| Arc::default()).collect();
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(written.to_string(), counters.clone());
         self.update(written, |p| {
             p.layers = parsed.layers.len();
             p.bytes = total;
+            p.layer_list = parsed
+                .layers
+                .iter()
+                .map(|l| LayerProgress {
+                    blob: l.blob.to_string(),
+                    size: l.size,
+                    ..LayerProgress::default()
+                })
+                .collect();
         });
         // Downloads run ahead (PARALLEL at a time); unpacking follows in order.
         let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         let mut downloads = Vec::new();
-        for l in &parsed.layers {
+        for (i, l) in parsed.layers.iter().enumerate() {
             if self.store.has_layer(&l.chain_id) {
+                self.set_layer(written, i, LayerState::Present);
                 downloads.push(None);
                 continue;
             }
             let (sem, client, reference) =
                 (Arc::clone(&sem), self.client()?.clone(), reference.clone());
             let (dest, blob, size) = (self.store.ingest_path(&l.blob), l.blob.clone(), l.size);
+            let counter = Arc::clone(&counters[i]);
             self.store
                 .check_space(size, &format!("downloading layer {}", l.blob.short()))?;
             downloads.push(Some(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.map_err(reg)?;
-                fetch_layer(&client, &reference, &blob, size, &dest).await?;
+                fetch_layer(&client, &reference, &blob, size, &dest, &counter).await?;
                 Ok::<PathBuf, PullError>(dest)
             })));
         }
@@ -285,6 +302,7 @@ impl Puller {
         for (i, (layer, dl)) in parsed.layers.iter().zip(downloads).enumerate() {
             if let Some(task) = dl {
                 let path = task.await.map_err(reg)??;
+                self.set_layer(written, i, LayerState::Unpacking);
                 let (store, layer, lowers, p) = (
                     Arc::clone(&self.store),
                     layer.clone(),
@@ -311,6 +329,12 @@ impl Puller {
             self.update(written, |p| {
                 p.layers_done = i + 1;
                 p.bytes_done += layer.size;
+                if let Some(l) = p.layer_list.get_mut(i) {
+                    if l.state != LayerState::Present {
+                        l.state = LayerState::Done;
+                    }
+                    l.fetched = l.size;
+                }
             });
         }
         let m = Digest::parse(&digest).map_err(PullError::Registry)?;
@@ -384,6 +408,7 @@ async fn fetch_layer(
     blob: &Digest,
     size: u64,
     dest: &Path,
+    fetched: &AtomicU64,
 ) -> Result<(), PullError> {
     let desc = blob.as_str();
     let mut last = String::new();
@@ -395,10 +420,11 @@ async fn fetch_layer(
             .await
             .map(|m| m.len())
             .unwrap_or(0);
+        fetched.store(have, Ordering::Relaxed);
         if have == size && have > 0 {
             break;
         }
-        match fetch_once(client, reference, desc, have, dest).await {
+        match fetch_once(client, reference, desc, have, dest, fetched).await {
             Ok(()) => break,
             Err(e) => {
                 last = e;
@@ -424,6 +450,7 @@ async fn fetch_once(
     desc: &str,
     have: u64,
     dest: &Path,
+    fetched: &AtomicU64,
 ) -> Result<(), String> {
     let (mut stream, append) = if have > 0 {
         match client
@@ -443,6 +470,9 @@ async fn fetch_once(
             false,
         )
     };
+    if !append {
+        fetched.store(0, Ordering::Relaxed);
+    }
     let mut f = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -454,6 +484,7 @@ async fn fetch_once(
     while let Some(chunk) = stream.stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
         f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+        fetched.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     f.flush().await.map_err(|e| e.to_string())?;
     f.sync_all().await.map_err(|e| e.to_string())
