@@ -1218,3 +1218,48 @@ fn a_changed_image_is_fetched_before_the_running_instance_stops() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn garbage_is_collected_at_start_and_when_a_workload_lets_go() {
+    if privileged("garbage_is_collected_at_start_and_when_a_workload_lets_go").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-autogc");
+    sb.stop();
+    let store = sb.state.join("images");
+    let extra = extra_image(fx.0.path(), b"only here\n");
+    import_ok(&store, &[&fx.join("docker.tar"), &extra]);
+    assert_eq!(layer_dirs(&store).len(), 5);
+    // Age every name past the grace period (as if imported yesterday).
+    let refs_path = store.join("refs.json");
+    let mut refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&refs_path).unwrap()).unwrap();
+    for r in refs["refs"].as_object_mut().unwrap().values_mut() {
+        r["at"] = serde_json::json!(0);
+    }
+    std::fs::write(&refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+    sb.write_manifest(
+        "web",
+        "command = [\"/bin/sleep\", \"1000\"]\n[rootfs]\nimage = \"superd-test/busybox:docker\"\n[network]\nmode = \"none\"\n",
+    );
+    // At start, with no prune: what no manifest names goes, the rest stays.
+    sb.spawn_superd();
+    sb.wait_running("web");
+    sb.wait_until("the startup collection", Duration::from_secs(20), |_| {
+        layer_dirs(&store).len() == 4
+    });
+    // The manifest goes; once its instance has let go of the layers, they go too.
+    sb.remove_manifest("web");
+    sb.wait_until(
+        "the collection after web ended",
+        Duration::from_secs(20),
+        |_| layer_dirs(&store).is_empty(),
+    );
+    assert!(
+        sb.superd_log().contains("image garbage collection removed"),
+        "{}",
+        sb.superd_log()
+    );
+    sb.shutdown();
+}

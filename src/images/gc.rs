@@ -95,7 +95,8 @@ pub fn plan(store: &Store, manifests: &[String], now: u64) -> GcReport {
     // Sweep.
     let held = store.held();
     for b in store.blob_digests() {
-        if !blobs.contains(&b) {
+        // A held blob belongs to an import or a pull that has not named its image yet.
+        if !blobs.contains(&b) && !held.contains(&b) {
             report.blobs.push(b);
         }
     }
@@ -127,7 +128,72 @@ pub fn collect(store: &Store, manifests: &[String], now: u64) -> Result<GcReport
         store.remove_layer(l)?;
     }
     store.empty_trash();
+    store.clean_ingest(GRACE);
     Ok(report)
+}
+
+impl GcReport {
+    /// Nothing was (or would be) removed.
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty() && self.blobs.is_empty() && self.layers.is_empty()
+    }
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} names, {} blobs and {} layers ({:.1} MiB)",
+            self.refs.len(),
+            self.blobs.len(),
+            self.layers.len(),
+            self.bytes as f64 / (1024.0 * 1024.0)
+        )?;
+        if !self.held.is_empty() {
+            write!(f, "; {} unused layers still mounted", self.held.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Asks for a garbage collection from the store's published roots; see [`spawn_collector`].
+#[derive(Debug, Clone)]
+pub struct Trigger(tokio::sync::mpsc::Sender<()>);
+
+impl Trigger {
+    /// Requests a collection soon (requests close together make one).
+    pub fn request(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// How long a request waits for others to join it.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Collects garbage in the background whenever asked (no timer: the events that can make
+/// something unreachable ask), from the roots the supervisor publishes. Needs a tokio
+/// runtime.
+pub fn spawn_collector(store: std::sync::Arc<Store>) -> Trigger {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            let s = std::sync::Arc::clone(&store);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match tokio::task::spawn_blocking(move || collect(&s, &s.roots(), now)).await {
+                Ok(Ok(r)) if !r.is_empty() => {
+                    tracing::info!("image garbage collection removed {r}")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("image garbage collection: {e}"),
+                Err(e) => tracing::warn!("image garbage collection: {e}"),
+            }
+        }
+    });
+    Trigger(tx)
 }
 
 /// Keeps layers from collection while a workload has them mounted; released on drop.

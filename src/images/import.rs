@@ -308,6 +308,10 @@ fn import_image(
     let config = src.doc(&config_digest)?;
     let parsed = image::parse_image(&manifest, &config).map_err(invalid)?;
     let chains: Vec<Digest> = parsed.layers.iter().map(|l| l.chain_id.clone()).collect();
+    // Until the name is set nothing reaches these: a collection meanwhile must keep them.
+    let mut building = chains.clone();
+    building.extend([config_digest.clone(), digest.clone()]);
+    let _building = store.hold(&building);
     let mut new_layers = 0;
     for (i, layer) in parsed.layers.iter().enumerate() {
         if store.has_layer(&layer.chain_id) {

@@ -258,6 +258,14 @@ impl Puller {
         let config = self.small_blob(&reference, &config_digest).await?;
         let parsed = image::parse_image(&bytes, &config).map_err(PullError::Registry)?;
         let total: u64 = parsed.layers.iter().map(|l| l.size).sum();
+        // Until the name is set nothing reaches these: a collection meanwhile must keep them.
+        let mut building: Vec<Digest> = parsed.layers.iter().map(|l| l.chain_id.clone()).collect();
+        building.push(config_digest.clone());
+        building.extend(Digest::parse(&digest).ok());
+        if let Some((d, _)) = &index {
+            building.extend(Digest::parse(d).ok());
+        }
+        let _building = self.store.hold(&building);
         let counters: Vec<Arc<AtomicU64>> = parsed.layers.iter().map(|_| Arc::default()).collect();
         self.fetched
             .lock()

@@ -160,6 +160,8 @@ pub struct Store {
     /// Read-only stores searched after this one (pre-seeded images; never written or
     /// collected).
     read_only: Vec<PathBuf>,
+    /// Where collection requests go, once a daemon runs one (`gc::spawn_collector`).
+    gc: std::sync::OnceLock<super::gc::Trigger>,
     _lock: crate::durable::Lock,
 }
 
@@ -203,6 +205,7 @@ impl Store {
             holds: std::sync::Arc::default(),
             roots: Mutex::new(Vec::new()),
             read_only: Vec::new(),
+            gc: std::sync::OnceLock::new(),
             _lock: lock,
         };
         store.clean_tmp();
@@ -287,6 +290,20 @@ impl Store {
     /// Records the image references the loaded manifests name (the roots of GC).
     pub fn set_roots(&self, roots: Vec<String>) {
         *self.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots;
+    }
+
+    /// Sends later [`Store::request_gc`] calls to `trigger` (the first one set stays).
+    pub fn set_gc_trigger(&self, trigger: super::gc::Trigger) {
+        let _ = self.gc.set(trigger);
+    }
+
+    /// Asks for a garbage collection soon, when something may have become unreachable (a
+    /// name moved, a manifest stopped naming an image, a workload let go of its layers).
+    /// Nothing happens without a collector (the daemonless import).
+    pub fn request_gc(&self) {
+        if let Some(t) = self.gc.get() {
+            t.request();
+        }
     }
 
     /// The image references the loaded manifests name.
@@ -386,8 +403,12 @@ impl Store {
         Self::digests_in(&self.root.join("layers"))
     }
 
-    /// Deletes a blob of this store (missing is fine).
+    /// Deletes a blob of this store (missing is fine) unless an import or a pull holds it.
     pub fn remove_blob(&self, d: &Digest) -> Result<(), StoreError> {
+        let guard = self.holds.0.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.contains_key(d) {
+            return Ok(());
+        }
         match fs::remove_file(self.root.join("blobs/sha256").join(d.hex())) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(io_err(format!("removing blob {d}"))(e))
@@ -410,6 +431,26 @@ impl Store {
         drop(guard);
         r.map_err(io_err(format!("removing layer {}", chain.short())))?;
         sync_dir(&self.root.join("layers")).map_err(io_err("syncing layers/"))
+    }
+
+    /// Deletes partial downloads no pull has touched for `age` (a pull that was given up);
+    /// returns how many.
+    pub fn clean_ingest(&self, age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        if let Ok(rd) = fs::read_dir(self.root.join("ingest")) {
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|a| a > age);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Deletes whatever an interrupted removal left in `trash/`.
@@ -574,7 +615,7 @@ impl Store {
     pub fn set_ref(&self, name: &str, digest: &Digest, source: &str) -> Result<(), StoreError> {
         let _g = self.refs.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = self.read_refs();
-        f.refs.insert(
+        let old = f.refs.insert(
             name.to_string(),
             RefRecord {
                 digest: digest.clone(),
@@ -582,7 +623,12 @@ impl Store {
                 source: source.to_string(),
             },
         );
-        self.write_refs(&f)
+        self.write_refs(&f)?;
+        if old.is_some_and(|o| o.digest != *digest) {
+            // The name moved: the image it named may have nothing left.
+            self.request_gc();
+        }
+        Ok(())
     }
 
     /// Drops `name`; false when there was no such name.

@@ -97,6 +97,9 @@ impl Supervisor {
 
     /// Runs until a shutdown request has stopped every workload.
     pub async fn run(mut self, mut inbox: Inbox) {
+        if let Some(store) = self.runtime.images() {
+            store.set_gc_trigger(crate::images::gc::spawn_collector(Arc::clone(store)));
+        }
         loop {
             let wake = self.wake_at.map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -134,7 +137,11 @@ impl Supervisor {
                     .get(name)
                     .and_then(|w| workload::image_of(&w.spec)),
             })
-            .collect();
+            .collect::<Vec<String>>();
+        // At start and whenever the set changes: what the manifests stopped naming may go.
+        if !self.desired_loaded || store.roots() != roots {
+            store.request_gc();
+        }
         store.set_roots(roots);
     }
 
@@ -155,8 +162,8 @@ impl Supervisor {
                         }
                     }
                     self.desired = d;
-                    self.desired_loaded = true;
                     self.publish_image_roots();
+                    self.desired_loaded = true;
                 }
             }
             Msg::StopTimeout { name, gen } => {
@@ -227,7 +234,12 @@ impl Supervisor {
                 if w.instance.as_ref().map(|i| i.gen) != Some(gen) {
                     return;
                 }
-                w.instance = None;
+                if w.instance.take().is_some_and(|i| i.image_digest.is_some()) {
+                    // Its layers are no longer mounted: those nothing else needs may go.
+                    if let Some(store) = self.runtime.images() {
+                        store.request_gc();
+                    }
+                }
                 w.pid = None;
                 w.init_pid = None;
                 let ran_for = w
