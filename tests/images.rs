@@ -712,6 +712,17 @@ fn extra_image(dir: &Path, content: &[u8]) -> PathBuf {
     layout
 }
 
+/// Ages every name of the store at `store` past the grace period (as if imported yesterday).
+fn age_names(store: &Path) {
+    let refs_path = store.join("refs.json");
+    let mut refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&refs_path).unwrap()).unwrap();
+    for r in refs["refs"].as_object_mut().unwrap().values_mut() {
+        r["at"] = serde_json::json!(0);
+    }
+    std::fs::write(&refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+}
+
 #[test]
 fn prune_removes_exactly_what_no_manifest_needs() {
     if privileged("prune_removes_exactly_what_no_manifest_needs").is_none() {
@@ -727,14 +738,7 @@ fn prune_removes_exactly_what_no_manifest_needs() {
         &[&fx.join("oci.tar"), &fx.join("docker.tar"), &extra],
     );
     assert_eq!(layer_dirs(&store).len(), 5);
-    // Age every name past the grace period (as if imported yesterday).
-    let refs_path = store.join("refs.json");
-    let mut refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&refs_path).unwrap()).unwrap();
-    for r in refs["refs"].as_object_mut().unwrap().values_mut() {
-        r["at"] = serde_json::json!(0);
-    }
-    std::fs::write(&refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+    age_names(&store);
     sb.spawn_superd();
     sb.write_manifest(
         "web",
@@ -1231,14 +1235,7 @@ fn garbage_is_collected_at_start_and_when_a_workload_lets_go() {
     let extra = extra_image(fx.0.path(), b"only here\n");
     import_ok(&store, &[&fx.join("docker.tar"), &extra]);
     assert_eq!(layer_dirs(&store).len(), 5);
-    // Age every name past the grace period (as if imported yesterday).
-    let refs_path = store.join("refs.json");
-    let mut refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&refs_path).unwrap()).unwrap();
-    for r in refs["refs"].as_object_mut().unwrap().values_mut() {
-        r["at"] = serde_json::json!(0);
-    }
-    std::fs::write(&refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+    age_names(&store);
     sb.write_manifest(
         "web",
         "command = [\"/bin/sleep\", \"1000\"]\n[rootfs]\nimage = \"superd-test/busybox:docker\"\n[network]\nmode = \"none\"\n",
