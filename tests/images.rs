@@ -988,6 +988,38 @@ fn a_multi_arch_index_pulls_this_machines_image() {
         ),
     );
     sb.wait_log("multi", "rpc-gone");
+    // --platform picks another entry (here arm64 → the zstd manifest).
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            "--platform",
+            "linux/arm64",
+            &format!("{}/superd-test/busybox:multi", reg.direct),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&zstd), "the arm64 entry was chosen: {text}");
+    let out = superctl(
+        &sb,
+        &[
+            "image",
+            "pull",
+            "--platform",
+            "linux/s390x",
+            &format!("{}/superd-test/busybox:multi", reg.direct),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no image for linux/s390x"), "{err}");
     drop(reg);
     sb.shutdown();
 }

@@ -125,6 +125,10 @@ enum ImageCommand {
     Pull {
         /// `registry/repository[:tag][@sha256:…]`.
         reference: String,
+        /// From a multi-platform index, the entry for OS/ARCH[/VARIANT] (e.g. linux/arm64)
+        /// instead of the daemon machine's.
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
     },
     /// List images: names, digest, size on disk, bytes shared with other images, users.
     Ls {
@@ -404,12 +408,15 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        ImageCommand::Pull { reference } => {
+        ImageCommand::Pull {
+            reference,
+            platform,
+        } => {
             let long = client
                 .clone()
                 .with_timeout(superd::ctl::images::IMPORT_TIMEOUT);
             let r = reference.clone();
-            let pull = std::thread::spawn(move || long.image_pull(&r));
+            let pull = std::thread::spawn(move || long.image_pull(&r, platform.as_deref()));
             // Layer by layer, from a second connection, while the pull runs.
             let mut shown = Vec::new();
             let mut running = false;

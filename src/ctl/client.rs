@@ -150,11 +150,19 @@ impl Client {
         self.call("GET", &format!("/v1/images/{}", encode_segment(reference)))
     }
 
-    /// Pulls an image from its registry (a tag is resolved again).
-    pub fn image_pull(&self, reference: &str) -> Result<api::ImportResponse, ClientError> {
+    /// Pulls an image from its registry (a tag is resolved again); `platform`
+    /// (`os/arch[/variant]`) picks an index's entry other than the daemon machine's.
+    pub fn image_pull(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+    ) -> Result<api::ImportResponse, ClientError> {
+        let p = platform
+            .map(|p| format!("&platform={}", encode_segment(p)))
+            .unwrap_or_default();
         self.call(
             "POST",
-            &format!("/v1/images/pull?ref={}", encode_segment(reference)),
+            &format!("/v1/images/pull?ref={}{p}", encode_segment(reference)),
         )
     }
 

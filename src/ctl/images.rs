@@ -5,7 +5,7 @@
 //! | `GET /v1/images`                     | every named image, with the workloads using it |
 //! | `GET /v1/images/{ref}`               | one image (`inspect`)                         |
 //! | `DELETE /v1/images/{ref}`            | drop a name; refused while a workload uses it |
-//! | `POST /v1/images/pull?ref=R`         | pull from a registry (re-resolves a tag)      |
+//! | `POST /v1/images/pull?ref=R[&platform=P]` | pull from a registry (re-resolves a tag) |
 //! | `GET /v1/images/pull?ref=R`          | that pull's progress, layer by layer          |
 //! | `POST /v1/images/prune[?dry_run=1]`  | garbage-collect now (see [`crate::images::gc`]) |
 //! | `POST /v1/images/import?name=N` + fd | import the archive read from the fd the client passed with `SCM_RIGHTS` (its file or its stdin), so nothing is copied through the socket |
@@ -289,7 +289,7 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
         return HttpResponse::error(501, "this superd does not pull images");
     };
     let store = limits.images.clone();
-    let reference = match pull_ref(query) {
+    let (reference, platform) = match pull_query(query) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -300,7 +300,7 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
     let before = store
         .as_ref()
         .and_then(|s| s.refs().get(&name.name).map(|r| r.digest.clone()));
-    let img = match puller.pull(&reference).await {
+    let img = match puller.pull(&reference, platform.as_ref()).await {
         Ok(img) => img,
         Err(crate::images::pull::PullError::Store(e)) => return store_error(e),
         Err(e) => return HttpResponse::error(502, crate::report::chain(&e)),
@@ -335,13 +335,19 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
     )
 }
 
-/// `?ref=R` of a pull request.
+/// `?ref=R[&platform=OS/ARCH[/VARIANT]]` of a pull request.
 #[cfg(feature = "registry")]
-fn pull_ref(query: &str) -> Result<String, HttpResponse> {
-    let mut reference = None;
+fn pull_query(
+    query: &str,
+) -> Result<(String, Option<crate::images::image::Platform>), HttpResponse> {
+    let (mut reference, mut platform) = (None, None);
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("ref", v)) => reference = http::decode_segment(v),
+            Some(("platform", v)) => {
+                let v = http::decode_segment(v).unwrap_or_default();
+                platform = Some(v.parse().map_err(|e: String| HttpResponse::error(400, e))?);
+            }
             _ => {
                 return Err(HttpResponse::error(
                     400,
@@ -350,7 +356,8 @@ fn pull_ref(query: &str) -> Result<String, HttpResponse> {
             }
         }
     }
-    reference.ok_or_else(|| HttpResponse::error(400, "missing ?ref=IMAGE"))
+    let reference = reference.ok_or_else(|| HttpResponse::error(400, "missing ?ref=IMAGE"))?;
+    Ok((reference, platform))
 }
 
 /// `GET /v1/images/pull?ref=R`: how the last or running pull of R goes, layer by layer.
@@ -359,8 +366,8 @@ fn pull_progress(limits: &super::server::ServerLimits, query: &str) -> HttpRespo
     let Some(puller) = limits.puller.as_ref() else {
         return HttpResponse::error(501, "this superd does not pull images");
     };
-    let reference = match pull_ref(query) {
-        Ok(r) => r,
+    let reference = match pull_query(query) {
+        Ok((r, _)) => r,
         Err(resp) => return resp,
     };
     match puller.progress(&reference) {

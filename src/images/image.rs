@@ -120,9 +120,73 @@ pub fn host_platform() -> (&'static str, &'static str) {
 
 /// The manifest of an index for `os/arch` (attestation entries `unknown/unknown` never match).
 pub fn pick_platform(index: &ImageIndex, os: &str, arch: &str) -> Option<Digest> {
+    pick(
+        index,
+        &Platform {
+            os: os.to_string(),
+            arch: arch.to_string(),
+            variant: None,
+        },
+    )
+}
+
+/// `os/arch[/variant]`, as `superctl image pull --platform` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, ...
+    pub arch: String,
+    /// `v7`, `v8`, ...; `None` matches any.
+    pub variant: Option<String>,
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(format!(
+                "platform {s:?}: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        match &self.variant {
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The manifest of an index for `want` (its variant, when given, must match too).
+pub fn pick(index: &ImageIndex, want: &Platform) -> Option<Digest> {
     index.manifests().iter().find_map(|m| {
         let p = m.platform().as_ref()?;
-        (p.os().to_string() == os && p.architecture().to_string() == arch)
+        let variant_ok = want
+            .variant
+            .as_ref()
+            .is_none_or(|v| p.variant().as_deref() == Some(v.as_str()));
+        (p.os().to_string() == want.os && p.architecture().to_string() == want.arch && variant_ok)
             .then(|| Digest::parse(m.digest().as_ref()).ok())
             .flatten()
     })
@@ -211,4 +275,40 @@ pub fn parse_image(manifest: &[u8], config: &[u8]) -> Result<Parsed, String> {
         platform,
         run,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_and_pick_their_index_entry() {
+        let p: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(p.to_string(), "linux/arm/v7");
+        assert_eq!("linux/arm64".parse::<Platform>().unwrap().variant, None);
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let entry = |c: char, arch: &str, variant: Option<&str>| {
+            let mut p = serde_json::json!({"os": "linux", "architecture": arch});
+            if let Some(v) = variant {
+                p["variant"] = v.into();
+            }
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": d(c), "size": 1, "platform": p})
+        };
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            entry('a', "arm", Some("v6")), entry('b', "arm", Some("v7")), entry('c', "amd64", None)]});
+        let index = ImageIndex::from_reader(index.to_string().as_bytes()).unwrap();
+        let pick_s = |s: &str| pick(&index, &s.parse().unwrap()).map(|x| x.to_string());
+        assert_eq!(pick_s("linux/arm/v7"), Some(d('b')));
+        assert_eq!(
+            pick_s("linux/arm"),
+            Some(d('a')),
+            "no variant: the first arm entry"
+        );
+        assert_eq!(pick_s("linux/amd64"), Some(d('c')));
+        assert_eq!(pick_s("linux/arm64"), None);
+    }
 }

@@ -185,7 +185,7 @@ impl Puller {
         let me = Arc::clone(self);
         let r = reference.to_string();
         tokio::spawn(async move {
-            if let Err(e) = me.run(&r).await {
+            if let Err(e) = me.run(&r, None).await {
                 tracing::warn!(image = %r, "pull failed: {}", crate::report::chain(&e));
             }
         });
@@ -193,7 +193,12 @@ impl Puller {
 
     /// Pulls `reference` now (waiting for a pull already running, then pulling again: an
     /// explicit pull re-resolves a tag).
-    pub async fn pull(self: &Arc<Self>, reference: &str) -> Result<Imported, PullError> {
+    /// `platform` picks an index's entry other than this machine's.
+    pub async fn pull(
+        self: &Arc<Self>,
+        reference: &str,
+        platform: Option<&image::Platform>,
+    ) -> Result<Imported, PullError> {
         loop {
             let running = self.lock().get(reference).is_some_and(|p| !p.finished);
             if !running {
@@ -203,11 +208,15 @@ impl Puller {
         }
         self.lock()
             .insert(reference.to_string(), Progress::default());
-        self.run(reference).await
+        self.run(reference, platform).await
     }
 
-    async fn run(&self, reference: &str) -> Result<Imported, PullError> {
-        let res = self.pull_inner(reference).await;
+    async fn run(
+        &self,
+        reference: &str,
+        platform: Option<&image::Platform>,
+    ) -> Result<Imported, PullError> {
+        let res = self.pull_inner(reference, platform).await;
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -227,7 +236,11 @@ impl Puller {
         auth_from_file(path, registry).map_err(PullError::Registry)
     }
 
-    async fn pull_inner(&self, written: &str) -> Result<Imported, PullError> {
+    async fn pull_inner(
+        &self,
+        written: &str,
+        platform: Option<&image::Platform>,
+    ) -> Result<Imported, PullError> {
         let name = ImageName::parse(written).map_err(PullError::Registry)?;
         let reference: Reference = written.parse().map_err(reg)?;
         let auth = self.auth(reference.resolve_registry())?;
@@ -241,9 +254,14 @@ impl Puller {
         if image::is_index(&bytes) {
             let idx = image::parse_index(&bytes).map_err(PullError::Registry)?;
             let (os, arch) = image::host_platform();
-            let child = image::pick_platform(&idx, os, arch).ok_or_else(|| {
-                PullError::Registry(format!("{written} has no image for {os}/{arch}"))
-            })?;
+            let host = image::Platform {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: None,
+            };
+            let want = platform.unwrap_or(&host);
+            let child = image::pick(&idx, want)
+                .ok_or_else(|| PullError::Registry(format!("{written} has no image for {want}")))?;
             index = Some((digest.clone(), bytes.clone()));
             let child_ref = reference.clone_with_digest(child.to_string());
             (bytes, digest) = self.manifest(&child_ref, &auth, &accept).await?;
