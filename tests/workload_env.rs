@@ -336,6 +336,16 @@ fn a_writable_host_root_keeps_its_changes_to_itself_until_the_restart() {
         !std::path::Path::new(&marker).exists(),
         "the write reached the host's /etc"
     );
+    // [tmpfs] root bounds what the root takes.
+    sb.write_manifest(
+        "small",
+        "command = [\"/bin/sh\", \"-c\", \"(head -c 2097152 /dev/zero > /etc/big) 2>&1; echo rc=$?; echo END; exec sleep 1000\"]\n[rootfs]\nwritable = \"tmpfs\"\n[tmpfs]\nroot = \"1M\"\n[network]\nmode = \"none\"\n",
+    );
+    let small = sb.wait_log("small", "END");
+    assert!(
+        small.contains("No space left on device") && small.contains("rc=1"),
+        "{small}"
+    );
     // A new instance starts from the host's root again.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
         .arg("--socket")

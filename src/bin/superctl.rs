@@ -416,12 +416,22 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 .clone()
                 .with_timeout(superd::ctl::images::IMPORT_TIMEOUT);
             let r = reference.clone();
-            let pull = std::thread::spawn(move || long.image_pull(&r, platform.as_deref()));
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(long.image_pull(&r, platform.as_deref()));
+            });
             // Layer by layer, from a second connection, while the pull runs.
             let mut shown = Vec::new();
             let mut running = false;
-            while !pull.is_finished() {
-                std::thread::sleep(std::time::Duration::from_millis(250));
+            let tick = std::time::Duration::from_millis(250);
+            let result = loop {
+                match done_rx.recv_timeout(tick) {
+                    Ok(result) => break result,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        anyhow::bail!("the pull thread ended without an answer")
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
                 if let Ok(p) = client.image_pull_progress(&reference) {
                     // Until this pull has begun, what is there is the previous one's.
                     running |= !p.finished;
@@ -429,10 +439,7 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                         out.write_all(table::layer_changes(&p, &mut shown).as_bytes())?;
                     }
                 }
-            }
-            let result = pull
-                .join()
-                .map_err(|_| anyhow::anyhow!("the pull thread panicked"))?;
+            };
             if result.is_ok() {
                 if let Ok(p) = client.image_pull_progress(&reference) {
                     out.write_all(table::layer_changes(&p, &mut shown).as_bytes())?;

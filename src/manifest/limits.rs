@@ -131,6 +131,7 @@ pub(crate) fn tmpfs(ck: &mut Checker<'_>, raw: Option<&RawTmpfs>) -> TmpfsSizes 
         (&raw.tmp, "tmp", &mut out.tmp),
         (&raw.run, "run", &mut out.run),
         (&raw.shm, "shm", &mut out.shm),
+        (&raw.root, "root", &mut out.root),
     ] {
         let Some(v) = leaf else { continue };
         let field = format!("tmpfs.{key}");

@@ -55,6 +55,7 @@ pub(crate) struct RawTmpfs {
     pub tmp: Leaf,
     pub run: Leaf,
     pub shm: Leaf,
+    pub root: Leaf,
     pub mounts: Leaf,
 }
 

@@ -448,6 +448,20 @@ pub struct TmpfsSizes {
     pub run: u64,
     /// `/dev/shm` (Docker's default is 64 MiB too).
     pub shm: u64,
+    /// The tmpfs holding a writable root's overlay upper layer (`writable = "tmpfs"`): what
+    /// the workload may write into its root. Left out of the serialised spec at its default,
+    /// so the spec hash of a workload that does not set it stays what it was.
+    #[serde(skip_serializing_if = "TmpfsSizes::root_is_default")]
+    pub root: u64,
+}
+
+impl TmpfsSizes {
+    /// The default size of the root's tmpfs.
+    pub const DEFAULT_ROOT: u64 = 64 << 20;
+
+    fn root_is_default(root: &u64) -> bool {
+        *root == Self::DEFAULT_ROOT
+    }
 }
 
 impl Default for TmpfsSizes {
@@ -456,6 +470,7 @@ impl Default for TmpfsSizes {
             tmp: 64 << 20,
             run: 16 << 20,
             shm: 64 << 20,
+            root: Self::DEFAULT_ROOT,
         }
     }
 }

@@ -493,6 +493,7 @@ impl Runtime {
                 tmp: spec.tmpfs.tmp,
                 run: spec.tmpfs.run,
                 shm: spec.tmpfs.shm,
+                root: spec.tmpfs.root,
             },
             seccomp,
             logs: sync::LogCfg {

@@ -250,6 +250,13 @@ pub struct TmpfsCfg {
     pub run: u64,
     /// /dev/shm.
     pub shm: u64,
+    /// The scratch tmpfs (a writable root's upper layer).
+    #[serde(default = "default_root_tmpfs")]
+    pub root: u64,
+}
+
+fn default_root_tmpfs() -> u64 {
+    crate::manifest::TmpfsSizes::DEFAULT_ROOT
 }
 
 /// `user = ...` as the shim resolves it against the container's /etc/passwd and /etc/group.

@@ -407,6 +407,10 @@ fn rlimits_and_tmpfs() {
     assert_eq!(spec.tmpfs, TmpfsSizes::default());
     let t = ok_with("[tmpfs]\ntmp = \"1G\"\nrun = 1048576\nshm = \"128M\"").tmpfs;
     assert_eq!((t.tmp, t.run, t.shm), (1 << 30, 1 << 20, 128 << 20));
+    assert_eq!(ok_with("[tmpfs]\nroot = \"1G\"").tmpfs.root, 1 << 30);
+    // At its default the root size is not part of the spec's hash input.
+    let json = serde_json::to_string(&TmpfsSizes::default()).unwrap();
+    assert!(!json.contains("root"), "{json}");
     error_with("[tmpfs]\ntmp = 4096", "tmpfs.tmp", "too small");
     error_with("[tmpfs]\nvar = \"1M\"", "tmpfs.var", "unknown field");
 }

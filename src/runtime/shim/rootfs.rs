@@ -195,7 +195,7 @@ pub fn build(cfg: &ShimConfig) -> Result<()> {
         cfg.scratch_dir.as_str(),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700,size=65536k"),
+        Some(format!("mode=0700,size={}", cfg.tmpfs.root).as_str()),
     )
     .ctx(|| format!("mounting the scratch tmpfs on {}", cfg.scratch_dir))?;
     mount(
