@@ -224,10 +224,12 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     // pids.max = 8 holds (the shim and the shells included).
     let pids = number(&console, "pids-running");
     assert!((2..=8).contains(&pids), "pids limit not enforced: {pids}");
-    // cpu.max 20000/100000: a busy loop gets about a fifth of a CPU, not all of it.
+    // cpu.max 20000/100000: a busy loop gets at most about a fifth of a CPU, never all of
+    // it. The quota is a ceiling: on the VM's one CPU, shared with every workload starting
+    // at boot, the loop may get less (the lower bound only says that it ran).
     let share = number(&console, "cpu-share");
     assert!(
-        (5..=30).contains(&share),
+        (1..=30).contains(&share),
         "cpu limit not enforced (or the loop never ran): {share}%\n{console}"
     );
     // The limits as the kernel holds them, the cgroup namespace, and a live change.
