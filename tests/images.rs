@@ -1128,22 +1128,30 @@ fn kernel_version() -> (u32, u32) {
     (major, minor)
 }
 
+/// A docker-archive `superd-test/many:N` of `n` layers in `dir` (tests/images/fixture.py).
+fn many_layer_archive(dir: &Path, n: u32) -> PathBuf {
+    let tarball = dir.join("many.tar");
+    let st = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/images/fixture.py"
+        ))
+        .arg("many")
+        .arg(&tarball)
+        .arg(n.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tarball
+}
+
 #[test]
 fn a_300_layer_image_mounts_or_fails_naming_the_layer_count() {
     if privileged("a_300_layer_image_mounts_or_fails_naming_the_layer_count").is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tarball = dir.path().join("many.tar");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/images/fixture.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .arg("many")
-        .arg(&tarball)
-        .arg("300")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tarball = many_layer_archive(dir.path(), 300);
     let sb = Sandbox::start("image-many");
     let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
     assert!(
@@ -1289,6 +1297,67 @@ fn garbage_is_collected_at_start_and_when_a_workload_lets_go() {
         sb.superd_log().contains("image garbage collection removed"),
         "{}",
         sb.superd_log()
+    );
+    sb.shutdown();
+}
+
+#[test]
+fn a_crash_in_the_middle_of_an_import_leaves_a_store_that_opens_clean() {
+    if privileged("a_crash_in_the_middle_of_an_import_leaves_a_store_that_opens_clean").is_none() {
+        return;
+    }
+    // Long enough to be cut: 300 layers, one sandboxed unpack each.
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = many_layer_archive(dir.path(), 300);
+    let mut sb = Sandbox::start("image-crash");
+    let store = sb.state.join("images");
+    let mut import = Killed(
+        Command::new(env!("CARGO_BIN_EXE_superctl"))
+            .arg("--socket")
+            .arg(&sb.socket)
+            .args(["image", "import"])
+            .arg(&tarball)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    sb.wait_until("the import is under way", Duration::from_secs(30), |_| {
+        layer_dirs(&store).len() >= 20
+    });
+    sb.crash();
+    let _ = import.0.wait();
+    let committed = layer_dirs(&store);
+    assert!(
+        committed.len() < 300,
+        "the import finished before the crash"
+    );
+    // The successor opens the store: unfinished work is gone, committed layers are whole,
+    // and the image has no name (it never finished).
+    sb.spawn_superd();
+    assert!(tmp_is_empty(&store));
+    for l in &committed {
+        let d = store.join("layers").join(l);
+        assert!(
+            d.join("meta.json").is_file() && d.join("fs").is_dir(),
+            "{l} is not whole"
+        );
+    }
+    let refs = std::fs::read_to_string(store.join("refs.json")).unwrap_or_default();
+    assert!(!refs.contains("superd-test/many"), "{refs}");
+    // Importing again reuses what was committed.
+    let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = 300 - committed.len();
+    assert!(
+        text.contains(&format!("(300 layers, {new} new)")),
+        "{text} (committed before the crash: {})",
+        committed.len()
     );
     sb.shutdown();
 }
