@@ -371,6 +371,27 @@ fn superctl(sb: &Sandbox, args: &[&str], stdin: Option<&Path>) -> std::process::
     cmd.output().unwrap()
 }
 
+/// `tar -C dir -cf out .`: an OCI layout directory as an archive; returns `out`.
+fn tar_dir(dir: &Path, out: &Path) -> PathBuf {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out.to_path_buf()
+}
+
+/// `superctl image import FILE` through the sandbox's daemon, which must succeed.
+fn import_via_daemon(sb: &Sandbox, file: &Path) -> String {
+    let out = superctl(sb, &["image", "import", file.to_str().unwrap()], None);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use() {
     if privileged("superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use").is_none() {
@@ -818,16 +839,7 @@ fn a_full_store_fails_cleanly_and_frees_what_it_took() {
     );
     // What the failed import spooled and unpacked is gone: a small image fits.
     let extra = extra_image(fx.0.path(), b"small\n");
-    let tarball = fx.join("extra.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&extra)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tarball = tar_dir(&extra, &fx.join("extra.tar"));
     let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
     assert!(
         out.status.success(),
@@ -1184,12 +1196,7 @@ fn a_changed_image_is_fetched_before_the_running_instance_stops() {
     }
     let fx = Fixture::build();
     let mut sb = Sandbox::start("image-prepull");
-    let out = superctl(
-        &sb,
-        &["image", "import", fx.join("docker.tar").to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success(), "{out:?}");
+    import_via_daemon(&sb, &fx.join("docker.tar"));
     let manifest = |image: &str, pull: &str| {
         format!(
             "command = [\"/bin/sleep\", \"1000\"]\n[rootfs]\nimage = \"{image}\"\npull = \"{pull}\"\n[network]\nmode = \"none\"\n"
@@ -1221,12 +1228,7 @@ fn a_changed_image_is_fetched_before_the_running_instance_stops() {
         "stopped before its image was there"
     );
     // The image arrives: the change goes through within the poll interval.
-    let out = superctl(
-        &sb,
-        &["image", "import", fx.join("oci.tar").to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success(), "{out:?}");
+    import_via_daemon(&sb, &fx.join("oci.tar"));
     let w = sb.wait_for("svc", "the new instance", Duration::from_secs(10), |w| {
         w.state == superd::api::State::Running && w.pid != old && w.pid.is_some()
     });
@@ -1358,6 +1360,55 @@ fn a_crash_in_the_middle_of_an_import_leaves_a_store_that_opens_clean() {
         text.contains(&format!("(300 layers, {new} new)")),
         "{text} (committed before the crash: {})",
         committed.len()
+    );
+    sb.shutdown();
+}
+
+#[test]
+fn an_import_that_moves_a_tag_restarts_the_workloads_naming_it() {
+    if privileged("an_import_that_moves_a_tag_restarts_the_workloads_naming_it").is_none() {
+        return;
+    }
+    let fx = Fixture::build();
+    let mut sb = Sandbox::start("image-import-move");
+    import_via_daemon(&sb, &fx.join("oci.tar"));
+    sb.write_manifest(
+        "tagged",
+        "command = [\"/bin/sleep\", \"1000\"]\n[rootfs]\nimage = \"superd-test/busybox:oci\"\n[network]\nmode = \"none\"\n",
+    );
+    let first = sb.wait_running("tagged");
+    // The same tag for another manifest (the zstd variant: same layers, another digest).
+    let moved = fx.join("moved");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fx.join("zstd"))
+        .arg(&moved)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let index = std::fs::read_to_string(moved.join("index.json")).unwrap();
+    std::fs::write(
+        moved.join("index.json"),
+        index.replace("superd-test/busybox:zstd", "superd-test/busybox:oci"),
+    )
+    .unwrap();
+    let tarball = tar_dir(&moved, &fx.join("moved.tar"));
+    let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("restarted tagged"), "{text}");
+    let w = sb.wait_for(
+        "tagged",
+        "the restart onto the moved tag",
+        Duration::from_secs(20),
+        |w| w.state == superd::api::State::Running && w.pid != first.pid && w.pid.is_some(),
+    );
+    assert_ne!(w.image_digest, first.image_digest, "{w:?}");
+    // The same import again moves nothing and restarts nothing.
+    let out = superctl(&sb, &["image", "import", tarball.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("restarted"),
+        "{text}"
     );
     sb.shutdown();
 }

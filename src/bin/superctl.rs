@@ -403,6 +403,9 @@ fn image(client: &Client, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                         for i in resp.images {
                             writeln!(out, "imported {i}")?;
                         }
+                        for w in resp.restarted {
+                            writeln!(out, "restarted {w} (its tag now names this image)")?;
+                        }
                     }
                     Err(e) => return Ok(report(&e, None)),
                 }

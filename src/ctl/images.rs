@@ -64,7 +64,7 @@ pub async fn request(
     }
     Some(match (req.method.as_str(), seg) {
         ("GET", "") => list(store, tx).await,
-        ("POST", "import") => import(store, fd, &req.query).await,
+        ("POST", "import") => import(store, fd, &req.query, tx).await,
         ("POST", "pull") => pull(limits, &req.query, tx).await,
         ("GET", "pull") => pull_progress(limits, &req.query),
         ("POST", "prune") => prune(store, &req.query, tx).await,
@@ -242,7 +242,7 @@ async fn prune(store: Arc<Store>, query: &str, tx: &ApiTx) -> HttpResponse {
     }
 }
 
-async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResponse {
+async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str, tx: &ApiTx) -> HttpResponse {
     let Some(fd) = fd else {
         return HttpResponse::error(
             400,
@@ -262,6 +262,7 @@ async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResp
     let Ok(_turn) = IMPORTS.acquire().await else {
         return HttpResponse::error(503, "superd is shutting down");
     };
+    let before = store.refs();
     let res = blocking(move || {
         let input = IdleReader {
             fd,
@@ -271,16 +272,49 @@ async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str) -> HttpResp
     })
     .await;
     match res {
-        Ok(Ok(images)) => HttpResponse::json(
-            200,
-            &ImportResponse {
-                images,
-                restarted: Vec::new(),
-            },
-        ),
+        Ok(Ok(images)) => {
+            let moved: Vec<String> = images
+                .iter()
+                .flat_map(|i| {
+                    i.names
+                        .iter()
+                        .filter(|n| before.get(*n).is_some_and(|r| r.digest != i.digest))
+                })
+                .cloned()
+                .collect();
+            let restarted = restart_tag_users(tx, &moved).await;
+            HttpResponse::json(200, &ImportResponse { images, restarted })
+        }
         Ok(Err(e)) => store_error(e),
         Err(r) => r,
     }
+}
+
+/// Restarts, at once, the workloads that name one of the tags `moved` (canonical names an
+/// explicit import or pull just pointed elsewhere): a tag's image changes when the operator
+/// says so, never later at some crash's restart. Returns the workloads restarted.
+async fn restart_tag_users(tx: &ApiTx, moved: &[String]) -> Vec<String> {
+    let mut restarted = Vec::new();
+    if moved.is_empty() {
+        return restarted;
+    }
+    for (workload, r) in image_users(tx).await {
+        let same_tag =
+            ImageName::parse(&r).is_ok_and(|n| n.digest.is_none() && moved.contains(&n.name));
+        if !same_tag {
+            continue;
+        }
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let req = api::Request::Restart {
+            name: workload.clone(),
+        };
+        if tx.send((req, reply_tx)).await.is_ok()
+            && matches!(reply_rx.await, Ok(api::Response::Ack(_)))
+        {
+            restarted.push(workload);
+        }
+    }
+    restarted
 }
 
 #[cfg(feature = "registry")]
@@ -307,25 +341,12 @@ async fn pull(limits: &super::server::ServerLimits, query: &str, tx: &ApiTx) -> 
     };
     // The explicit pull moved a tag: the workloads that name the image by that tag are
     // restarted onto it now (never later, silently, at some crash's restart).
-    let mut restarted = Vec::new();
-    if before.as_ref().is_some_and(|b| *b != img.digest) {
-        for (workload, r) in image_users(tx).await {
-            let same_tag =
-                ImageName::parse(&r).is_ok_and(|n| n.digest.is_none() && n.name == name.name);
-            if !same_tag {
-                continue;
-            }
-            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-            let req = api::Request::Restart {
-                name: workload.clone(),
-            };
-            if tx.send((req, reply_tx)).await.is_ok()
-                && matches!(reply_rx.await, Ok(api::Response::Ack(_)))
-            {
-                restarted.push(workload);
-            }
-        }
-    }
+    let moved = if before.as_ref().is_some_and(|b| *b != img.digest) {
+        vec![name.name.clone()]
+    } else {
+        Vec::new()
+    };
+    let restarted = restart_tag_users(tx, &moved).await;
     HttpResponse::json(
         200,
         &ImportResponse {
