@@ -6,14 +6,19 @@
 //! runtime. Nothing else mutates workload state.
 
 pub mod netstate;
+pub mod seam;
 pub mod workload;
+
+#[cfg(test)]
+mod tests;
 
 use crate::api::{self, Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
 use crate::manifest::{self, Desired, NetworkMode, Signal, Spec};
 use crate::pid1::power::{PowerLatch, PowerMsg};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
-use crate::runtime::{Event, Runtime};
+use crate::runtime::Event;
 use netstate::NetState;
+use seam::WorkloadRuntime;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +43,7 @@ pub enum Msg {
 
 /// The supervisor's state. Create with [`Supervisor::new`], then [`Supervisor::run`] it.
 pub struct Supervisor {
-    runtime: Arc<Runtime>,
+    runtime: Arc<dyn WorkloadRuntime>,
     desired: Desired,
     workloads: BTreeMap<String, Workload>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -69,7 +74,7 @@ pub struct Inbox {
 impl Supervisor {
     /// Builds a supervisor; `self_tx` must be the sender of `inbox.msgs`.
     pub fn new(
-        runtime: Arc<Runtime>,
+        runtime: Arc<dyn WorkloadRuntime>,
         self_tx: mpsc::Sender<Msg>,
         events_tx: mpsc::UnboundedSender<Event>,
     ) -> Self {
@@ -169,7 +174,7 @@ impl Supervisor {
             Msg::StopTimeout { name, gen } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
                     if let (Phase::Stopping { .. }, Some(inst)) = (w.phase, &w.instance) {
-                        if inst.gen == gen {
+                        if inst.gen() == gen {
                             tracing::warn!(workload = %name, "did not stop within {:?}; killing every process in its cgroup", w.spec.stop.timeout);
                             w.escalated = true;
                             if let Err(e) = inst.kill_all() {
@@ -197,24 +202,22 @@ impl Supervisor {
                 let Some(w) = self.workloads.get_mut(&name) else {
                     return;
                 };
-                if w.instance.as_ref().map(|i| i.gen) != Some(gen) {
+                if w.instance.as_ref().map(|i| i.gen()) != Some(gen) {
                     return;
                 }
                 w.pid = Some(pid);
                 w.init_pid = init_pid;
                 w.started_wall = Some(SystemTime::now());
-                w.started_mono = Some(Instant::now());
+                w.started_mono = Some(now());
                 w.start_error = None;
                 if w.phase == Phase::Starting {
-                    w.phase = Phase::Running {
-                        since: Instant::now(),
-                    };
+                    w.phase = Phase::Running { since: now() };
                     announce(&name, w, None);
                 }
             }
             Event::LogFailing { name, gen, message } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
-                    if w.instance.as_ref().map(|i| i.gen) == Some(gen) {
+                    if w.instance.as_ref().map(|i| i.gen()) == Some(gen) {
                         w.notice = Some(format!(
                             "its log cannot be written, output is being dropped: {message}"
                         ));
@@ -231,10 +234,13 @@ impl Supervisor {
                 let Some(w) = self.workloads.get_mut(&name) else {
                     return;
                 };
-                if w.instance.as_ref().map(|i| i.gen) != Some(gen) {
+                if w.instance.as_ref().map(|i| i.gen()) != Some(gen) {
                     return;
                 }
-                if w.instance.take().is_some_and(|i| i.image_digest.is_some()) {
+                if w.instance
+                    .take()
+                    .is_some_and(|i| i.image_digest().is_some())
+                {
                     // Its layers are no longer mounted: those nothing else needs may go.
                     if let Some(store) = self.runtime.images() {
                         store.request_gc();
@@ -245,7 +251,7 @@ impl Supervisor {
                 let ran_for = w
                     .started_mono
                     .take()
-                    .map(|s| s.elapsed())
+                    .map(|s| now().saturating_duration_since(s))
                     .unwrap_or_default();
                 let reason = if w.escalated {
                     crate::api::ExitReason::StopTimeout
@@ -269,9 +275,7 @@ impl Supervisor {
                     Phase::Stopping {
                         then: AfterStop::Start,
                     } => {
-                        w.phase = Phase::Backoff {
-                            until: Instant::now(),
-                        };
+                        w.phase = Phase::Backoff { until: now() };
                     }
                     _ => {
                         w.phase = Phase::Ended { end, ran_for };
@@ -336,9 +340,7 @@ impl Supervisor {
                         };
                     }
                     Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
-                        w.phase = Phase::Backoff {
-                            until: Instant::now(),
-                        };
+                        w.phase = Phase::Backoff { until: now() };
                     }
                 }
                 Response::Ack(Ack {
@@ -404,7 +406,7 @@ impl Supervisor {
     /// Asks the planner and executes its actions until nothing is left to do now.
     fn reconcile(&mut self) {
         for _ in 0..8 {
-            let now = Instant::now();
+            let now = now();
             let desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
                 BTreeMap::new()
             } else if !self.desired_loaded {
@@ -582,11 +584,11 @@ impl Supervisor {
                 .spec
                 .stop
                 .signal
-                .or(inst.image_stop_signal)
+                .or(inst.image_stop_signal())
                 .unwrap_or_else(crate::manifest::Signal::term);
             inst.signal(sig.number);
         }
-        let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen, w.spec.stop.timeout);
+        let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen(), w.spec.stop.timeout);
         let name = name.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
@@ -629,6 +631,12 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The supervisor's clock: tokio's, so that a test's paused clock drives backoffs, stop
+/// timeouts and uptimes (the planner takes it as `now`).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

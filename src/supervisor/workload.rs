@@ -3,7 +3,6 @@
 use crate::api::{LastExit, State, WorkloadStatus};
 use crate::manifest::Spec;
 use crate::reconcile::{Phase, RunEnd};
-use crate::runtime::Instance;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -19,7 +18,7 @@ pub struct Workload {
     /// Restarts since the workload was first started.
     pub restarts: u32,
     /// The running instance, if any.
-    pub instance: Option<Instance>,
+    pub instance: Option<Box<dyn super::seam::InstanceHandle>>,
     /// Host PID of the workload's main process.
     pub pid: Option<u32>,
     /// Host PID of the shim.
@@ -133,7 +132,7 @@ impl Workload {
                 .map(|p| p.to_string())
                 .collect(),
             image: image_of(&self.spec),
-            image_digest: self.instance.as_ref().and_then(|i| i.image_digest.clone()),
+            image_digest: self.instance.as_ref().and_then(|i| i.image_digest()),
             volumes: self.spec.volumes.iter().map(|v| v.name.clone()).collect(),
         }
     }

@@ -1,0 +1,121 @@
+//! The seam under the supervisor: what it needs from whatever runs workloads. The real
+//! [`runtime::Runtime`](crate::runtime::Runtime) implements it against the kernel; the tests'
+//! fake implements it in memory, so lifecycle logic runs without root, in milliseconds, on a
+//! paused tokio clock.
+
+use crate::manifest::{Resources, Signal, Spec};
+use crate::runtime::Event;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Starts workload instances and answers the supervisor's questions about images.
+pub trait WorkloadRuntime: Send + Sync {
+    /// Starts `spec` as instance `gen`; the instance reports `Started`, `LogFailing` and
+    /// `Ended` on `events`. An error is a start that failed before anything ran.
+    fn start(
+        &self,
+        spec: &Arc<Spec>,
+        gen: u64,
+        address: Option<Ipv4Addr>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Box<dyn InstanceHandle>, String>;
+
+    /// Bridge networking, when configured.
+    fn network(&self) -> Option<&Arc<crate::runtime::net::Network>> {
+        None
+    }
+
+    /// The image store, when configured.
+    fn images(&self) -> Option<&Arc<crate::images::store::Store>> {
+        None
+    }
+
+    /// Whether `spec` could start now as far as its image goes.
+    fn image_ready(&self, _spec: &Spec) -> bool {
+        true
+    }
+
+    /// Starts fetching `spec`'s image; says how that goes.
+    fn prepare_image(&self, _spec: &Spec) -> String {
+        String::new()
+    }
+}
+
+/// One running instance, owned by the supervisor; dropping it releases what it holds (the
+/// process keeps running until it is stopped).
+pub trait InstanceHandle: Send + Sync + std::fmt::Debug {
+    /// Its generation.
+    fn gen(&self) -> u64;
+    /// Sends `sig` to the workload (through its init when it has one).
+    fn signal(&self, sig: i32);
+    /// Kills every process of the instance.
+    fn kill_all(&self) -> Result<(), String>;
+    /// Applies new `[resources]` to the running instance.
+    fn update(&self, resources: &Resources) -> Result<(), String>;
+    /// Memory in use now.
+    fn memory_bytes(&self) -> Option<u64>;
+    /// The image's StopSignal, used when the manifest names none.
+    fn image_stop_signal(&self) -> Option<Signal> {
+        None
+    }
+    /// The manifest digest its image resolved to.
+    fn image_digest(&self) -> Option<String> {
+        None
+    }
+}
+
+impl WorkloadRuntime for crate::runtime::Runtime {
+    fn start(
+        &self,
+        spec: &Arc<Spec>,
+        gen: u64,
+        address: Option<Ipv4Addr>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Box<dyn InstanceHandle>, String> {
+        let spec: &Spec = spec;
+        crate::runtime::Runtime::start(self, spec, gen, address, events)
+            .map(|i| Box::new(i) as Box<dyn InstanceHandle>)
+            .map_err(|e| e.to_string())
+    }
+
+    fn network(&self) -> Option<&Arc<crate::runtime::net::Network>> {
+        crate::runtime::Runtime::network(self)
+    }
+
+    fn images(&self) -> Option<&Arc<crate::images::store::Store>> {
+        crate::runtime::Runtime::images(self)
+    }
+
+    fn image_ready(&self, spec: &Spec) -> bool {
+        crate::runtime::Runtime::image_ready(self, spec)
+    }
+
+    fn prepare_image(&self, spec: &Spec) -> String {
+        crate::runtime::Runtime::prepare_image(self, spec)
+    }
+}
+
+impl InstanceHandle for crate::runtime::Instance {
+    fn gen(&self) -> u64 {
+        self.gen
+    }
+    fn signal(&self, sig: i32) {
+        crate::runtime::Instance::signal(self, sig);
+    }
+    fn kill_all(&self) -> Result<(), String> {
+        crate::runtime::Instance::kill_all(self).map_err(|e| e.to_string())
+    }
+    fn update(&self, resources: &Resources) -> Result<(), String> {
+        crate::runtime::Instance::update(self, resources).map_err(|e| e.to_string())
+    }
+    fn memory_bytes(&self) -> Option<u64> {
+        crate::runtime::Instance::memory_bytes(self)
+    }
+    fn image_stop_signal(&self) -> Option<Signal> {
+        self.image_stop_signal
+    }
+    fn image_digest(&self) -> Option<String> {
+        self.image_digest.clone()
+    }
+}

@@ -1,0 +1,300 @@
+//! The supervisor driven through a fake runtime on a paused tokio clock: restarts, backoff,
+//! stop timeouts and live updates in milliseconds, without root. The real-kernel tests in
+//! `tests/` stay.
+
+use super::seam::{InstanceHandle, WorkloadRuntime};
+use super::*;
+use crate::manifest::{DesiredEntry, Name, Resources};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What the fake saw of one instance.
+#[derive(Debug, Default)]
+struct Seen {
+    signals: Vec<i32>,
+    killed: bool,
+    updates: Vec<Resources>,
+}
+
+/// One start the supervisor asked for.
+struct Started {
+    name: String,
+    gen: u64,
+    events: mpsc::UnboundedSender<Event>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// A runtime that runs nothing: it records what the supervisor asks for, and the test plays
+/// the instances' part by sending their events.
+#[derive(Default)]
+struct Fake {
+    starts: Mutex<Vec<Started>>,
+    refuse_updates: bool,
+}
+
+#[derive(Debug)]
+struct FakeInstance {
+    gen: u64,
+    seen: Arc<Mutex<Seen>>,
+    refuse_updates: bool,
+}
+
+impl WorkloadRuntime for Fake {
+    fn start(
+        &self,
+        spec: &Arc<Spec>,
+        gen: u64,
+        _address: Option<std::net::Ipv4Addr>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Box<dyn InstanceHandle>, String> {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        lock(&self.starts).push(Started {
+            name: spec.name.to_string(),
+            gen,
+            events,
+            seen: Arc::clone(&seen),
+        });
+        Ok(Box::new(FakeInstance {
+            gen,
+            seen,
+            refuse_updates: self.refuse_updates,
+        }))
+    }
+}
+
+impl InstanceHandle for FakeInstance {
+    fn gen(&self) -> u64 {
+        self.gen
+    }
+    fn signal(&self, sig: i32) {
+        lock(&self.seen).signals.push(sig);
+    }
+    fn kill_all(&self) -> Result<(), String> {
+        lock(&self.seen).killed = true;
+        Ok(())
+    }
+    fn update(&self, resources: &Resources) -> Result<(), String> {
+        if self.refuse_updates {
+            return Err("memory.limit_in_bytes: Device or resource busy".into());
+        }
+        lock(&self.seen).updates.push(*resources);
+        Ok(())
+    }
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(8 << 20)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Harness {
+    fake: Arc<Fake>,
+    msgs: mpsc::Sender<Msg>,
+    api: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
+}
+
+fn harness(fake: Fake) -> Harness {
+    let fake = Arc::new(fake);
+    let (msg_tx, msg_rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (api_tx, api_rx) = mpsc::channel(8);
+    let sup = Supervisor::new(
+        Arc::clone(&fake) as Arc<dyn WorkloadRuntime>,
+        msg_tx.clone(),
+        ev_tx,
+    );
+    tokio::spawn(sup.run(Inbox {
+        msgs: msg_rx,
+        events: ev_rx,
+        api: api_rx,
+    }));
+    Harness {
+        fake,
+        msgs: msg_tx,
+        api: api_tx,
+    }
+}
+
+fn spec(name: &str) -> Spec {
+    let mut s = Spec::with_defaults(
+        Name::new(name).expect("a valid name"),
+        vec!["sleep".into(), "60".into()],
+    );
+    s.network.mode = NetworkMode::None;
+    s
+}
+
+impl Harness {
+    async fn desire(&self, specs: &[Spec]) {
+        let d: Desired = specs
+            .iter()
+            .map(|s| {
+                let entry = DesiredEntry {
+                    file: format!("/manifests/{}.toml", s.name).into(),
+                    spec: Ok(Arc::new(s.clone())),
+                    text: Arc::from(""),
+                };
+                (s.name.to_string(), entry)
+            })
+            .collect();
+        self.msgs
+            .send(Msg::Desired(d))
+            .await
+            .expect("supervisor runs");
+        settle().await;
+    }
+
+    async fn status(&self, name: &str) -> Option<WorkloadStatus> {
+        let (tx, rx) = oneshot::channel();
+        let req = Request::Status {
+            name: Some(name.to_string()),
+        };
+        self.api.send((req, tx)).await.expect("supervisor runs");
+        match rx.await.expect("an answer") {
+            Response::Status(mut s) => s.workloads.pop(),
+            _ => None,
+        }
+    }
+
+    fn starts(&self) -> usize {
+        lock(&self.fake.starts).len()
+    }
+
+    /// The last start's name, generation and event channel.
+    fn last(&self) -> (String, u64, mpsc::UnboundedSender<Event>) {
+        let starts = lock(&self.fake.starts);
+        let s = starts.last().expect("a start");
+        (s.name.clone(), s.gen, s.events.clone())
+    }
+
+    /// Plays the last instance's part: it runs.
+    async fn run_last(&self) {
+        let (name, gen, events) = self.last();
+        let _ = events.send(Event::Started {
+            name,
+            gen,
+            pid: 4242,
+            init_pid: Some(4241),
+        });
+        settle().await;
+    }
+
+    /// Plays the last instance's part: it ends with `end`.
+    async fn end_last(&self, end: RunEnd) {
+        let (name, gen, events) = self.last();
+        let _ = events.send(Event::Ended {
+            name,
+            gen,
+            end,
+            reason: crate::api::ExitReason::Exited,
+            error: None,
+        });
+        settle().await;
+    }
+
+    fn last_seen(&self) -> Arc<Mutex<Seen>> {
+        let starts = lock(&self.fake.starts);
+        Arc::clone(&starts.last().expect("a start").seen)
+    }
+}
+
+/// Lets the supervisor task handle what was sent (the clock does not move).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_is_restarted_after_the_backoff_and_not_before() {
+    let h = harness(Fake::default());
+    h.desire(&[spec("web")]).await;
+    assert_eq!(h.starts(), 1);
+    h.run_last().await;
+    let w = h.status("web").await.expect("web");
+    assert_eq!((w.state, w.pid), (State::Running, Some(4242)));
+
+    h.end_last(RunEnd::Exited(1)).await;
+    assert_eq!(h.status("web").await.map(|w| w.state), Some(State::Backoff));
+    tokio::time::advance(Duration::from_millis(99)).await;
+    settle().await;
+    assert_eq!(h.starts(), 1, "restarted before its 100 ms backoff");
+    tokio::time::advance(Duration::from_millis(2)).await;
+    settle().await;
+    assert_eq!(h.starts(), 2);
+
+    // A second crash right away doubles the delay.
+    h.run_last().await;
+    h.end_last(RunEnd::Exited(1)).await;
+    tokio::time::advance(Duration::from_millis(150)).await;
+    settle().await;
+    assert_eq!(h.starts(), 2, "the second backoff is 200 ms");
+    tokio::time::advance(Duration::from_millis(60)).await;
+    settle().await;
+    assert_eq!(h.starts(), 3);
+    assert_eq!(h.status("web").await.map(|w| w.restarts), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_workload_gets_its_stop_signal_then_sigkill_at_the_timeout() {
+    let h = harness(Fake::default());
+    let mut s = spec("db");
+    s.stop.signal = Some(Signal::from_number(libc::SIGINT).expect("SIGINT"));
+    s.stop.timeout = Duration::from_secs(3);
+    h.desire(&[s]).await;
+    h.run_last().await;
+    let seen = h.last_seen();
+
+    h.desire(&[]).await;
+    assert_eq!(lock(&seen).signals, [libc::SIGINT]);
+    assert_eq!(h.status("db").await.map(|w| w.state), Some(State::Stopping));
+    tokio::time::advance(Duration::from_millis(2_900)).await;
+    settle().await;
+    assert!(!lock(&seen).killed, "killed before its stop timeout");
+    tokio::time::advance(Duration::from_millis(200)).await;
+    settle().await;
+    assert!(lock(&seen).killed, "not killed at its stop timeout");
+
+    h.end_last(RunEnd::Signaled(libc::SIGKILL)).await;
+    assert!(h.status("db").await.is_none(), "removed once it ended");
+    assert_eq!(h.starts(), 1, "never started again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_change_is_applied_in_place_and_a_refused_one_restarts() {
+    let h = harness(Fake::default());
+    h.desire(&[spec("web")]).await;
+    h.run_last().await;
+    let mut more = spec("web");
+    more.resources.memory = Some(64 << 20);
+    h.desire(&[more.clone()]).await;
+    let seen = h.last_seen();
+    assert_eq!(lock(&seen).updates.len(), 1);
+    assert_eq!(lock(&seen).updates[0].memory, Some(64 << 20));
+    assert!(lock(&seen).signals.is_empty(), "a live change stopped it");
+    let w = h.status("web").await.expect("web");
+    assert_eq!(w.spec_hash, Some(more.hash()));
+    assert_eq!(h.starts(), 1);
+
+    // The kernel refuses (v1 cannot lower memory below usage): a restart applies it.
+    let h = harness(Fake {
+        refuse_updates: true,
+        ..Fake::default()
+    });
+    h.desire(&[spec("web")]).await;
+    h.run_last().await;
+    h.desire(&[more]).await;
+    let seen = h.last_seen();
+    assert_eq!(lock(&seen).signals, [libc::SIGTERM]);
+    let w = h.status("web").await.expect("web");
+    assert!(
+        w.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("live update refused")),
+        "{w:?}"
+    );
+    h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+    assert_eq!(h.starts(), 2, "the new spec starts at once");
+}
