@@ -64,6 +64,9 @@ pub enum Phase {
     Stopping {
         /// What to do once it has stopped.
         then: AfterStop,
+        /// When every process of the instance is killed if it has not ended by then (its
+        /// `[stop] timeout` after the stop signal); `None` once that kill was sent.
+        kill_at: Option<Instant>,
     },
     /// The last run ended and nothing has been decided yet.
     Ended {
@@ -112,6 +115,11 @@ pub enum Action {
     /// The changed spec's image is not in the store yet: fetch it. The running instance
     /// stays until the image is there (then the change is a stop and a start).
     Prepare {
+        /// The workload.
+        name: String,
+    },
+    /// A stopping instance outlived its stop timeout: kill every process it has.
+    Kill {
         /// The workload.
         name: String,
     },
@@ -184,6 +192,9 @@ impl Plan {
 ///    spec's `[restart]` (see `backoff::after_end`).
 /// 6. `Backoff` whose time has come: `Start`; otherwise it sets [`Plan::wake_at`].
 /// 7. anything else: nothing.
+///
+/// Before these rules, a stop whose kill time has come yields `Kill` (the rules apply at the
+/// next call), and one still waiting sets [`Plan::wake_at`].
 #[must_use]
 pub fn plan(
     desired: &BTreeMap<String, Option<Arc<Spec>>>,
@@ -207,6 +218,16 @@ pub fn plan_with(
     let mut plan = Plan::default();
     let names: BTreeSet<&String> = desired.keys().chain(observed.keys()).collect();
     for name in names {
+        if let Some(Phase::Stopping {
+            kill_at: Some(at), ..
+        }) = observed.get(name).map(|o| o.phase)
+        {
+            if at <= now {
+                plan.push(Some(Action::Kill { name: name.clone() }));
+                continue;
+            }
+            plan.wake(at);
+        }
         let action = match (desired.get(name), observed.get(name)) {
             (Some(Some(_)), None) => Some(Action::Start { name: name.clone() }),
             // Invalid and never run, or in neither map: the supervisor shows the error.
@@ -234,10 +255,10 @@ pub fn plan_with(
 fn deleted(name: String, phase: Phase) -> Option<Action> {
     use AfterStop::{Remove, Start};
     match phase {
-        Phase::Running { .. } | Phase::Starting | Phase::Stopping { then: Start } => {
+        Phase::Running { .. } | Phase::Starting | Phase::Stopping { then: Start, .. } => {
             Some(Action::Stop { name, then: Remove })
         }
-        Phase::Stopping { then: Remove } => None,
+        Phase::Stopping { then: Remove, .. } => None,
         Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
             Some(Action::Forget { name })
         }
@@ -248,12 +269,12 @@ fn deleted(name: String, phase: Phase) -> Option<Action> {
 fn changed(name: String, phase: Phase, class: ChangeClass) -> Option<Action> {
     use AfterStop::{Remove, Start};
     match (phase, class) {
-        (_, ChangeClass::Same) | (Phase::Stopping { then: Start }, _) => None,
+        (_, ChangeClass::Same) | (Phase::Stopping { then: Start, .. }, _) => None,
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Live) => {
             Some(Action::UpdateLive { name })
         }
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Recreate)
-        | (Phase::Stopping { then: Remove }, _) => Some(Action::Stop { name, then: Start }),
+        | (Phase::Stopping { then: Remove, .. }, _) => Some(Action::Stop { name, then: Start }),
         (Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed, _) => {
             Some(Action::Start { name })
         }
@@ -303,6 +324,7 @@ mod tests {
         pub fn stop(n: &str, then: AfterStop) -> Action { Action::Stop { name: n.into(), then } }
         pub fn update(n: &str) -> Action { Action::UpdateLive { name: n.into() } }
         pub fn forget(n: &str) -> Action { Action::Forget { name: n.into() } }
+        pub fn kill(n: &str) -> Action { Action::Kill { name: n.into() } }
         pub fn finish(n: &str, failed: bool) -> Action { Action::Finish { name: n.into(), failed } }
         pub fn schedule(n: &str, at: Instant, failures: u32) -> Action {
             Action::ScheduleRestart { name: n.into(), at, failures }
@@ -360,7 +382,7 @@ mod tests {
         let crashed = ended(RunEnd::Exited(1), 1_000);
         let soon = now + Duration::from_secs(2);
         let (waiting, due, overdue) = (backoff(soon), backoff(now), backoff(now - ms(1)));
-        let (stop_rm, stop_re) = (Phase::Stopping { then: Remove }, Phase::Stopping { then: Recreate });
+        let (stop_rm, stop_re) = (Phase::Stopping { then: Remove, kill_at: None }, Phase::Stopping { then: Recreate, kill_at: None });
         let (same, invalid, absent): (Want, Want, Want) = (Some(Some(spec(WEB))), Some(None), None);
         let mut live = spec(WEB);
         live.resources.memory = Some(64 << 20);
@@ -412,6 +434,10 @@ mod tests {
             ("7: stopping to recreate", &same, Some((stop_re, 0)), none.clone(), None),
             ("7: done", &same, Some((Phase::Done, 0)), none.clone(), None),
             ("7: failed", &same, Some((Phase::Failed, 3)), none.clone(), None),
+            ("kill: the stop timeout is due", &absent, Some((Phase::Stopping { then: Remove, kill_at: Some(now) }, 0)), vec![kill(WEB)], None),
+            ("kill: due beats a re-target", &rc, Some((Phase::Stopping { then: Remove, kill_at: Some(now - ms(1)) }, 0)), vec![kill(WEB)], None),
+            ("kill: not yet, wakes then", &absent, Some((Phase::Stopping { then: Remove, kill_at: Some(soon) }, 0)), none.clone(), Some(soon)),
+            ("kill: not yet, re-target goes on", &rc, Some((Phase::Stopping { then: Remove, kill_at: Some(soon) }, 0)), vec![stop(WEB, Recreate)], Some(soon)),
         ];
         for (label, want, obs, actions, wake_at) in table {
             assert_eq!(plan_one(want, obs, now), Plan { actions, wake_at }, "{label}");
@@ -458,8 +484,14 @@ mod tests {
         let phases = [
             Phase::Starting,
             Phase::Running { since: now },
-            Phase::Stopping { then: Remove },
-            Phase::Stopping { then: Recreate },
+            Phase::Stopping {
+                then: Remove,
+                kill_at: None,
+            },
+            Phase::Stopping {
+                then: Recreate,
+                kill_at: Some(now + ms(5)),
+            },
             ended(RunEnd::Signaled(9), 5),
             backoff(now + ms(1)),
             Phase::Done,

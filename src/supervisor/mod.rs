@@ -30,13 +30,6 @@ use workload::Workload;
 pub enum Msg {
     /// The whole desired set, re-read from the manifest directory.
     Desired(Desired),
-    /// A workload's stop timeout elapsed.
-    StopTimeout {
-        /// Workload.
-        name: String,
-        /// Instance generation the timeout was armed for.
-        gen: u64,
-    },
     /// Stop everything, then answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -47,7 +40,6 @@ pub struct Supervisor {
     desired: Desired,
     workloads: BTreeMap<String, Workload>,
     events_tx: mpsc::UnboundedSender<Event>,
-    self_tx: mpsc::Sender<Msg>,
     wake_at: Option<Instant>,
     shutdown: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
@@ -72,19 +64,15 @@ pub struct Inbox {
 }
 
 impl Supervisor {
-    /// Builds a supervisor; `self_tx` must be the sender of `inbox.msgs`.
-    pub fn new(
-        runtime: Arc<dyn WorkloadRuntime>,
-        self_tx: mpsc::Sender<Msg>,
-        events_tx: mpsc::UnboundedSender<Event>,
-    ) -> Self {
+    /// Builds a supervisor; `events_tx` must be the sender of `inbox.events` (instances
+    /// report there).
+    pub fn new(runtime: Arc<dyn WorkloadRuntime>, events_tx: mpsc::UnboundedSender<Event>) -> Self {
         Supervisor {
             net: NetState::new(runtime.network().map(|n| &**n)),
             runtime,
             desired: Desired::new(),
             workloads: BTreeMap::new(),
             events_tx,
-            self_tx,
             wake_at: None,
             shutdown: Vec::new(),
             shutting_down: false,
@@ -171,19 +159,6 @@ impl Supervisor {
                     self.desired_loaded = true;
                 }
             }
-            Msg::StopTimeout { name, gen } => {
-                if let Some(w) = self.workloads.get_mut(&name) {
-                    if let (Phase::Stopping { .. }, Some(inst)) = (w.phase, &w.instance) {
-                        if inst.gen() == gen {
-                            tracing::warn!(workload = %name, "did not stop within {:?}; killing every process in its cgroup", w.spec.stop.timeout);
-                            w.escalated = true;
-                            if let Err(e) = inst.kill_all() {
-                                tracing::error!(workload = %name, "killing: {e}");
-                            }
-                        }
-                    }
-                }
-            }
             Msg::Shutdown(reply) => {
                 self.shutting_down = true;
                 self.shutdown.push(reply);
@@ -267,6 +242,7 @@ impl Supervisor {
                 match w.phase {
                     Phase::Stopping {
                         then: AfterStop::Remove,
+                        ..
                     } => {
                         w.phase = Phase::Done;
                         announce(&name, w, Some("removed"));
@@ -274,6 +250,7 @@ impl Supervisor {
                     }
                     Phase::Stopping {
                         then: AfterStop::Start,
+                        ..
                     } => {
                         w.phase = Phase::Backoff { until: now() };
                     }
@@ -334,9 +311,10 @@ impl Supervisor {
                     Phase::Starting | Phase::Running { .. } => {
                         self.stop(&name, AfterStop::Start);
                     }
-                    Phase::Stopping { .. } => {
+                    Phase::Stopping { kill_at, .. } => {
                         w.phase = Phase::Stopping {
                             then: AfterStop::Start,
+                            kill_at,
                         };
                     }
                     Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
@@ -470,6 +448,7 @@ impl Supervisor {
             Action::Start { name } => self.start(&name),
             Action::Stop { name, then } => self.stop(&name, then),
             Action::UpdateLive { name } => self.update_live(&name),
+            Action::Kill { name } => self.kill(&name),
             Action::Prepare { name } => {
                 let Some(spec) = self.desired_spec(&name) else {
                     return;
@@ -568,12 +547,17 @@ impl Supervisor {
         let Some(w) = self.workloads.get_mut(name) else {
             return;
         };
-        if let Phase::Stopping { .. } = w.phase {
-            w.phase = Phase::Stopping { then };
+        if let Phase::Stopping { kill_at, .. } = w.phase {
+            w.phase = Phase::Stopping { then, kill_at };
             return;
         }
         let starting = w.phase == Phase::Starting;
-        w.phase = Phase::Stopping { then };
+        // The planner kills what is left at the stop timeout (a starting one is killed now,
+        // and again then if anything remains).
+        w.phase = Phase::Stopping {
+            then,
+            kill_at: Some(now() + w.spec.stop.timeout),
+        };
         announce(name, w, None);
         let Some(inst) = &w.instance else { return };
         if starting {
@@ -588,12 +572,26 @@ impl Supervisor {
                 .unwrap_or_else(crate::manifest::Signal::term);
             inst.signal(sig.number);
         }
-        let (tx, gen, timeout) = (self.self_tx.clone(), inst.gen(), w.spec.stop.timeout);
-        let name = name.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = tx.send(Msg::StopTimeout { name, gen }).await;
-        });
+    }
+
+    /// The stop timeout passed: every process of the instance is killed.
+    fn kill(&mut self, name: &str) {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return;
+        };
+        let Phase::Stopping { then, .. } = w.phase else {
+            return;
+        };
+        w.phase = Phase::Stopping {
+            then,
+            kill_at: None,
+        };
+        let Some(inst) = &w.instance else { return };
+        tracing::warn!(workload = %name, "did not stop within {:?}; killing every process in its cgroup", w.spec.stop.timeout);
+        w.escalated = true;
+        if let Err(e) = inst.kill_all() {
+            tracing::error!(workload = %name, "killing: {e}");
+        }
     }
 
     fn update_live(&mut self, name: &str) {

@@ -100,11 +100,7 @@ fn harness(fake: Fake) -> Harness {
     let (msg_tx, msg_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (api_tx, api_rx) = mpsc::channel(8);
-    let sup = Supervisor::new(
-        Arc::clone(&fake) as Arc<dyn WorkloadRuntime>,
-        msg_tx.clone(),
-        ev_tx,
-    );
+    let sup = Supervisor::new(Arc::clone(&fake) as Arc<dyn WorkloadRuntime>, ev_tx);
     tokio::spawn(sup.run(Inbox {
         msgs: msg_rx,
         events: ev_rx,
