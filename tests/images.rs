@@ -1131,15 +1131,6 @@ fn a_squashfs_store_serves_pre_seeded_images_read_only() {
     sb.shutdown();
 }
 
-/// `(major, minor)` of the running kernel.
-fn kernel_version() -> (u32, u32) {
-    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
-    let major = it.next().and_then(|v| v.parse().ok()).unwrap();
-    let minor = it.next().and_then(|v| v.parse().ok()).unwrap();
-    (major, minor)
-}
-
 /// A docker-archive `superd-test/many:N` of `n` layers in `dir` (tests/images/fixture.py).
 fn many_layer_archive(dir: &Path, n: u32) -> PathBuf {
     let tarball = dir.join("many.tar");
@@ -1176,7 +1167,7 @@ fn a_300_layer_image_mounts_or_fails_naming_the_layer_count() {
         "many",
         "[rootfs]\nimage = \"superd-test/many:300\"\npull = \"never\"\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
     );
-    if kernel_version() >= (6, 8) {
+    if superd::runtime::sys::has_lowerdir_plus() {
         // fsconfig `lowerdir+`, one call per layer: past the page that mount(2) takes.
         sb.wait_log("many", "layers=299");
     } else {

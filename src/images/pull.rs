@@ -277,12 +277,14 @@ impl Puller {
         let parsed = image::parse_image(&bytes, &config).map_err(PullError::Registry)?;
         let total: u64 = parsed.layers.iter().map(|l| l.size).sum();
         // Until the name is set nothing reaches these: a collection meanwhile must keep them.
+        let m = Digest::parse(&digest).map_err(PullError::Registry)?;
+        let index = match index {
+            Some((d, b)) => Some((Digest::parse(&d).map_err(PullError::Registry)?, b)),
+            None => None,
+        };
         let mut building: Vec<Digest> = parsed.layers.iter().map(|l| l.chain_id.clone()).collect();
-        building.push(config_digest.clone());
-        building.extend(Digest::parse(&digest).ok());
-        if let Some((d, _)) = &index {
-            building.extend(Digest::parse(d).ok());
-        }
+        building.extend([config_digest.clone(), m.clone()]);
+        building.extend(index.as_ref().map(|(d, _)| d.clone()));
         let _building = self.store.hold(&building);
         let counters: Vec<Arc<AtomicU64>> = parsed.layers.iter().map(|_| Arc::default()).collect();
         self.fetched
@@ -363,12 +365,10 @@ impl Puller {
                 }
             });
         }
-        let m = Digest::parse(&digest).map_err(PullError::Registry)?;
         self.store.put_blob(&config_digest, &config)?;
         self.store.put_blob(&m, &bytes)?;
         if let Some((d, b)) = index {
-            self.store
-                .put_blob(&Digest::parse(&d).map_err(PullError::Registry)?, &b)?;
+            self.store.put_blob(&d, &b)?;
         }
         self.store.set_ref(&name.name, &m, "pull")?;
         Ok(Imported {

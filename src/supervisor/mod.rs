@@ -412,10 +412,13 @@ impl Supervisor {
             let mut unready = std::collections::BTreeSet::new();
             for (name, w) in &mut self.workloads {
                 let waiting = matches!(w.phase, Phase::Running { .. } | Phase::Starting)
-                    && desired
-                        .get(name)
-                        .and_then(|d| d.as_ref())
-                        .is_some_and(|s| **s != *w.spec && !self.runtime.image_ready(s));
+                    && desired.get(name).and_then(|d| d.as_ref()).is_some_and(|s| {
+                        // Cheap tests first: this runs for every workload on every pass.
+                        matches!(s.rootfs, crate::manifest::Rootfs::Image { .. })
+                            && !Arc::ptr_eq(s, &w.spec)
+                            && **s != *w.spec
+                            && !self.runtime.image_ready(s)
+                    });
                 if waiting {
                     unready.insert(name.clone());
                 } else {

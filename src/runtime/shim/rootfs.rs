@@ -103,12 +103,7 @@ pub(super) fn overlay_on_scratch(
 ) -> io::Result<()> {
     let upper = reopen_dir(scratch.as_raw_fd(), "upper")?;
     let work = reopen_dir(scratch.as_raw_fd(), "work")?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        fd_path(lower),
-        fd_path(&upper),
-        fd_path(&work)
-    );
+    let opts = overlay_options(&[fd_path(lower)], &upper, &work);
     mnt(
         "overlay",
         mountpoint,
@@ -117,6 +112,16 @@ pub(super) fn overlay_on_scratch(
         Some(&opts),
     )?;
     Ok(())
+}
+
+/// mount(2) options of an overlay: `lowers` top first, upper and work named by fd.
+fn overlay_options(lowers: &[String], upper: &OwnedFd, work: &OwnedFd) -> String {
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        fd_path(upper),
+        fd_path(work)
+    )
 }
 
 /// The longest option string `mount(2)` takes (one page, less the kernel's own use).
@@ -148,12 +153,7 @@ fn mount_image(cfg: &ShimConfig, scratch: &OwnedFd, mountpoint: &OwnedFd) -> Res
         }
     }
     // Older kernels: mount(2), whose options must fit in a page.
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        fd_path(&upper),
-        fd_path(&work)
-    );
+    let opts = overlay_options(&lower, &upper, &work);
     if opts.len() > MAX_MOUNT_OPTIONS {
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
