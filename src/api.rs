@@ -39,6 +39,8 @@ pub enum State {
     Exited,
     /// Gave up, cannot start, or never had a valid manifest.
     Failed,
+    /// Not started yet: waiting for the dependencies in `waiting_for`.
+    Waiting,
 }
 
 impl State {
@@ -51,6 +53,7 @@ impl State {
             State::Backoff => "backoff",
             State::Exited => "exited",
             State::Failed => "failed",
+            State::Waiting => "waiting",
         }
     }
 }
@@ -69,6 +72,10 @@ pub enum ExitReason {
     StopTimeout,
     /// Container setup or exec failed.
     StartFailed,
+    /// superd stopped it because its health check failed.
+    Unhealthy,
+    /// superd stopped it because a dependency went down (`restart_with`).
+    DependencyDown,
 }
 
 impl ExitReason {
@@ -80,6 +87,8 @@ impl ExitReason {
             ExitReason::OomKilled => "oom-killed",
             ExitReason::StopTimeout => "stop-timeout",
             ExitReason::StartFailed => "start-failed",
+            ExitReason::Unhealthy => "unhealthy",
+            ExitReason::DependencyDown => "dependency-down",
         }
     }
 }
@@ -144,7 +153,36 @@ pub struct WorkloadStatus {
     /// Named volumes it mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
+    /// Its health check's view, when it has `[health]` and runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
+    /// The dependencies it waits for before it starts: `db (healthy)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
 }
+
+/// The health of a running workload, in `superctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failed probes.
+    pub failures: u32,
+    /// The probe, as written (`http://localhost:8080/healthz`).
+    pub probe: String,
+    /// What the last probe said (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output: Option<String>,
+    /// RFC 3339 UTC time the last probe answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_at: Option<String>,
+    /// RFC 3339 UTC time the next probe runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_probe_at: Option<String>,
+}
+
+/// The longest probe output kept for status.
+pub const MAX_PROBE_OUTPUT: usize = 512;
 
 /// `GET /v1/volumes` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -368,6 +368,8 @@ mod tests {
 
     fn workload(name: &str) -> api::WorkloadStatus {
         api::WorkloadStatus {
+            health: None,
+            waiting_for: Vec::new(),
             name: name.into(),
             state: api::State::Running,
             pid: Some(42),

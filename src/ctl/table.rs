@@ -56,7 +56,10 @@ fn row(w: &WorkloadStatus, now: SystemTime) -> [String; 8] {
     });
     [
         clean(&w.name),
-        w.state.as_str().to_owned(),
+        match &w.health {
+            Some(h) => format!("{} ({})", w.state.as_str(), clean(&h.status)),
+            None => w.state.as_str().to_owned(),
+        },
         w.pid.map_or_else(dash, |p| p.to_string()),
         w.address.as_deref().map_or_else(dash, clean),
         w.restarts.to_string(),
@@ -82,6 +85,24 @@ fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
     }
     if let Some(notice) = &w.notice {
         let _ = writeln!(out, "{name}: {}", clean(notice));
+    }
+    if !w.waiting_for.is_empty() {
+        let _ = writeln!(
+            out,
+            "{name}: waiting for {}",
+            clean(&w.waiting_for.join(", "))
+        );
+    }
+    if let Some(h) = w.health.as_ref().filter(|h| h.status != "healthy") {
+        let said = h.last_output.as_deref().unwrap_or("no answer yet");
+        let _ = writeln!(
+            out,
+            "{name}: health {} ({}, {} failed in a row): {}",
+            clean(&h.status),
+            clean(&h.probe),
+            h.failures,
+            clean(said)
+        );
     }
     if let Some(image) = w.image.as_deref().filter(|i| !i.contains('@')) {
         let runs = w
@@ -260,6 +281,8 @@ mod tests {
 
     fn workload(name: &str, state: State) -> WorkloadStatus {
         WorkloadStatus {
+            health: None,
+            waiting_for: Vec::new(),
             name: name.into(),
             state,
             pid: None,

@@ -123,6 +123,7 @@ pub fn load_dir(dir: &Path) -> io::Result<Desired> {
         }
         desired.insert(stem, DesiredEntry { file, spec, text });
     }
+    super::deps::check_start_order(&mut desired);
     Ok(desired)
 }
 

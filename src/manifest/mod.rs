@@ -12,7 +12,9 @@
 //! later, by the daemon).
 
 mod check;
+mod deps;
 pub mod error;
+pub mod health;
 mod limits;
 mod load;
 mod locate;
@@ -28,6 +30,7 @@ mod values;
 mod tests;
 
 pub use error::{bound_text, FieldError, ManifestError, Snippet};
+pub use health::{Condition, Dependency, OnUnhealthy, Probe};
 pub use load::{
     is_manifest_file_name, load_dir, load_file, Desired, DesiredEntry, MAX_MANIFEST_BYTES,
 };

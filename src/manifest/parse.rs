@@ -167,6 +167,16 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let tmpfs = limits::tmpfs(ck, raw.tmpfs.as_deref());
     let logs = limits::logs(ck, raw.logs.as_deref());
     let security = raw.security.as_ref().map(|s| security::security(ck, s));
+    let health = raw
+        .health
+        .as_ref()
+        .and_then(|h| super::health::health(ck, h.span(), h.get_ref()));
+    let start_order = super::health::start_order(
+        ck,
+        raw.after.as_ref(),
+        raw.start_order.as_deref(),
+        name.as_ref(),
+    );
 
     let mut spec = Spec::with_defaults(name?, command?);
     spec.args = args;
@@ -187,6 +197,8 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.tmpfs = tmpfs;
     spec.logs = logs;
     spec.security = security.unwrap_or(spec.security);
+    spec.health = health;
+    spec.start_order = start_order;
     Some(spec)
 }
 

@@ -38,6 +38,32 @@ pub(crate) struct RawManifest {
     pub tmpfs: Option<Table<RawTmpfs>>,
     pub security: Option<Table<RawSecurity>>,
     pub logs: Option<Table<RawLogs>>,
+    pub health: Option<Spanned<Table<RawHealth>>>,
+    pub after: Leaf,
+    pub start_order: Option<Table<RawStartOrder>>,
+}
+
+/// `[health]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawHealth {
+    pub http: Leaf,
+    pub tcp: Leaf,
+    pub exec: Leaf,
+    pub interval: Leaf,
+    pub timeout: Leaf,
+    pub retries: Leaf,
+    pub start_period: Leaf,
+    pub start_interval: Leaf,
+    pub on_unhealthy: Leaf,
+}
+
+/// `[start_order]`: defaults for every name in `after`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawStartOrder {
+    pub condition: Leaf,
+    pub restart_with: Leaf,
 }
 
 /// `[logs]`.

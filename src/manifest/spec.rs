@@ -4,6 +4,7 @@
 //! Types are chosen so that a `Spec` that exists is valid: names are RFC 1123 labels, paths are
 //! absolute and normalised, a host-root rootfs cannot ask for a writable layer.
 
+pub use super::health::{HealthCheck, StartOrder};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -815,6 +816,12 @@ pub struct Spec {
     pub security: Security,
     /// Log bounds.
     pub logs: LogLimits,
+    /// `[health]` (applied live).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// `after` and `[start_order]` (applied live).
+    #[serde(skip_serializing_if = "StartOrder::is_empty")]
+    pub start_order: StartOrder,
 }
 
 /// The default PATH inside a container.
@@ -849,6 +856,8 @@ impl Spec {
             tmpfs: TmpfsSizes::default(),
             security: Security::default(),
             logs: LogLimits::default(),
+            health: None,
+            start_order: StartOrder::default(),
         }
     }
 
@@ -858,12 +867,14 @@ impl Spec {
     }
 
     /// Hash of everything that cannot be changed on a running workload (all but
-    /// `[resources]`, `[restart]` and `[stop]`). Equal core hashes mean a live update suffices.
+    /// `[resources]`, `[restart]`, `[stop]`, `[health]` and the start order). Equal core hashes mean a live update suffices.
     pub fn core_hash(&self) -> String {
         let mut core = self.clone();
         core.resources = Resources::default();
         core.restart = Restart::default();
         core.stop = Stop::default();
+        core.health = None;
+        core.start_order = StartOrder::default();
         hash_json(&core)
     }
 }
@@ -877,7 +888,7 @@ fn hash_json<T: Serialize>(v: &T) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::Serializer;
     use std::time::Duration;
 

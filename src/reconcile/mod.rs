@@ -11,10 +11,14 @@
 
 pub mod backoff;
 pub mod change;
+pub mod health;
+pub mod lifecycle;
+mod order;
 
-use crate::manifest::Spec;
+use crate::manifest::{OnUnhealthy, Spec};
 use backoff::AfterEnd;
 use change::ChangeClass;
+use health::{Health, HealthStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,8 @@ pub enum RunEnd {
     Signaled(i32),
     /// The workload never ran: setting it up or spawning it failed.
     StartFailed,
+    /// It was stopped because its health check failed (a failed run for `[restart]`).
+    Unhealthy,
 }
 
 impl RunEnd {
@@ -46,8 +52,14 @@ impl RunEnd {
 pub enum AfterStop {
     /// Drop the workload (its manifest was deleted).
     Remove,
-    /// Start the desired spec (a recreate).
+    /// Start the desired spec (a recreate or a restart request).
     Start,
+    /// A dependency is down (`restart_with`): start again once it is back.
+    Await,
+    /// The health check failed: the run counts as failed and `[restart]` decides.
+    Unhealthy,
+    /// The health check failed under `on_unhealthy = "stop"`: stay failed.
+    GiveUp,
 }
 
 /// Where a workload is in its lifecycle, as the supervisor observes it.
@@ -59,6 +71,8 @@ pub enum Phase {
     Running {
         /// When the workload started running.
         since: Instant,
+        /// Its health, when it has a `[health]` check.
+        health: Option<Health>,
     },
     /// A stop is in progress.
     Stopping {
@@ -100,8 +114,15 @@ pub struct Observed {
 /// One thing for the supervisor to do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Start the desired spec now.
+    /// Start `spec` now (the desired one, or the last good one of a broken manifest).
     Start {
+        /// The workload.
+        name: String,
+        /// What to start.
+        spec: Arc<Spec>,
+    },
+    /// Run the health probe of the running instance.
+    Probe {
         /// The workload.
         name: String,
     },
@@ -158,6 +179,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// The earliest time [`plan`] must run again if no other event arrives.
     pub wake_at: Option<Instant>,
+    /// Workloads that would start but wait for their dependencies: what each waits for, as
+    /// shown to operators (`db (healthy)`).
+    pub waiting: BTreeMap<String, Vec<String>>,
 }
 
 impl Plan {
@@ -229,13 +253,16 @@ pub fn plan_with(
             plan.wake(at);
         }
         let action = match (desired.get(name), observed.get(name)) {
-            (Some(Some(_)), None) => Some(Action::Start { name: name.clone() }),
+            (Some(Some(spec)), None) => Some(Action::Start {
+                name: name.clone(),
+                spec: Arc::clone(spec),
+            }),
             // Invalid and never run, or in neither map: the supervisor shows the error.
             (_, None) => None,
             (None, Some(obs)) => deleted(name.clone(), obs.phase),
-            (Some(None), Some(obs)) => unchanged(name.clone(), obs, now, &mut plan),
+            (Some(None), Some(obs)) => unchanged(name.clone(), obs, observed, now, &mut plan),
             (Some(Some(spec)), Some(obs)) => match change::classify(&obs.spec, spec) {
-                ChangeClass::Same => unchanged(name.clone(), obs, now, &mut plan),
+                ChangeClass::Same => unchanged(name.clone(), obs, observed, now, &mut plan),
                 ChangeClass::Recreate
                     if unready.contains(name)
                         && matches!(obs.phase, Phase::Running { .. } | Phase::Starting) =>
@@ -243,21 +270,26 @@ pub fn plan_with(
                     plan.wake(now + PREPARE_POLL);
                     Some(Action::Prepare { name: name.clone() })
                 }
-                class => changed(name.clone(), obs.phase, class),
+                class => changed(name.clone(), spec, obs.phase, class),
             },
         };
+        let action = order::gate(action, observed, &mut plan);
         plan.push(action);
     }
+    order::hold_stops(&mut plan, observed);
     plan
 }
 
 /// Rule 3: the manifest was deleted.
 fn deleted(name: String, phase: Phase) -> Option<Action> {
-    use AfterStop::{Remove, Start};
+    use AfterStop::{Await, GiveUp, Remove, Start, Unhealthy};
     match phase {
-        Phase::Running { .. } | Phase::Starting | Phase::Stopping { then: Start, .. } => {
-            Some(Action::Stop { name, then: Remove })
-        }
+        Phase::Running { .. }
+        | Phase::Starting
+        | Phase::Stopping {
+            then: Start | Await | Unhealthy | GiveUp,
+            ..
+        } => Some(Action::Stop { name, then: Remove }),
         Phase::Stopping { then: Remove, .. } => None,
         Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
             Some(Action::Forget { name })
@@ -266,24 +298,39 @@ fn deleted(name: String, phase: Phase) -> Option<Action> {
 }
 
 /// Rule 4: the desired spec differs from the observed one (`class` is `Live` or `Recreate`).
-fn changed(name: String, phase: Phase, class: ChangeClass) -> Option<Action> {
-    use AfterStop::{Remove, Start};
+fn changed(name: String, spec: &Arc<Spec>, phase: Phase, class: ChangeClass) -> Option<Action> {
+    use AfterStop::{Await, GiveUp, Remove, Start, Unhealthy};
     match (phase, class) {
         (_, ChangeClass::Same) | (Phase::Stopping { then: Start, .. }, _) => None,
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Live) => {
             Some(Action::UpdateLive { name })
         }
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Recreate)
-        | (Phase::Stopping { then: Remove, .. }, _) => Some(Action::Stop { name, then: Start }),
+        | (
+            Phase::Stopping {
+                then: Remove | Await | Unhealthy | GiveUp,
+                ..
+            },
+            _,
+        ) => Some(Action::Stop { name, then: Start }),
         (Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed, _) => {
-            Some(Action::Start { name })
+            Some(Action::Start {
+                name,
+                spec: Arc::clone(spec),
+            })
         }
     }
 }
 
 /// Rules 5–7: the spec is unchanged (or the manifest is invalid and the observed spec stands).
-/// A backoff still waiting becomes a wake-up time in `plan`.
-fn unchanged(name: String, obs: &Observed, now: Instant, plan: &mut Plan) -> Option<Action> {
+/// A backoff still waiting, and a health probe not yet due, become wake-up times in `plan`.
+fn unchanged(
+    name: String,
+    obs: &Observed,
+    observed: &BTreeMap<String, Observed>,
+    now: Instant,
+    plan: &mut Plan,
+) -> Option<Action> {
     match obs.phase {
         Phase::Ended { end, ran_for } => {
             let next = backoff::after_end(&obs.spec.restart, end, ran_for, obs.failures, now);
@@ -294,16 +341,47 @@ fn unchanged(name: String, obs: &Observed, now: Instant, plan: &mut Plan) -> Opt
                 }
             })
         }
-        Phase::Backoff { until } if until <= now => Some(Action::Start { name }),
+        Phase::Backoff { until } if until <= now => Some(Action::Start {
+            name,
+            spec: Arc::clone(&obs.spec),
+        }),
         Phase::Backoff { until } => {
             plan.wake(until);
             None
         }
-        Phase::Starting
-        | Phase::Running { .. }
-        | Phase::Stopping { .. }
-        | Phase::Done
-        | Phase::Failed => None,
+        Phase::Running { health, .. } => order::restart_with(&name, &obs.spec, observed)
+            .or_else(|| health.and_then(|h| probe(name, &obs.spec, h, now, plan))),
+        Phase::Starting => order::restart_with(&name, &obs.spec, observed),
+        Phase::Stopping { .. } | Phase::Done | Phase::Failed => None,
+    }
+}
+
+/// A running, checked workload: act on an unhealthy verdict, or probe when due.
+fn probe(name: String, spec: &Spec, h: Health, now: Instant, plan: &mut Plan) -> Option<Action> {
+    let on_unhealthy = spec.health.as_ref().map(|c| c.on_unhealthy);
+    match (h.status, on_unhealthy) {
+        (HealthStatus::Unhealthy, Some(OnUnhealthy::Restart)) => {
+            return Some(Action::Stop {
+                name,
+                then: AfterStop::Unhealthy,
+            })
+        }
+        (HealthStatus::Unhealthy, Some(OnUnhealthy::Stop)) => {
+            return Some(Action::Stop {
+                name,
+                then: AfterStop::GiveUp,
+            })
+        }
+        (_, None) => return None,
+        _ => {}
+    }
+    if h.probing {
+        None
+    } else if h.next_probe <= now {
+        Some(Action::Probe { name })
+    } else {
+        plan.wake(h.next_probe);
+        None
     }
 }
 
@@ -320,7 +398,8 @@ mod tests {
     mod act {
         //! Short constructors for expected actions and phases.
         use super::super::*;
-        pub fn start(n: &str) -> Action { Action::Start { name: n.into() } }
+        pub fn start(n: &str) -> Action { start_with(n, &super::spec(n)) }
+        pub fn start_with(n: &str, s: &Spec) -> Action { Action::Start { name: n.into(), spec: Arc::new(s.clone()) } }
         pub fn stop(n: &str, then: AfterStop) -> Action { Action::Stop { name: n.into(), then } }
         pub fn update(n: &str) -> Action { Action::UpdateLive { name: n.into() } }
         pub fn forget(n: &str) -> Action { Action::Forget { name: n.into() } }
@@ -378,7 +457,7 @@ mod tests {
     #[rustfmt::skip]
     fn single_workload_table() {
         let now = base_now();
-        let running = Phase::Running { since: now - Duration::from_secs(5) };
+        let running = Phase::Running { since: now - Duration::from_secs(5), health: None };
         let crashed = ended(RunEnd::Exited(1), 1_000);
         let soon = now + Duration::from_secs(2);
         let (waiting, due, overdue) = (backoff(soon), backoff(now), backoff(now - ms(1)));
@@ -388,7 +467,7 @@ mod tests {
         live.resources.memory = Some(64 << 20);
         let mut recreate = spec(WEB);
         recreate.env.insert("MODE".into(), "new".into());
-        let (lv, rc): (Want, Want) = (Some(Some(live)), Some(Some(recreate)));
+        let (lv, rc): (Want, Want) = (Some(Some(live.clone())), Some(Some(recreate.clone())));
         let none: Vec<Action> = vec![];
         let table: Vec<Row> = vec![
             ("1: new manifest starts", &same, None, vec![start(WEB)], None),
@@ -419,10 +498,10 @@ mod tests {
             ("4: live change while stopping to remove", &lv, Some((stop_rm, 0)), vec![stop(WEB, Recreate)], None),
             ("4: recreate while already recreating", &rc, Some((stop_re, 0)), none.clone(), None),
             ("4: live change while recreating", &lv, Some((stop_re, 0)), none.clone(), None),
-            ("4: changed after it ended", &rc, Some((crashed, 4)), vec![start(WEB)], None),
-            ("4: changed during backoff", &lv, Some((waiting, 4)), vec![start(WEB)], None),
-            ("4: changed when done", &rc, Some((Phase::Done, 0)), vec![start(WEB)], None),
-            ("4: changed when failed", &lv, Some((Phase::Failed, 5)), vec![start(WEB)], None),
+            ("4: changed after it ended", &rc, Some((crashed, 4)), vec![start_with(WEB, &recreate)], None),
+            ("4: changed during backoff", &lv, Some((waiting, 4)), vec![start_with(WEB, &live)], None),
+            ("4: changed when done", &rc, Some((Phase::Done, 0)), vec![start_with(WEB, &recreate)], None),
+            ("4: changed when failed", &lv, Some((Phase::Failed, 5)), vec![start_with(WEB, &live)], None),
             ("5: ended, same spec", &same, Some((crashed, 0)), vec![schedule(WEB, now + ms(100), 1)], Some(now + ms(100))),
             ("5: start failed, same spec", &same, Some((ended(RunEnd::StartFailed, 0), 2)), vec![schedule(WEB, now + ms(400), 3)], Some(now + ms(400))),
             ("6: backoff not yet due", &same, Some((waiting, 1)), none.clone(), Some(soon)),
@@ -440,14 +519,18 @@ mod tests {
             ("kill: not yet, re-target goes on", &rc, Some((Phase::Stopping { then: Remove, kill_at: Some(soon) }, 0)), vec![stop(WEB, Recreate)], Some(soon)),
         ];
         for (label, want, obs, actions, wake_at) in table {
-            assert_eq!(plan_one(want, obs, now), Plan { actions, wake_at }, "{label}");
+            let expected = Plan { actions, wake_at, ..Plan::default() };
+            assert_eq!(plan_one(want, obs, now), expected, "{label}");
         }
     }
 
     #[test]
     fn a_recreate_waits_for_the_new_image_and_a_live_change_does_not() {
         let now = base_now();
-        let running = Phase::Running { since: now };
+        let running = Phase::Running {
+            since: now,
+            health: None,
+        };
         let mut recreate = spec(WEB);
         recreate.env.insert("MODE".into(), "new".into());
         let mut live = spec(WEB);
@@ -461,6 +544,7 @@ mod tests {
         let prepare = Plan {
             actions: vec![Action::Prepare { name: WEB.into() }],
             wake_at: Some(now + PREPARE_POLL),
+            ..Plan::default()
         };
         assert_eq!(run(&recreate, running, &unready), prepare);
         assert_eq!(run(&recreate, Phase::Starting, &unready), prepare);
@@ -472,7 +556,7 @@ mod tests {
         // Nothing runs: it starts at once (and waits for its image as a start error).
         assert_eq!(
             run(&recreate, Phase::Failed, &unready).actions,
-            [start(WEB)]
+            [start_with(WEB, &recreate)]
         );
         // A live change never needs a new image.
         assert_eq!(run(&live, running, &unready).actions, [update(WEB)]);
@@ -483,7 +567,10 @@ mod tests {
         let now = base_now();
         let phases = [
             Phase::Starting,
-            Phase::Running { since: now },
+            Phase::Running {
+                since: now,
+                health: None,
+            },
             Phase::Stopping {
                 then: Remove,
                 kill_at: None,
@@ -545,12 +632,33 @@ mod tests {
             want("h-running"),
         ]);
         let observed = BTreeMap::from([
-            entry("a-deleted", Phase::Running { since: now }, 0),
-            entry("d-changed", Phase::Running { since: now }, 0),
+            entry(
+                "a-deleted",
+                Phase::Running {
+                    since: now,
+                    health: None,
+                },
+                0,
+            ),
+            entry(
+                "d-changed",
+                Phase::Running {
+                    since: now,
+                    health: None,
+                },
+                0,
+            ),
             entry("e-crashed", ended(RunEnd::Exited(2), 1), 3),
             entry("f-waiting", backoff(now + Duration::from_secs(5)), 2),
             entry("g-waiting", backoff(now + ms(300)), 2),
-            entry("h-running", Phase::Running { since: now }, 0),
+            entry(
+                "h-running",
+                Phase::Running {
+                    since: now,
+                    health: None,
+                },
+                0,
+            ),
         ]);
         (desired, observed)
     }
@@ -566,7 +674,12 @@ mod tests {
             schedule("e-crashed", now + ms(800), 4),
         ];
         let wake_at = Some(now + ms(300));
-        assert_eq!(plan(&desired, &observed, now), Plan { actions, wake_at });
+        let expected = Plan {
+            actions,
+            wake_at,
+            ..Plan::default()
+        };
+        assert_eq!(plan(&desired, &observed, now), expected);
     }
 
     #[test]

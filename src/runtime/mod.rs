@@ -14,6 +14,7 @@ pub mod devices_bpf;
 mod driver;
 pub mod logfmt;
 pub mod net;
+pub mod probe;
 pub mod reaper;
 pub mod seccomp;
 pub mod shim;
@@ -154,6 +155,17 @@ pub enum Event {
         /// Why.
         message: String,
     },
+    /// A health probe answered.
+    Probed {
+        /// Workload name.
+        name: String,
+        /// Instance generation.
+        gen: u64,
+        /// The probe passed.
+        ok: bool,
+        /// What it said (bounded).
+        output: String,
+    },
     /// The instance is gone and its cgroup removed.
     Ended {
         /// Workload name.
@@ -183,6 +195,8 @@ pub struct Instance {
     pub image_stop_signal: Option<crate::manifest::Signal>,
     /// The manifest digest of the image it runs (what a tag resolved to at its start).
     pub image_digest: Option<String>,
+    /// It has a network namespace of its own (not `network.mode = "host"`).
+    own_netns: bool,
     /// Keeps the image's layers from garbage collection while the instance lives.
     _layers: Option<crate::images::gc::Hold>,
 }
@@ -207,6 +221,47 @@ impl Instance {
     /// Current memory usage.
     pub fn memory_bytes(&self) -> Option<u64> {
         self.cgroup.memory_bytes()
+    }
+
+    /// Runs `check`'s probe in the background from inside the instance's network namespace;
+    /// the answer arrives on `events` as [`Event::Probed`] for `name`.
+    pub fn probe(
+        &self,
+        name: &str,
+        check: &crate::manifest::HealthCheck,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) {
+        let netns = if self.own_netns {
+            match self.pidfd.try_clone() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let _ = events.send(Event::Probed {
+                        name: name.to_string(),
+                        gen: self.gen,
+                        ok: false,
+                        output: format!("duplicating the instance's pidfd: {e}"),
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let (probe, timeout, name, gen) = (
+            check.probe.clone(),
+            check.timeout,
+            name.to_string(),
+            self.gen,
+        );
+        tokio::spawn(async move {
+            let (ok, output) = probe::run(&probe, netns, timeout).await;
+            let _ = events.send(Event::Probed {
+                name,
+                gen,
+                ok,
+                output,
+            });
+        });
     }
 
     /// The workload's host PID once known.
@@ -675,6 +730,7 @@ impl Runtime {
             workload_pid,
             image_stop_signal,
             image_digest,
+            own_netns: spec.network.mode != NetworkMode::Host,
             _layers: hold,
         })
     }

@@ -15,13 +15,14 @@ mod tests;
 use crate::api::{self, Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
 use crate::manifest::{self, Desired, NetworkMode, Signal, Spec};
 use crate::pid1::power::{PowerLatch, PowerMsg};
+use crate::reconcile::lifecycle::{Happened, Next};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
 use crate::runtime::Event;
 use netstate::NetState;
 use seam::WorkloadRuntime;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use workload::Workload;
 
@@ -51,6 +52,8 @@ pub struct Supervisor {
     /// Where `superctl poweroff|reboot|halt` goes (PID-1 mode only), and the latch that
     /// says whether a power action was already decided (by a signal or a request).
     power: Option<(mpsc::Sender<PowerMsg>, PowerLatch)>,
+    /// What each workload held back by its start order waits for (from the last plan).
+    waiting: BTreeMap<String, Vec<String>>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -79,6 +82,7 @@ impl Supervisor {
             next_gen: 1,
             desired_loaded: false,
             power: None,
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -186,7 +190,7 @@ impl Supervisor {
                 w.started_mono = Some(now());
                 w.start_error = None;
                 if w.phase == Phase::Starting {
-                    w.phase = Phase::Running { since: now() };
+                    w.advance(Happened::Running);
                     announce(&name, w, None);
                 }
             }
@@ -196,6 +200,34 @@ impl Supervisor {
                         w.notice = Some(format!(
                             "its log cannot be written, output is being dropped: {message}"
                         ));
+                    }
+                }
+            }
+            Event::Probed {
+                name,
+                gen,
+                ok,
+                output,
+            } => {
+                let Some(w) = self.workloads.get_mut(&name) else {
+                    return;
+                };
+                if w.instance.as_ref().map(|i| i.gen()) != Some(gen) {
+                    return;
+                }
+                let before = w.health_status();
+                w.advance(Happened::Probed { ok });
+                w.probe_output = Some(output);
+                w.probe_wall = Some(SystemTime::now());
+                let after = w.health_status();
+                if after != before {
+                    let said = w.probe_output.as_deref().unwrap_or_default();
+                    match after {
+                        Some(reconcile::health::HealthStatus::Unhealthy) => {
+                            tracing::warn!("{name} unhealthy: {said}");
+                        }
+                        Some(s) => tracing::info!("{name} {}", s.as_str()),
+                        None => {}
                     }
                 }
             }
@@ -231,32 +263,21 @@ impl Supervisor {
                 let reason = if w.escalated {
                     crate::api::ExitReason::StopTimeout
                 } else {
-                    reason
+                    w.stop_cause.unwrap_or(reason)
                 };
                 w.escalated = false;
+                w.stop_cause = None;
                 w.last_exit = Some(last_exit(end, reason));
                 if let Some(e) = &error {
                     tracing::error!(workload = %name, "start failed: {e}");
                 }
                 w.start_error = error;
-                match w.phase {
-                    Phase::Stopping {
-                        then: AfterStop::Remove,
-                        ..
-                    } => {
-                        w.phase = Phase::Done;
-                        announce(&name, w, Some("removed"));
-                        self.workloads.remove(&name);
-                    }
-                    Phase::Stopping {
-                        then: AfterStop::Start,
-                        ..
-                    } => {
-                        w.phase = Phase::Backoff { until: now() };
-                    }
-                    _ => {
-                        w.phase = Phase::Ended { end, ran_for };
-                    }
+                if w.advance(Happened::Ended { end, ran_for }) == Next::Removed {
+                    announce(&name, w, Some("removed"));
+                    self.workloads.remove(&name);
+                } else if w.phase == Phase::Failed {
+                    // Stopped for good by its health check.
+                    announce(&name, w, None);
                 }
             }
         }
@@ -307,19 +328,10 @@ impl Supervisor {
                     return Response::NotFound(format!("no workload named {name}"));
                 };
                 w.failures = 0;
-                match w.phase {
-                    Phase::Starting | Phase::Running { .. } => {
-                        self.stop(&name, AfterStop::Start);
-                    }
-                    Phase::Stopping { kill_at, .. } => {
-                        w.phase = Phase::Stopping {
-                            then: AfterStop::Start,
-                            kill_at,
-                        };
-                    }
-                    Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
-                        w.phase = Phase::Backoff { until: now() };
-                    }
+                if matches!(w.phase, Phase::Starting | Phase::Running { .. }) {
+                    self.stop(&name, AfterStop::Start);
+                } else {
+                    w.advance(Happened::RestartRequested);
                 }
                 Response::Ack(Ack {
                     message: format!("restarting {name}"),
@@ -341,12 +353,15 @@ impl Supervisor {
                     .and_then(|e| e.spec.as_ref().err())
                     .or_else(|| self.net.rejection(name))
                     .map(|e| manifest::bound_text(e.to_string(), api::MAX_ERROR_CHARS));
+                let waiting = self.waiting.get(name).cloned().unwrap_or_default();
                 match self.workloads.get(name) {
-                    Some(w) => w.status(name, file, merr),
+                    Some(w) => w.status(name, file, merr, waiting),
                     None => WorkloadStatus {
                         name: name.clone(),
                         state: if merr.is_some() {
                             State::Failed
+                        } else if !waiting.is_empty() {
+                            State::Waiting
                         } else {
                             State::Starting
                         },
@@ -375,6 +390,8 @@ impl Supervisor {
                             .and_then(|e| e.spec.as_ref().ok())
                             .map(|s| s.volumes.iter().map(|v| v.name.clone()).collect())
                             .unwrap_or_default(),
+                        health: None,
+                        waiting_for: waiting,
                     },
                 }
             })
@@ -427,6 +444,7 @@ impl Supervisor {
             }
             let plan = reconcile::plan_with(&desired, &observed, &unready, now);
             self.wake_at = plan.wake_at;
+            self.waiting = plan.waiting;
             if plan.actions.is_empty() {
                 return;
             }
@@ -448,7 +466,17 @@ impl Supervisor {
 
     fn execute(&mut self, action: Action, now: Instant) {
         match action {
-            Action::Start { name } => self.start(&name),
+            Action::Start { name, spec } => self.start(&name, spec),
+            Action::Probe { name } => {
+                let Some(w) = self.workloads.get_mut(&name) else {
+                    return;
+                };
+                let (Some(check), Some(inst)) = (w.spec.health.clone(), &w.instance) else {
+                    return;
+                };
+                inst.probe(&name, &check, self.events_tx.clone());
+                w.advance(Happened::ProbeSent);
+            }
             Action::Stop { name, then } => self.stop(&name, then),
             Action::UpdateLive { name } => self.update_live(&name),
             Action::Kill { name } => self.kill(&name),
@@ -471,7 +499,7 @@ impl Supervisor {
             }
             Action::ScheduleRestart { name, at, failures } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
-                    w.phase = Phase::Backoff { until: at };
+                    w.advance(Happened::BackoffScheduled { until: at });
                     w.failures = failures;
                     w.next_restart_wall =
                         Some(SystemTime::now() + at.saturating_duration_since(now));
@@ -480,7 +508,7 @@ impl Supervisor {
             }
             Action::Finish { name, failed } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
-                    w.phase = if failed { Phase::Failed } else { Phase::Done };
+                    w.advance(Happened::Finished { failed });
                     if failed {
                         w.start_error.get_or_insert_with(|| {
                             format!(
@@ -499,10 +527,10 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, name: &str) {
-        let (spec, address) = match (self.desired_spec(name), self.workloads.get(name)) {
-            (Some(s), _) => (s, self.net.address(name)),
-            (None, Some(w)) => (w.spec.clone(), w.address),
+    fn start(&mut self, name: &str, spec: Arc<Spec>) {
+        let address = match (self.desired_spec(name), self.workloads.get(name)) {
+            (Some(_), _) => self.net.address(name),
+            (None, Some(w)) => w.address,
             (None, None) => return,
         };
         let address = address.filter(|_| spec.network.mode == NetworkMode::Bridge);
@@ -528,7 +556,7 @@ impl Supervisor {
         {
             Ok(inst) => {
                 w.instance = Some(inst);
-                w.phase = Phase::Starting;
+                w.advance(Happened::Spawned);
                 announce(name, w, None);
             }
             Err(e) => {
@@ -538,10 +566,7 @@ impl Supervisor {
                     RunEnd::StartFailed,
                     crate::api::ExitReason::StartFailed,
                 ));
-                w.phase = Phase::Ended {
-                    end: RunEnd::StartFailed,
-                    ran_for: Duration::ZERO,
-                };
+                w.advance(Happened::SpawnFailed);
             }
         }
     }
@@ -550,17 +575,28 @@ impl Supervisor {
         let Some(w) = self.workloads.get_mut(name) else {
             return;
         };
-        if let Phase::Stopping { kill_at, .. } = w.phase {
-            w.phase = Phase::Stopping { then, kill_at };
-            return;
-        }
+        let already = matches!(w.phase, Phase::Stopping { .. });
         let starting = w.phase == Phase::Starting;
         // The planner kills what is left at the stop timeout (a starting one is killed now,
         // and again then if anything remains).
-        w.phase = Phase::Stopping {
-            then,
-            kill_at: Some(now() + w.spec.stop.timeout),
+        let timeout = w.spec.stop.timeout;
+        w.advance(Happened::StopBegun { then, timeout });
+        w.stop_cause = match then {
+            AfterStop::Unhealthy | AfterStop::GiveUp => Some(crate::api::ExitReason::Unhealthy),
+            AfterStop::Await => Some(crate::api::ExitReason::DependencyDown),
+            AfterStop::Remove | AfterStop::Start => None,
         };
+        if already {
+            return;
+        }
+        if then == AfterStop::Unhealthy || then == AfterStop::GiveUp {
+            let said = w.probe_output.as_deref().unwrap_or("no answer");
+            let text = format!("stopped as unhealthy; the last probe said: {said}");
+            tracing::warn!(workload = %name, "{text}");
+            w.notice = Some(text);
+        } else if then == AfterStop::Await {
+            tracing::info!(workload = %name, "stopping until its dependencies are back");
+        }
         announce(name, w, None);
         let Some(inst) = &w.instance else { return };
         if starting {
@@ -582,13 +618,10 @@ impl Supervisor {
         let Some(w) = self.workloads.get_mut(name) else {
             return;
         };
-        let Phase::Stopping { then, .. } = w.phase else {
+        if !matches!(w.phase, Phase::Stopping { .. }) {
             return;
-        };
-        w.phase = Phase::Stopping {
-            then,
-            kill_at: None,
-        };
+        }
+        w.advance(Happened::Killed);
         let Some(inst) = &w.instance else { return };
         tracing::warn!(workload = %name, "did not stop within {:?}; killing every process in its cgroup", w.spec.stop.timeout);
         w.escalated = true;
@@ -663,7 +696,7 @@ fn last_exit(end: RunEnd, reason: crate::api::ExitReason) -> LastExit {
             ),
             reason,
         },
-        RunEnd::StartFailed => LastExit {
+        RunEnd::StartFailed | RunEnd::Unhealthy => LastExit {
             code: None,
             signal: None,
             reason,

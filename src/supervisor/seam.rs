@@ -3,7 +3,7 @@
 //! fake implements it in memory, so lifecycle logic runs without root, in milliseconds, on a
 //! paused tokio clock.
 
-use crate::manifest::{Resources, Signal, Spec};
+use crate::manifest::{HealthCheck, Resources, Signal, Spec};
 use crate::runtime::Event;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub trait InstanceHandle: Send + Sync + std::fmt::Debug {
     fn update(&self, resources: &Resources) -> Result<(), String>;
     /// Memory in use now.
     fn memory_bytes(&self) -> Option<u64>;
+    /// Starts `check`'s probe; its answer arrives on `events` as `Event::Probed` for `name`.
+    fn probe(&self, name: &str, check: &HealthCheck, events: mpsc::UnboundedSender<Event>);
     /// The image's StopSignal, used when the manifest names none.
     fn image_stop_signal(&self) -> Option<Signal> {
         None
@@ -111,6 +113,9 @@ impl InstanceHandle for crate::runtime::Instance {
     }
     fn memory_bytes(&self) -> Option<u64> {
         crate::runtime::Instance::memory_bytes(self)
+    }
+    fn probe(&self, name: &str, check: &HealthCheck, events: mpsc::UnboundedSender<Event>) {
+        crate::runtime::Instance::probe(self, name, check, events);
     }
     fn image_stop_signal(&self) -> Option<Signal> {
         self.image_stop_signal

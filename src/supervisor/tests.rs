@@ -14,6 +14,7 @@ struct Seen {
     signals: Vec<i32>,
     killed: bool,
     updates: Vec<Resources>,
+    probes: u32,
 }
 
 /// One start the supervisor asked for.
@@ -82,6 +83,14 @@ impl InstanceHandle for FakeInstance {
     }
     fn memory_bytes(&self) -> Option<u64> {
         Some(8 << 20)
+    }
+    fn probe(
+        &self,
+        _name: &str,
+        _check: &crate::manifest::HealthCheck,
+        _events: mpsc::UnboundedSender<Event>,
+    ) {
+        lock(&self.seen).probes += 1;
     }
 }
 
@@ -190,6 +199,54 @@ impl Harness {
         settle().await;
     }
 
+    /// The last start of `name`: its generation, events and what it saw.
+    fn of(&self, name: &str) -> (u64, mpsc::UnboundedSender<Event>, Arc<Mutex<Seen>>) {
+        let starts = lock(&self.fake.starts);
+        let s = starts
+            .iter()
+            .rev()
+            .find(|s| s.name == name)
+            .expect("started");
+        (s.gen, s.events.clone(), Arc::clone(&s.seen))
+    }
+
+    /// Names in start order.
+    fn started(&self) -> Vec<String> {
+        lock(&self.fake.starts)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Plays `name`'s last instance: it runs.
+    async fn run(&self, name: &str) {
+        let (gen, events, _) = self.of(name);
+        let _ = events.send(Event::Started {
+            name: name.into(),
+            gen,
+            pid: 4242,
+            init_pid: Some(4241),
+        });
+        settle().await;
+    }
+
+    /// Plays `name`'s last instance: its probe answers.
+    async fn answer(&self, name: &str, ok: bool) {
+        let (gen, events, _) = self.of(name);
+        let _ = events.send(Event::Probed {
+            name: name.into(),
+            gen,
+            ok,
+            output: if ok {
+                "HTTP 200 OK"
+            } else {
+                "connection refused"
+            }
+            .into(),
+        });
+        settle().await;
+    }
+
     fn last_seen(&self) -> Arc<Mutex<Seen>> {
         let starts = lock(&self.fake.starts);
         Arc::clone(&starts.last().expect("a start").seen)
@@ -293,4 +350,112 @@ async fn a_live_change_is_applied_in_place_and_a_refused_one_restarts() {
     );
     h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
     assert_eq!(h.starts(), 2, "the new spec starts at once");
+}
+
+fn checked(name: &str) -> Spec {
+    let mut s = spec(name);
+    let mut c = crate::manifest::HealthCheck::tcp(5432);
+    c.interval = Duration::from_secs(10);
+    c.start_interval = Duration::from_secs(1);
+    c.retries = 2;
+    s.health = Some(c);
+    s
+}
+
+async fn advance(ms: u64) {
+    tokio::time::advance(Duration::from_millis(ms)).await;
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_workload_is_restarted_with_backoff_and_says_why() {
+    let h = harness(Fake::default());
+    h.desire(&[checked("db")]).await;
+    h.run("db").await;
+    let (_, _, seen) = h.of("db");
+    advance(999).await;
+    assert_eq!(lock(&seen).probes, 0, "probed before start_interval");
+    advance(1).await;
+    assert_eq!(lock(&seen).probes, 1);
+    // No second probe while one is in flight.
+    advance(5_000).await;
+    assert_eq!(lock(&seen).probes, 1);
+    h.answer("db", true).await;
+    let w = h.status("db").await.expect("db");
+    let health = w.health.expect("a health view");
+    assert_eq!(
+        (health.status.as_str(), w.state),
+        ("healthy", State::Running)
+    );
+    assert_eq!(health.last_output.as_deref(), Some("HTTP 200 OK"));
+    // Healthy: the next probe comes `interval` later.
+    advance(9_999).await;
+    assert_eq!(lock(&seen).probes, 1);
+    advance(1).await;
+    assert_eq!(lock(&seen).probes, 2);
+    h.answer("db", false).await;
+    assert!(
+        lock(&seen).signals.is_empty(),
+        "one failure of two stopped it"
+    );
+    advance(10_000).await;
+    h.answer("db", false).await;
+    // Two failures: unhealthy, stopped, and restarted as a failed run (100 ms backoff).
+    assert_eq!(lock(&seen).signals, [libc::SIGTERM]);
+    let w = h.status("db").await.expect("db");
+    assert!(
+        w.notice.as_deref().is_some_and(|n| n.contains("unhealthy")),
+        "{w:?}"
+    );
+    h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+    let w = h.status("db").await.expect("db");
+    let reason = w.last_exit.map(|e| e.reason);
+    assert_eq!(
+        (w.state, reason),
+        (State::Backoff, Some(crate::api::ExitReason::Unhealthy))
+    );
+    advance(100).await;
+    assert_eq!(h.starts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_starts_once_its_dependency_is_healthy_and_stops_first() {
+    let h = harness(Fake::default());
+    let mut app = spec("app");
+    app.start_order.after = vec![crate::manifest::Dependency {
+        name: Name::new("db").expect("a name"),
+        condition: crate::manifest::Condition::Healthy,
+    }];
+    h.desire(&[checked("db"), app]).await;
+    assert_eq!(h.started(), ["db"]);
+    let w = h.status("app").await.expect("app");
+    assert_eq!(
+        (w.state, w.waiting_for.clone()),
+        (State::Waiting, vec!["db (healthy)".to_string()])
+    );
+    h.run("db").await;
+    advance(1_000).await;
+    assert_eq!(h.started(), ["db"], "started before db was healthy");
+    h.answer("db", true).await;
+    assert_eq!(h.started(), ["db", "app"]);
+    h.run("app").await;
+    // Removing both stops app first; db only once app is gone.
+    h.desire(&[]).await;
+    let (_, _, app_seen) = h.of("app");
+    let (_, _, db_seen) = h.of("db");
+    assert_eq!(lock(&app_seen).signals, [libc::SIGTERM]);
+    assert!(
+        lock(&db_seen).signals.is_empty(),
+        "db stopped before its dependent"
+    );
+    let (gen, events, _) = h.of("app");
+    let _ = events.send(Event::Ended {
+        name: "app".into(),
+        gen,
+        end: RunEnd::Signaled(libc::SIGTERM),
+        reason: crate::api::ExitReason::Signaled,
+        error: None,
+    });
+    settle().await;
+    assert_eq!(lock(&db_seen).signals, [libc::SIGTERM]);
 }

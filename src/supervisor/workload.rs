@@ -2,6 +2,8 @@
 
 use crate::api::{LastExit, State, WorkloadStatus};
 use crate::manifest::Spec;
+use crate::reconcile::health::HealthStatus;
+use crate::reconcile::lifecycle::{self, Happened, Next};
 use crate::reconcile::{Phase, RunEnd};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -45,6 +47,13 @@ pub struct Workload {
     pub ever_started: bool,
     /// The bridge address this workload holds (kept across restarts).
     pub address: Option<std::net::Ipv4Addr>,
+    /// Why superd is stopping it on its own account (health, a dependency), for the exit
+    /// reason.
+    pub stop_cause: Option<crate::api::ExitReason>,
+    /// What the last health probe said.
+    pub probe_output: Option<String>,
+    /// When the last health probe answered (wall clock, for status).
+    pub probe_wall: Option<SystemTime>,
 }
 
 impl Workload {
@@ -71,6 +80,33 @@ impl Workload {
             next_restart_wall: None,
             ever_started: false,
             address: None,
+            stop_cause: None,
+            probe_output: None,
+            probe_wall: None,
+        }
+    }
+
+    /// Moves the phase on by what happened (see [`lifecycle::next`]); says whether it was
+    /// removed.
+    pub fn advance(&mut self, what: Happened) -> Next {
+        let next = lifecycle::next(self.phase, what, self.spec.health.as_ref(), super::now());
+        if what == Happened::Spawned {
+            self.probe_output = None;
+            self.probe_wall = None;
+        }
+        if let Next::Phase(p) = next {
+            self.phase = p;
+        }
+        next
+    }
+
+    /// The health verdict of the running instance, when it is checked.
+    pub fn health_status(&self) -> Option<HealthStatus> {
+        match self.phase {
+            Phase::Running {
+                health: Some(h), ..
+            } => Some(h.status),
+            _ => None,
         }
     }
 
@@ -92,12 +128,17 @@ impl Workload {
         name: &str,
         manifest: Option<String>,
         manifest_error: Option<String>,
+        waiting_for: Vec<String>,
     ) -> WorkloadStatus {
         let running = matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. });
         let now = SystemTime::now();
         WorkloadStatus {
             name: name.to_string(),
-            state: self.state(),
+            state: if waiting_for.is_empty() {
+                self.state()
+            } else {
+                State::Waiting
+            },
             pid: self.pid,
             init_pid: self.init_pid,
             restarts: self.restarts,
@@ -134,7 +175,31 @@ impl Workload {
             image: image_of(&self.spec),
             image_digest: self.instance.as_ref().and_then(|i| i.image_digest()),
             volumes: self.spec.volumes.iter().map(|v| v.name.clone()).collect(),
+            health: self.health_view(),
+            waiting_for,
         }
+    }
+}
+
+impl Workload {
+    fn health_view(&self) -> Option<crate::api::HealthView> {
+        let check = self.spec.health.as_ref()?;
+        let Phase::Running {
+            health: Some(h), ..
+        } = self.phase
+        else {
+            return None;
+        };
+        let next = (!h.probing)
+            .then(|| SystemTime::now() + h.next_probe.saturating_duration_since(super::now()));
+        Some(crate::api::HealthView {
+            status: h.status.as_str().to_string(),
+            failures: h.failures,
+            probe: check.probe.describe(),
+            last_output: self.probe_output.clone(),
+            last_probe_at: self.probe_wall.map(rfc3339),
+            next_probe_at: next.map(rfc3339),
+        })
     }
 }
 

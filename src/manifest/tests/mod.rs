@@ -1,6 +1,7 @@
 //! Tests of `parse`: helpers and whole-document behaviour here, one test per field in `fields`.
 
 mod fields;
+mod health;
 
 use super::*;
 use std::path::Path;
