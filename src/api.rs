@@ -41,6 +41,8 @@ pub enum State {
     Failed,
     /// Not started yet: waiting for the dependencies in `waiting_for`.
     Waiting,
+    /// Stopped by `superctl stop` until `superctl start`.
+    Stopped,
 }
 
 impl State {
@@ -54,6 +56,7 @@ impl State {
             State::Exited => "exited",
             State::Failed => "failed",
             State::Waiting => "waiting",
+            State::Stopped => "stopped",
         }
     }
 }
@@ -121,6 +124,9 @@ pub struct WorkloadStatus {
     pub last_exit: Option<LastExit>,
     /// The manifest error or the start error.
     pub error: Option<String>,
+    /// The manifest is invalid (`error` says why): the workload keeps its last good spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid_manifest: bool,
     /// Something superd did to the workload that the operator did not ask for in so many
     /// words, e.g. a live update the kernel refused, turned into a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +185,22 @@ pub struct HealthView {
     /// RFC 3339 UTC time the next probe runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_probe_at: Option<String>,
+}
+
+/// `GET /v1/specs` body: what each workload runs (or last ran), for `superctl plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecsResponse {
+    /// By workload name.
+    pub workloads: std::collections::BTreeMap<String, RunningSpec>,
+}
+
+/// One workload in [`SpecsResponse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningSpec {
+    /// Its state.
+    pub state: State,
+    /// Its spec as superd serialises it (the fields `spec_hash` covers).
+    pub spec: serde_json::Value,
 }
 
 /// The longest probe output kept for status.
@@ -327,6 +349,18 @@ pub enum Request {
         /// The workload.
         name: String,
     },
+    /// Stop a workload and keep it stopped, across superd restarts, until [`Request::Start`].
+    Stop {
+        /// The workload.
+        name: String,
+    },
+    /// Undo a [`Request::Stop`].
+    Start {
+        /// The workload.
+        name: String,
+    },
+    /// Every workload's running (or last) spec, for `superctl plan`.
+    Specs,
     /// Stop every workload, then power off, reboot or halt (PID-1 mode only).
     Power {
         /// What to do at the end.
@@ -337,7 +371,7 @@ pub enum Request {
 impl Request {
     /// True for requests that change nothing (members of `--socket-group` may make only these).
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Request::Status { .. })
+        matches!(self, Request::Status { .. } | Request::Specs)
     }
 
     /// The verb, for messages: `status`, `restart`, `poweroff`.
@@ -345,6 +379,9 @@ impl Request {
         match self {
             Request::Status { .. } => "status",
             Request::Restart { .. } => "restart",
+            Request::Stop { .. } => "stop",
+            Request::Start { .. } => "start",
+            Request::Specs => "plan",
             Request::Power { action } => action.as_str(),
         }
     }
@@ -403,6 +440,8 @@ pub enum Response {
     Status(StatusResponse),
     /// Done.
     Ack(Ack),
+    /// Every workload's spec.
+    Specs(SpecsResponse),
     /// No such workload.
     NotFound(String),
     /// Something went wrong.

@@ -15,9 +15,10 @@ use superd::ctl::{table, Client, ClientError};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  no such workload, or invalid manifests (validate)
+  1  no such workload, or invalid manifests (validate, status --check)
   2  superd cannot be reached (also: invalid command line)
-  3  superd answered with an error or an invalid reply";
+  3  superd answered with an error or an invalid reply
+plan: 0 no change, 2 changes, 1 rejected manifests, 3 superd error";
 
 /// Control a running superd.
 #[derive(Debug, Parser)]
@@ -34,9 +35,38 @@ struct Cli {
 enum Command {
     /// Show workloads: state, PID, restarts, uptime, memory, last exit.
     Status {
-        /// Only this workload.
-        name: Option<String>,
+        /// Only these workloads.
+        names: Vec<String>,
         /// Print the API's JSON (`{"workloads":[...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print again every second (Ctrl-C ends it).
+        #[arg(long, conflicts_with = "check")]
+        watch: bool,
+        /// Exit with 1 when any manifest is invalid (its workload keeps its last good spec).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Stop a workload and keep it stopped, across superd restarts, until `superctl start`.
+    Stop {
+        /// The workload.
+        name: String,
+    },
+    /// Start a workload `superctl stop` stopped.
+    Start {
+        /// The workload.
+        name: String,
+    },
+    /// What applying a manifest directory would do against what runs now (without a daemon:
+    /// against nothing).
+    Plan {
+        /// The manifest directory.
+        #[arg(default_value = "/etc/workloads.d")]
+        dir: PathBuf,
+        /// The bridge subnet static addresses must lie in (superd's `--subnet`).
+        #[arg(long, default_value = "10.77.0.0/16")]
+        subnet: superd::network::Subnet,
+        /// Print JSON rows instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -181,14 +211,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(&cli.socket);
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Status { name, json } => match client.status(name.as_deref()) {
-            Ok(resp) if json => {
-                let text = serde_json::to_string(&resp).context("encoding status as JSON")?;
-                writeln!(out, "{text}")?;
+        Command::Status {
+            names,
+            json,
+            watch,
+            check,
+        } => {
+            if watch {
+                return status_watch(&client, &names, json, &mut out);
             }
-            Ok(resp) => out.write_all(table::render_status(&resp, SystemTime::now()).as_bytes())?,
-            Err(e) => return Ok(report(&e, name.as_deref())),
+            let resp = match statuses(&client, &names) {
+                Ok(resp) => resp,
+                Err((e, name)) => return Ok(report(&e, name.as_deref())),
+            };
+            print_status(&resp, json, &mut out)?;
+            if check && resp.workloads.iter().any(|w| w.invalid_manifest) {
+                out.flush()?;
+                return Ok(ExitCode::from(NOT_FOUND));
+            }
+        }
+        Command::Stop { name } => match client.stop(&name) {
+            Ok(ack) => writeln!(out, "{}", ack.message)?,
+            Err(e) => return Ok(report(&e, Some(&name))),
         },
+        Command::Start { name } => match client.start(&name) {
+            Ok(ack) => writeln!(out, "{}", ack.message)?,
+            Err(e) => return Ok(report(&e, Some(&name))),
+        },
+        Command::Plan { dir, subnet, json } => return plan(&client, &dir, &subnet, json, &mut out),
         Command::Logs {
             name,
             follow,
@@ -280,6 +330,110 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status of `names` (every workload when empty); an unknown name is an error naming it.
+fn statuses(
+    client: &Client,
+    names: &[String],
+) -> Result<api::StatusResponse, (ClientError, Option<String>)> {
+    let mut resp = client.status(None).map_err(|e| (e, None))?;
+    if names.is_empty() {
+        return Ok(resp);
+    }
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !resp.workloads.iter().any(|w| &w.name == *n))
+    {
+        let e = ClientError::NotFound(format!("no workload named {missing}"));
+        return Err((e, Some(missing.clone())));
+    }
+    resp.workloads.retain(|w| names.contains(&w.name));
+    Ok(resp)
+}
+
+fn print_status(
+    resp: &api::StatusResponse,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if json {
+        let text = serde_json::to_string(resp).context("encoding status as JSON")?;
+        writeln!(out, "{text}")?;
+    } else {
+        out.write_all(table::render_status(resp, SystemTime::now()).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `status --watch`: the table again every second (the screen cleared first on a
+/// terminal), until interrupted; superd going away is shown, not fatal.
+fn status_watch(
+    client: &Client,
+    names: &[String],
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        if tty && !json {
+            write!(out, "\x1b[H\x1b[2J")?;
+        }
+        match statuses(client, names) {
+            Ok(resp) => print_status(&resp, json, out)?,
+            Err((ClientError::NotFound(m), _)) => writeln!(out, "{m}")?,
+            Err((e, _)) => writeln!(out, "superd: {e}")?,
+        }
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// `superctl plan DIR`.
+fn plan(
+    client: &Client,
+    dir: &std::path::Path,
+    subnet: &superd::network::Subnet,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    use superd::ctl::plan;
+    let desired = superd::manifest::load_dir(dir)
+        .with_context(|| format!("reading the manifest directory {}", dir.display()))?;
+    let claims = superd::network::claim_errors(subnet, &desired)
+        .into_iter()
+        .map(|e| (e.file.clone(), e.to_string()))
+        .collect();
+    let running = match client.specs() {
+        Ok(r) => r.workloads,
+        Err(ClientError::Unreachable { .. }) => {
+            if !json {
+                writeln!(out, "(superd is not running: planning against nothing)")?;
+            }
+            Default::default()
+        }
+        Err(e) => return Ok(report(&e, None)),
+    };
+    let rows = plan::plan(&desired, &running, &claims);
+    if json {
+        let text = serde_json::to_string(&rows).context("encoding the plan as JSON")?;
+        writeln!(out, "{text}")?;
+    } else {
+        out.write_all(plan::render(&rows).as_bytes())?;
+    }
+    out.flush()?;
+    let code = if rows
+        .iter()
+        .any(|r| matches!(r.verdict, plan::Verdict::Rejected { .. }))
+    {
+        1
+    } else if rows.iter().any(|r| r.verdict.is_change()) {
+        2
+    } else {
+        0
+    };
+    Ok(ExitCode::from(code))
 }
 
 /// Writes superctl.8 and one page per visible subcommand into `dir`.

@@ -496,7 +496,8 @@ async fn daemon(
 
     let (msg_tx, msg_rx) = tokio::sync::mpsc::channel(64);
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sup = supervisor::Supervisor::new(rt.clone(), ev_tx);
+    let mut sup =
+        supervisor::Supervisor::new(rt.clone(), ev_tx).with_state_dir(cli.state_dir.clone());
     if cli.init_mode {
         sup = sup.with_power(power_tx.clone(), latch.clone());
     }

@@ -125,6 +125,27 @@ impl Client {
         )
     }
 
+    /// Stops a workload and keeps it stopped until [`Client::start`].
+    pub fn stop(&self, name: &str) -> Result<api::Ack, ClientError> {
+        self.call(
+            "POST",
+            &format!("/v1/workloads/{}/stop", encode_segment(name)),
+        )
+    }
+
+    /// Starts a workload [`Client::stop`] stopped.
+    pub fn start(&self, name: &str) -> Result<api::Ack, ClientError> {
+        self.call(
+            "POST",
+            &format!("/v1/workloads/{}/start", encode_segment(name)),
+        )
+    }
+
+    /// What every workload runs, for `superctl plan`.
+    pub fn specs(&self) -> Result<api::SpecsResponse, ClientError> {
+        self.call("GET", "/v1/specs")
+    }
+
     /// Asks superd (as PID 1) to stop every workload and power off, reboot or halt.
     pub fn power(&self, action: api::PowerAction) -> Result<api::Ack, ClientError> {
         self.call("POST", &format!("/v1/{}", action.as_str()))
@@ -370,6 +391,7 @@ mod tests {
         api::WorkloadStatus {
             health: None,
             waiting_for: Vec::new(),
+            invalid_manifest: false,
             name: name.into(),
             state: api::State::Running,
             pid: Some(42),
@@ -420,9 +442,15 @@ mod tests {
                     api::Request::Power { action } => api::Response::Ack(api::Ack {
                         message: action.as_str().to_string(),
                     }),
-                    api::Request::Status { name: Some(n) } | api::Request::Restart { name: n } => {
+                    api::Request::Status { name: Some(n) }
+                    | api::Request::Restart { name: n }
+                    | api::Request::Stop { name: n }
+                    | api::Request::Start { name: n } => {
                         api::Response::NotFound(format!("no workload named {n}"))
                     }
+                    api::Request::Specs => api::Response::Specs(api::SpecsResponse {
+                        workloads: Default::default(),
+                    }),
                 };
                 let _ = reply.send(resp);
             }

@@ -17,6 +17,7 @@ pub mod client;
 pub mod http;
 pub mod images;
 pub mod logs;
+pub mod plan;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod server;
 pub mod table;

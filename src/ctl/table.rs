@@ -86,6 +86,12 @@ fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
     if let Some(notice) = &w.notice {
         let _ = writeln!(out, "{name}: {}", clean(notice));
     }
+    if w.state == State::Stopped {
+        let _ = writeln!(
+            out,
+            "{name}: stopped by `superctl stop`; `superctl start {name}` starts it"
+        );
+    }
     if !w.waiting_for.is_empty() {
         let _ = writeln!(
             out,
@@ -283,6 +289,7 @@ mod tests {
         WorkloadStatus {
             health: None,
             waiting_for: Vec::new(),
+            invalid_manifest: false,
             name: name.into(),
             state,
             pid: None,

@@ -179,7 +179,7 @@ impl<'t> Checker<'t> {
 }
 
 /// Renders one key of a field path, quoting it when it is not a bare TOML key.
-pub(crate) fn key_segment(key: &str) -> String {
+pub fn key_segment(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()

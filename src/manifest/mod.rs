@@ -29,6 +29,8 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+/// Renders one key of a field path as error messages do (quoted unless a bare TOML key).
+pub use check::key_segment as key_path_segment;
 pub use error::{bound_text, FieldError, ManifestError, Snippet};
 pub use health::{Condition, Dependency, OnUnhealthy, Probe};
 pub use load::{

@@ -8,6 +8,10 @@
 
 use crate::manifest::Spec;
 
+/// The top-level fields of a serialised [`Spec`] a running instance takes in place; every
+/// other field is fixed at spawn. [`Spec::core_hash`] resets exactly these.
+pub const LIVE_SECTIONS: &[&str] = &["resources", "restart", "stop", "health", "start_order"];
+
 /// How an old spec relates to a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeClass {
@@ -51,6 +55,29 @@ mod tests {
     }
 
     type Edit = fn(&mut Spec);
+
+    #[test]
+    fn the_live_sections_are_what_core_hash_ignores() {
+        let mut a = base();
+        a.health = Some(crate::manifest::HealthCheck::tcp(1));
+        a.start_order.restart_with = true;
+        let value = serde_json::to_value(&a).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        for live in LIVE_SECTIONS {
+            assert!(keys.iter().any(|k| k == live), "{live} is not a field");
+        }
+        // Every other field changes the core hash (spot check on each kind of value).
+        let mut b = a.clone();
+        b.hostname = "other".into();
+        assert_ne!(a.core_hash(), b.core_hash());
+        let mut c = a.clone();
+        c.health = None;
+        c.start_order = Default::default();
+        c.resources.memory = Some(1 << 30);
+        c.restart.max_retries = 9;
+        c.stop.timeout = Duration::from_secs(1);
+        assert_eq!(a.core_hash(), c.core_hash());
+    }
 
     #[test]
     fn equal_specs_are_same() {

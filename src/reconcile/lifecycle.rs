@@ -48,6 +48,8 @@ pub enum Happened {
         /// True if it gave up after `max_retries`.
         failed: bool,
     },
+    /// The planner put a workload that is not running to rest (an operator stopped it).
+    Held,
     /// A health probe was sent.
     ProbeSent,
     /// A health probe answered (`ok`: it passed).
@@ -92,6 +94,7 @@ pub fn next(phase: Phase, what: Happened, check: Option<&HealthCheck>, now: Inst
                 ran_for,
             },
             AfterStop::GiveUp => Phase::Failed,
+            AfterStop::Hold => Phase::Held,
         },
         (_, H::Ended { end, ran_for }) => Phase::Ended { end, ran_for },
         (Phase::Stopping { kill_at, .. }, H::StopBegun { then, .. }) => {
@@ -117,6 +120,9 @@ pub fn next(phase: Phase, what: Happened, check: Option<&HealthCheck>, now: Inst
         ) => Phase::Backoff { until: now },
         (Phase::Ended { .. } | Phase::Backoff { .. }, H::BackoffScheduled { until }) => {
             Phase::Backoff { until }
+        }
+        (Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed, H::Held) => {
+            Phase::Held
         }
         (Phase::Ended { .. }, H::Finished { failed }) => {
             if failed {
@@ -206,6 +212,10 @@ mod tests {
             ("finish of a running one does nothing", running, Happened::Finished { failed: true }, p(running)),
             ("probe answer without a check", running, Happened::Probed { ok: false }, p(running)),
             ("probe answer after the end", ended, Happened::Probed { ok: true }, p(ended)),
+            ("stopped by an operator", stopping(AfterStop::Hold), end, p(Phase::Held)),
+            ("put to rest", Phase::Failed, Happened::Held, p(Phase::Held)),
+            ("a running one is stopped first", running, Happened::Held, p(running)),
+            ("a restart of a held one is a start", Phase::Held, Happened::RestartRequested, p(Phase::Held)),
         ];
         for (label, phase, what, want) in table {
             assert_eq!(next(phase, what, None, now), want, "{label}");

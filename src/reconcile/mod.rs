@@ -60,6 +60,8 @@ pub enum AfterStop {
     Unhealthy,
     /// The health check failed under `on_unhealthy = "stop"`: stay failed.
     GiveUp,
+    /// An operator stopped it (`superctl stop`): stay stopped until `superctl start`.
+    Hold,
 }
 
 /// Where a workload is in its lifecycle, as the supervisor observes it.
@@ -98,6 +100,8 @@ pub enum Phase {
     Done,
     /// Gave up after `[restart] max_retries`.
     Failed,
+    /// Stopped by an operator (`superctl stop`) until `superctl start`.
+    Held,
 }
 
 /// What the supervisor knows about one workload.
@@ -165,6 +169,11 @@ pub enum Action {
         /// True if the workload gave up rather than finished under its policy.
         failed: bool,
     },
+    /// An operator stopped it and nothing runs: rest in `Held`.
+    Hold {
+        /// The workload.
+        name: String,
+    },
     /// Nothing runs and the manifest is gone: drop the entry.
     Forget {
         /// The workload.
@@ -225,20 +234,31 @@ pub fn plan(
     observed: &BTreeMap<String, Observed>,
     now: Instant,
 ) -> Plan {
-    plan_with(desired, observed, &BTreeSet::new(), now)
+    plan_with(desired, observed, &Gates::default(), now)
 }
 
-/// [`plan`], where `unready` names the workloads whose desired spec's image is not in the
-/// store yet: a running one that must be recreated gets `Prepare` (and a wake-up after
-/// [`PREPARE_POLL`]) instead of a stop, so the old instance serves until the new image is
-/// there.
+/// What holds workloads back besides their manifests, for [`plan_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// Workloads whose desired spec's image is not in the store yet.
+    pub unready: BTreeSet<String>,
+    /// Workloads an operator stopped (`superctl stop`): they are stopped and never started
+    /// while their name is here, whatever their manifest says.
+    pub held: BTreeSet<String>,
+}
+
+/// [`plan`] with [`Gates`]: a running workload in `unready` that must be recreated gets
+/// `Prepare` (and a wake-up after [`PREPARE_POLL`]) instead of a stop, so the old instance
+/// serves until the new image is there; one in `held` whose manifest still exists is stopped
+/// (`Stop { then: Hold }`) or rests (`Hold`) instead of any other rule.
 #[must_use]
 pub fn plan_with(
     desired: &BTreeMap<String, Option<Arc<Spec>>>,
     observed: &BTreeMap<String, Observed>,
-    unready: &BTreeSet<String>,
+    gates: &Gates,
     now: Instant,
 ) -> Plan {
+    let unready = &gates.unready;
     let mut plan = Plan::default();
     let names: BTreeSet<&String> = desired.keys().chain(observed.keys()).collect();
     for name in names {
@@ -251,6 +271,10 @@ pub fn plan_with(
                 continue;
             }
             plan.wake(at);
+        }
+        if desired.contains_key(name) && gates.held.contains(name) {
+            plan.push(observed.get(name).and_then(|o| held(name.clone(), o.phase)));
+            continue;
         }
         let action = match (desired.get(name), observed.get(name)) {
             (Some(Some(spec)), None) => Some(Action::Start {
@@ -280,18 +304,46 @@ pub fn plan_with(
     plan
 }
 
-/// Rule 3: the manifest was deleted.
-fn deleted(name: String, phase: Phase) -> Option<Action> {
-    use AfterStop::{Await, GiveUp, Remove, Start, Unhealthy};
+/// An operator stopped the workload: stop it, then rest.
+fn held(name: String, phase: Phase) -> Option<Action> {
     match phase {
         Phase::Running { .. }
         | Phase::Starting
         | Phase::Stopping {
-            then: Start | Await | Unhealthy | GiveUp,
+            then:
+                AfterStop::Remove
+                | AfterStop::Start
+                | AfterStop::Await
+                | AfterStop::Unhealthy
+                | AfterStop::GiveUp,
+            ..
+        } => Some(Action::Stop {
+            name,
+            then: AfterStop::Hold,
+        }),
+        Phase::Stopping {
+            then: AfterStop::Hold,
+            ..
+        }
+        | Phase::Held => None,
+        Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
+            Some(Action::Hold { name })
+        }
+    }
+}
+
+/// Rule 3: the manifest was deleted.
+fn deleted(name: String, phase: Phase) -> Option<Action> {
+    use AfterStop::{Await, GiveUp, Hold, Remove, Start, Unhealthy};
+    match phase {
+        Phase::Running { .. }
+        | Phase::Starting
+        | Phase::Stopping {
+            then: Start | Await | Unhealthy | GiveUp | Hold,
             ..
         } => Some(Action::Stop { name, then: Remove }),
         Phase::Stopping { then: Remove, .. } => None,
-        Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed => {
+        Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed | Phase::Held => {
             Some(Action::Forget { name })
         }
     }
@@ -299,7 +351,7 @@ fn deleted(name: String, phase: Phase) -> Option<Action> {
 
 /// Rule 4: the desired spec differs from the observed one (`class` is `Live` or `Recreate`).
 fn changed(name: String, spec: &Arc<Spec>, phase: Phase, class: ChangeClass) -> Option<Action> {
-    use AfterStop::{Await, GiveUp, Remove, Start, Unhealthy};
+    use AfterStop::{Await, GiveUp, Hold, Remove, Start, Unhealthy};
     match (phase, class) {
         (_, ChangeClass::Same) | (Phase::Stopping { then: Start, .. }, _) => None,
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Live) => {
@@ -308,17 +360,18 @@ fn changed(name: String, spec: &Arc<Spec>, phase: Phase, class: ChangeClass) -> 
         (Phase::Running { .. } | Phase::Starting, ChangeClass::Recreate)
         | (
             Phase::Stopping {
-                then: Remove | Await | Unhealthy | GiveUp,
+                then: Remove | Await | Unhealthy | GiveUp | Hold,
                 ..
             },
             _,
         ) => Some(Action::Stop { name, then: Start }),
-        (Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed, _) => {
-            Some(Action::Start {
-                name,
-                spec: Arc::clone(spec),
-            })
-        }
+        (
+            Phase::Ended { .. } | Phase::Backoff { .. } | Phase::Done | Phase::Failed | Phase::Held,
+            _,
+        ) => Some(Action::Start {
+            name,
+            spec: Arc::clone(spec),
+        }),
     }
 }
 
@@ -341,7 +394,12 @@ fn unchanged(
                 }
             })
         }
+        // A due backoff, or released by `superctl start`: start the spec it has.
         Phase::Backoff { until } if until <= now => Some(Action::Start {
+            name,
+            spec: Arc::clone(&obs.spec),
+        }),
+        Phase::Held => Some(Action::Start {
             name,
             spec: Arc::clone(&obs.spec),
         }),
@@ -539,7 +597,11 @@ mod tests {
         let run = |want: &Spec, phase: Phase, unready: &BTreeSet<String>| {
             let desired = [(WEB.to_string(), Some(Arc::new(want.clone())))].into();
             let observed = [entry(WEB, phase, 0)].into();
-            plan_with(&desired, &observed, unready, now)
+            let gates = Gates {
+                unready: unready.clone(),
+                ..Gates::default()
+            };
+            plan_with(&desired, &observed, &gates, now)
         };
         let prepare = Plan {
             actions: vec![Action::Prepare { name: WEB.into() }],

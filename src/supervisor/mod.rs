@@ -6,6 +6,7 @@
 //! runtime. Nothing else mutates workload state.
 
 pub mod netstate;
+pub mod overrides;
 pub mod seam;
 pub mod workload;
 
@@ -54,6 +55,8 @@ pub struct Supervisor {
     power: Option<(mpsc::Sender<PowerMsg>, PowerLatch)>,
     /// What each workload held back by its start order waits for (from the last plan).
     waiting: BTreeMap<String, Vec<String>>,
+    /// Workloads `superctl stop` stopped.
+    overrides: overrides::Overrides,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -83,7 +86,14 @@ impl Supervisor {
             desired_loaded: false,
             power: None,
             waiting: BTreeMap::new(),
+            overrides: overrides::Overrides::default(),
         }
+    }
+
+    /// Keeps `superctl stop` overrides in `state_dir` (and reads those left there).
+    pub fn with_state_dir(mut self, state_dir: std::path::PathBuf) -> Self {
+        self.overrides = overrides::Overrides::load(state_dir);
+        self
     }
 
     /// Accepts power requests (PID-1 mode): the first to claim `latch` is sent to `tx`.
@@ -275,6 +285,7 @@ impl Supervisor {
                 if w.advance(Happened::Ended { end, ran_for }) == Next::Removed {
                     announce(&name, w, Some("removed"));
                     self.workloads.remove(&name);
+                    self.forget_override(&name);
                 } else if w.phase == Phase::Failed {
                     // Stopped for good by its health check.
                     announce(&name, w, None);
@@ -323,7 +334,30 @@ impl Supervisor {
                     action.as_str()
                 )),
             },
+            Request::Stop { name } => self.hold(&name),
+            Request::Start { name } => self.release(&name),
+            Request::Specs => Response::Specs(api::SpecsResponse {
+                workloads: self
+                    .workloads
+                    .iter()
+                    .map(|(name, w)| {
+                        let spec = serde_json::to_value(&*w.spec).unwrap_or_default();
+                        (
+                            name.clone(),
+                            api::RunningSpec {
+                                state: w.state(),
+                                spec,
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
             Request::Restart { name } => {
+                if self.overrides.held().contains(&name) {
+                    return Response::Error(format!(
+                        "{name} was stopped by `superctl stop`; `superctl start {name}` starts it"
+                    ));
+                }
                 let Some(w) = self.workloads.get_mut(&name) else {
                     return Response::NotFound(format!("no workload named {name}"));
                 };
@@ -337,6 +371,57 @@ impl Supervisor {
                     message: format!("restarting {name}"),
                 })
             }
+        }
+    }
+
+    /// A removed workload's override goes with it (not at shutdown: it is kept for the next
+    /// superd).
+    fn forget_override(&mut self, name: &str) {
+        if self.shutting_down {
+            return;
+        }
+        if let Err(e) = self.overrides.release(name) {
+            tracing::error!(workload = %name, "dropping its stop override: {e}");
+        }
+    }
+
+    /// `superctl stop`: hold the workload stopped (the planner stops it).
+    fn hold(&mut self, name: &str) -> Response {
+        if !self.desired.contains_key(name) && !self.workloads.contains_key(name) {
+            return Response::NotFound(format!("no workload named {name}"));
+        }
+        if let Err(e) = self.overrides.hold(name) {
+            return Response::Error(format!(
+                "{name} not stopped: recording the override failed: {e}"
+            ));
+        }
+        tracing::info!(workload = %name, "held stopped by superctl stop");
+        Response::Ack(Ack {
+            message: format!("stopping {name} (it stays stopped until `superctl start {name}`)"),
+        })
+    }
+
+    /// `superctl start`: release a held workload (the planner starts it).
+    fn release(&mut self, name: &str) -> Response {
+        if !self.desired.contains_key(name) && !self.workloads.contains_key(name) {
+            return Response::NotFound(format!("no workload named {name}"));
+        }
+        match self.overrides.release(name) {
+            Ok(true) => {
+                if let Some(w) = self.workloads.get_mut(name) {
+                    w.failures = 0;
+                }
+                tracing::info!(workload = %name, "released by superctl start");
+                Response::Ack(Ack {
+                    message: format!("starting {name}"),
+                })
+            }
+            Ok(false) => Response::Ack(Ack {
+                message: format!("{name} was not stopped by `superctl stop`; nothing to do"),
+            }),
+            Err(e) => Response::Error(format!(
+                "{name} not started: recording the override failed: {e}"
+            )),
         }
     }
 
@@ -357,9 +442,12 @@ impl Supervisor {
                 match self.workloads.get(name) {
                     Some(w) => w.status(name, file, merr, waiting),
                     None => WorkloadStatus {
+                        invalid_manifest: merr.is_some(),
                         name: name.clone(),
                         state: if merr.is_some() {
                             State::Failed
+                        } else if self.overrides.held().contains(name) {
+                            State::Stopped
                         } else if !waiting.is_empty() {
                             State::Waiting
                         } else {
@@ -442,7 +530,11 @@ impl Supervisor {
                     w.pending_image = None;
                 }
             }
-            let plan = reconcile::plan_with(&desired, &observed, &unready, now);
+            let gates = reconcile::Gates {
+                unready,
+                held: self.overrides.held().clone(),
+            };
+            let plan = reconcile::plan_with(&desired, &observed, &gates, now);
             self.wake_at = plan.wake_at;
             self.waiting = plan.waiting;
             if plan.actions.is_empty() {
@@ -520,8 +612,15 @@ impl Supervisor {
                     announce(&name, w, None);
                 }
             }
+            Action::Hold { name } => {
+                if let Some(w) = self.workloads.get_mut(&name) {
+                    w.advance(Happened::Held);
+                    announce(&name, w, None);
+                }
+            }
             Action::Forget { name } => {
                 self.workloads.remove(&name);
+                self.forget_override(&name);
                 tracing::info!("{name} removed");
             }
         }
@@ -584,7 +683,7 @@ impl Supervisor {
         w.stop_cause = match then {
             AfterStop::Unhealthy | AfterStop::GiveUp => Some(crate::api::ExitReason::Unhealthy),
             AfterStop::Await => Some(crate::api::ExitReason::DependencyDown),
-            AfterStop::Remove | AfterStop::Start => None,
+            AfterStop::Remove | AfterStop::Start | AfterStop::Hold => None,
         };
         if already {
             return;

@@ -459,3 +459,44 @@ async fn a_dependent_starts_once_its_dependency_is_healthy_and_stops_first() {
     settle().await;
     assert_eq!(lock(&db_seen).signals, [libc::SIGTERM]);
 }
+
+async fn ask(h: &Harness, req: Request) -> Response {
+    let (tx, rx) = oneshot::channel();
+    h.api.send((req, tx)).await.expect("supervisor runs");
+    let resp = rx.await.expect("an answer");
+    settle().await;
+    resp
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_stop_holds_until_start_whatever_the_manifest_says() {
+    let h = harness(Fake::default());
+    h.desire(&[spec("web")]).await;
+    h.run("web").await;
+    let stop = ask(&h, Request::Stop { name: "web".into() }).await;
+    assert!(matches!(stop, Response::Ack(_)), "{stop:?}");
+    assert_eq!(lock(&h.last_seen()).signals, [libc::SIGTERM]);
+    h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+    assert_eq!(h.status("web").await.map(|w| w.state), Some(State::Stopped));
+    // Neither a changed manifest, a backoff nor a restart request starts it.
+    let mut changed = spec("web");
+    changed.command = vec!["true".into()];
+    h.desire(&[changed]).await;
+    advance(10_000).await;
+    assert_eq!(h.starts(), 1);
+    let restart = ask(&h, Request::Restart { name: "web".into() }).await;
+    assert!(matches!(restart, Response::Error(ref m) if m.contains("superctl start web")));
+    assert_eq!(h.starts(), 1);
+    // Start releases it: the changed spec runs.
+    let start = ask(&h, Request::Start { name: "web".into() }).await;
+    assert!(matches!(start, Response::Ack(_)), "{start:?}");
+    assert_eq!(h.starts(), 2);
+    let unknown = ask(
+        &h,
+        Request::Stop {
+            name: "nope".into(),
+        },
+    )
+    .await;
+    assert!(matches!(unknown, Response::NotFound(_)));
+}

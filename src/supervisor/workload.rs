@@ -119,6 +119,7 @@ impl Workload {
             Phase::Ended { .. } | Phase::Backoff { .. } => State::Backoff,
             Phase::Done => State::Exited,
             Phase::Failed => State::Failed,
+            Phase::Held => State::Stopped,
         }
     }
 
@@ -133,6 +134,7 @@ impl Workload {
         let running = matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. });
         let now = SystemTime::now();
         WorkloadStatus {
+            invalid_manifest: manifest_error.is_some(),
             name: name.to_string(),
             state: if waiting_for.is_empty() {
                 self.state()
