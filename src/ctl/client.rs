@@ -1,13 +1,10 @@
-//! A blocking client for the control socket (std only: `superctl` starts no async runtime).
+//! A blocking client for the control socket: hyper on a current-thread tokio runtime of its
+//! own per request, so `superctl` and tests call it like a function.
 
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd as _;
+use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use nix::sys::socket::{self as sock, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
-use nix::sys::time::{TimeVal, TimeValLike};
+use std::time::Duration;
 
 use super::http::{self, encode_segment};
 use crate::api;
@@ -256,135 +253,162 @@ impl Client {
         }
     }
 
-    /// One HTTP exchange within the deadline.
+    /// One HTTP exchange (hyper, on a runtime of its own) within the deadline.
     fn roundtrip(
         &self,
         method: &str,
         path: &str,
         fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<http::ParsedResponse, ClientError> {
-        let deadline = Instant::now() + self.timeout;
-        let mut stream = self.connect().map_err(|source| ClientError::Unreachable {
-            socket: self.socket.clone(),
-            source,
-        })?;
         let io_err = |source| ClientError::Io {
             socket: self.socket.clone(),
             source,
         };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: superctl/{}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
-        );
-        stream
-            .set_write_timeout(Some(self.timeout))
+        let fd = fd
+            .map(|f| f.try_clone_to_owned())
+            .transpose()
             .map_err(io_err)?;
-        // A server that refuses us (busy, forbidden) may answer and close before reading the
-        // request: a failed write is only fatal if no response can be read either.
-        let write_result = match fd {
-            None => stream.write_all(request.as_bytes()),
-            Some(fd) => send_with_fd(&mut stream, request.as_bytes(), fd),
-        };
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let eof = match self.read_some(&mut stream, &mut chunk, deadline) {
-                Ok(0) => true,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    false
-                }
-                // Linux reports ECONNRESET after the last byte if the server closed with our
-                // request unread; what was sent before that is still a full answer.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !buf.is_empty() => true,
-                Err(e) => return Err(io_err(write_result.err().unwrap_or(e))),
-            };
-            if buf.len() > MAX_RESPONSE_BYTES {
-                return Err(ClientError::Protocol(format!(
-                    "response larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err)?;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let stream = self.connect(deadline).await?;
+            let exchange = self.exchange(stream, method, path, fd);
+            match tokio::time::timeout_at(deadline, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(io_err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no reply in time",
+                ))),
             }
-            match http::parse_response(&buf, eof) {
-                Ok(Some(resp)) => return Ok(resp),
-                Ok(None) => {}
-                Err(e) => return Err(ClientError::Protocol(e.to_string())),
-            }
-        }
+        })
     }
 
-    /// Reads once, with whatever remains of the deadline as the read timeout.
-    fn read_some(
+    async fn exchange(
         &self,
-        stream: &mut UnixStream,
-        chunk: &mut [u8],
-        deadline: Instant,
-    ) -> io::Result<usize> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"));
+        stream: tokio::net::UnixStream,
+        method: &str,
+        path: &str,
+        fd: Option<std::os::fd::OwnedFd>,
+    ) -> Result<http::ParsedResponse, ClientError> {
+        use http_body_util::BodyExt;
+        use std::os::fd::AsFd;
+        let io_err = |source| ClientError::Io {
+            socket: self.socket.clone(),
+            source,
+        };
+        // A second handle: a server that refuses us (busy, forbidden) answers and closes
+        // before reading the request, and hyper then reports our failed write, not its answer.
+        let raw = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map(UnixStream::from)
+            .map_err(io_err)?;
+        let mut io = super::fdio::FdStream::new(stream, Default::default(), usize::MAX);
+        if let Some(fd) = fd {
+            io = io.with_fd(fd);
         }
-        stream.set_read_timeout(Some(left))?;
-        loop {
-            match stream.read(chunk) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"))
-                }
-                other => return other,
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| io_err(io::Error::other(e)))?;
+        let driver = tokio::spawn(conn);
+        let request = ::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(::http::header::HOST, "localhost")
+            .header(
+                ::http::header::USER_AGENT,
+                concat!("superctl/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(::http::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|e| ClientError::Protocol(format!("{method} {path}: {e}")))?;
+        let answer = match sender.send_request(request).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                driver.abort();
+                return refusal(&raw).ok_or_else(|| io_err(io::Error::other(e)));
             }
+        };
+        let status = answer.status().as_u16();
+        let body = http_body_util::Limited::new(answer.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await;
+        driver.abort();
+        match body {
+            Ok(b) => Ok(http::ParsedResponse {
+                status,
+                body: b.to_bytes().to_vec(),
+            }),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ClientError::Protocol(format!(
+                    "response larger than {MAX_RESPONSE_BYTES} bytes"
+                )))
+            }
+            Err(e) => Err(io_err(io::Error::other(e))),
         }
     }
 
-    /// connect(2) with SO_SNDTIMEO set first: a wedged daemon with a full accept backlog would
-    /// otherwise block a plain `UnixStream::connect` forever.
-    fn connect(&self) -> io::Result<UnixStream> {
-        let fd = sock::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        // Zero would mean "no timeout" to the kernel.
-        let micros = self.timeout.as_micros().clamp(1000, 86_400_000_000);
-        let timeout = TimeVal::microseconds(i64::try_from(micros).unwrap_or(1000));
-        sock::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
-        let addr = UnixAddr::new(self.socket.as_path())?;
-        match sock::connect(fd.as_raw_fd(), &addr) {
-            Ok(()) => Ok(UnixStream::from(fd)),
-            Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+    /// connect(2) within the deadline: a wedged daemon with a full accept backlog answers
+    /// EAGAIN, which is reported as not accepting connections.
+    async fn connect(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<tokio::net::UnixStream, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            socket: self.socket.clone(),
+            source,
+        };
+        let busy = || {
+            io::Error::new(
                 io::ErrorKind::TimedOut,
                 "superd is not accepting connections",
-            )),
-            Err(e) => Err(e.into()),
+            )
+        };
+        match tokio::time::timeout_at(deadline, tokio::net::UnixStream::connect(&self.socket)).await
+        {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => Err(unreachable(busy())),
+            Ok(Err(e)) => Err(unreachable(e)),
+            Err(_) => Err(unreachable(busy())),
         }
     }
+}
+
+/// The whole answer a refusing server left in the socket before it closed, if any.
+fn refusal(raw: &UnixStream) -> Option<http::ParsedResponse> {
+    let _ = raw.set_nonblocking(false);
+    let _ = raw.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match (&*raw).read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 64 * 1024 {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    http::parse_response(&buf, true).ok().flatten()
 }
 
 /// End-to-end tests: the real server on a tempdir socket, a fake supervisor, this client.
-/// Writes `bytes`, the first of them together with `fd` (SCM_RIGHTS).
-fn send_with_fd(
-    stream: &mut UnixStream,
-    bytes: &[u8],
-    fd: std::os::fd::BorrowedFd<'_>,
-) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [sock::ControlMessage::ScmRights(&fds)];
-    let iov = [io::IoSlice::new(bytes)];
-    let n = sock::sendmsg::<()>(
-        stream.as_raw_fd(),
-        &iov,
-        &cmsg,
-        sock::MsgFlags::empty(),
-        None,
-    )?;
-    stream.write_all(&bytes[n..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ctl::server::{bind, serve, ApiTx, ServerLimits};
+    use std::io::Write;
     use tokio::sync::{mpsc, oneshot};
 
     fn workload(name: &str) -> api::WorkloadStatus {
@@ -580,7 +604,7 @@ mod tests {
         assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
         assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
         assert!(method.starts_with("HTTP/1.1 405 "), "{method}");
-        assert!(method.contains("Allow: GET\r\n"), "{method}");
+        assert!(method.to_lowercase().contains("allow: get\r\n"), "{method}");
     }
 
     #[tokio::test]

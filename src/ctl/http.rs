@@ -1,9 +1,8 @@
-//! The little HTTP/1.1 the control socket speaks: one request, one response, then close.
-//!
-//! Pure functions over byte buffers (no I/O), so both the async server and the blocking client
-//! use them and the parsing is unit-tested without sockets. Deliberately small: no chunked
-//! transfer coding, no keep-alive, no pipelining. Also the mapping between HTTP and
-//! [`api`] types: [`route`] (request side) and [`to_http`] (response side).
+//! The control API's requests and answers as the handlers see them, and their mapping to
+//! [`api`] types: [`route`] (request side) and [`to_http`] (response side). hyper carries
+//! them on the wire (see `server` and `client`); what is left here is pure: the whole answers
+//! written outside an HTTP exchange (a refusal before a request), and the parser the client
+//! reads such a refusal with.
 
 use std::fmt::Write as _;
 
@@ -46,41 +45,6 @@ pub enum HttpError {
     /// Malformed message.
     #[error("malformed HTTP message: {0}")]
     Malformed(String),
-}
-
-/// Parses a request from the bytes received so far.
-///
-/// Returns `Ok(None)` when more bytes are needed, and [`HttpError::TooLarge`] as soon as it is
-/// known that head plus body cannot fit in `max_bytes` (the body is never read to find out).
-pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<HttpRequest>, HttpError> {
-    let too_large = HttpError::TooLarge { limit: max_bytes };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(too_large),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HttpError::Malformed(e.to_string())),
-    };
-    let body_len = body_length(req.headers)?.unwrap_or(0);
-    if head_len.saturating_add(body_len) > max_bytes {
-        return Err(too_large);
-    }
-    let Some(body) = buf.get(head_len..head_len + body_len) else {
-        return Ok(None);
-    };
-    let (method, target) = match (req.method, req.path) {
-        (Some(m), Some(p)) => (m, p),
-        _ => return Err(HttpError::Malformed("incomplete request line".into())),
-    };
-    let target = target.split('#').next().unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok(Some(HttpRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        body: body.to_vec(),
-    }))
 }
 
 /// Parses a response from the bytes received so far.
@@ -375,61 +339,6 @@ mod tests {
         assert_eq!(nf.status, 404);
         assert_eq!(nf.body, br#"{"error":"no workload named x"}"#);
         assert_eq!(to_http(api::Response::Error("boom".into())).status, 500);
-    }
-
-    #[test]
-    fn parses_a_complete_get() {
-        let raw = b"GET /v1/status?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-        let req = parse_request(raw, 1024).expect("valid").expect("complete");
-        assert_eq!(req.method, "GET");
-        assert_eq!(req.path, "/v1/status");
-        assert!(req.body.is_empty());
-    }
-
-    #[test]
-    fn partial_head_asks_for_more() {
-        assert_eq!(parse_request(b"GET /v1/sta", 1024), Ok(None));
-        assert_eq!(parse_request(b"", 1024), Ok(None));
-    }
-
-    #[test]
-    fn body_is_read_to_content_length() {
-        let raw = b"POST /v1/workloads/web/restart HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel";
-        assert_eq!(parse_request(raw, 1024), Ok(None));
-        let raw = b"POST /x HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello";
-        let req = parse_request(raw, 1024).expect("valid").expect("complete");
-        assert_eq!(req.body, b"hello");
-    }
-
-    #[test]
-    fn oversize_is_refused_without_reading_the_body() {
-        let raw = b"POST /x HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
-        assert_eq!(
-            parse_request(raw, 1024),
-            Err(HttpError::TooLarge { limit: 1024 })
-        );
-        let long_head = format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000));
-        assert_eq!(
-            parse_request(long_head.as_bytes(), 1024),
-            Err(HttpError::TooLarge { limit: 1024 })
-        );
-    }
-
-    #[test]
-    fn bad_request_lines_and_headers_are_malformed() {
-        for raw in [
-            &b"NOT HTTP AT ALL\r\n\r\n"[..],
-            b"GET /x HTTP/9.9\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        ] {
-            assert!(
-                matches!(parse_request(raw, 1024), Err(HttpError::Malformed(_))),
-                "{}",
-                String::from_utf8_lossy(raw)
-            );
-        }
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::access::{self, Access, Admission, Gate};
-use super::http::{self, route, to_http, HttpError, HttpRequest, HttpResponse};
+use super::fdio::{self, FdSlot, FdStream};
+use super::http::{route, to_http, HttpError, HttpRequest, HttpResponse};
 use crate::api;
 
 /// How the server hands decoded requests to the supervisor; it answers on the oneshot.
@@ -285,157 +285,198 @@ pub async fn serve(
     }
 }
 
-/// Serves one admitted connection: one request and one response, within the deadline (an
-/// image import has a deadline of its own, [`super::images::IMPORT_TIMEOUT`]).
+/// The body of every answer: whole, or streamed (events, logs -f).
+pub type Body = http_body_util::combinators::BoxBody<hyper::body::Bytes, io::Error>;
+
+/// A whole JSON answer as hyper sends it.
+fn to_hyper(resp: HttpResponse) -> hyper::Response<Body> {
+    use http_body_util::BodyExt;
+    let mut builder = hyper::Response::builder()
+        .status(resp.status)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(allow) = resp.allow {
+        builder = builder.header(hyper::header::ALLOW, allow);
+    }
+    let body = http_body_util::Full::new(hyper::body::Bytes::from(resp.body))
+        .map_err(|never| match never {})
+        .boxed();
+    builder.body(body).unwrap_or_else(|e| {
+        tracing::error!("building a control response: {e}");
+        hyper::Response::new(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+    })
+}
+
+/// Writes a whole answer straight to the socket, outside any HTTP exchange (a refusal before
+/// a request, a request that never came or was too large): one non-blocking write, then the
+/// connection closes.
+fn refuse(raw: &StdUnixStream, resp: &HttpResponse) {
+    use std::io::Write as _;
+    let _ = (&*raw).write(&resp.to_bytes());
+}
+
+/// Serves one admitted connection with hyper: one request and one response (no keep-alive),
+/// the request head and body within [`ServerLimits::max_request_bytes`] and
+/// [`ServerLimits::request_timeout`], the answer within its own deadline (an image import
+/// has a deadline of its own, [`super::images::IMPORT_TIMEOUT`]).
 async fn handle_connection(
-    mut stream: UnixStream,
-    limits: &ServerLimits,
+    stream: UnixStream,
+    limits: &Arc<ServerLimits>,
     tx: &ApiTx,
     access: Access,
     admission: &Admission,
 ) {
-    let mut fd = None;
-    let read = async {
-        tokio::select! {
-            r = read_request(&mut stream, limits.max_request_bytes, &mut fd) => r,
-            () = admission.evicted.notified() => Err(HttpResponse::error(
-                503,
-                "superd is busy: this idle connection made room for a new one",
-            )),
-        }
-    };
-    let read = match tokio::time::timeout(limits.request_timeout, read).await {
-        Ok(r) => r,
-        Err(_) => {
-            let _ = stream
-                .try_write(&HttpResponse::error(408, "request not received in time").to_bytes());
+    use std::os::fd::AsFd;
+    // A second handle on the socket for answers sent outside an HTTP exchange.
+    let raw = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => StdUnixStream::from(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, "duplicating a control connection");
             return;
         }
     };
-    admission.request_read();
-    let resp = match read {
-        Ok(Some(req)) => {
-            let deadline = if super::images::is_import(&req) {
-                super::images::IMPORT_TIMEOUT
-            } else {
-                limits.request_timeout
-            };
-            let handle = async {
-                if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {
-                    return r;
-                }
-                if let Some(r) =
-                    super::volumes::request(&req, limits.state_dir.as_ref(), access, tx).await
-                {
-                    return r;
-                }
-                if let Some(r) = super::images::request(&req, fd.take(), limits, access, tx).await {
-                    return r;
-                }
-                dispatch(&req, tx, access, limits.allowed_group).await
-            };
-            match tokio::time::timeout(deadline, handle).await {
-                Ok(r) => r,
-                Err(_) => HttpResponse::error(503, "superd did not answer in time"),
+    let slot = FdSlot::default();
+    let io = FdStream::new(stream, Arc::clone(&slot), limits.max_request_bytes);
+    let read = io.read_counter();
+    let head_in = Arc::new(tokio::sync::Notify::new());
+    let finish_by = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
+    let service = {
+        let (limits, tx, read) = (Arc::clone(limits), tx.clone(), Arc::clone(&read));
+        let (head_in, finish_by) = (Arc::clone(&head_in), Arc::clone(&finish_by));
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            head_in.notify_one();
+            let (limits, tx, read, slot) = (
+                Arc::clone(&limits),
+                tx.clone(),
+                Arc::clone(&read),
+                Arc::clone(&slot),
+            );
+            let finish_by = Arc::clone(&finish_by);
+            async move {
+                let resp = answer(req, &limits, &tx, access, &slot, &read, &finish_by).await;
+                Ok::<_, std::convert::Infallible>(resp)
             }
-        }
-        Ok(None) => return, // the client went away
-        Err(resp) => resp,
+        })
     };
-    let write = async {
-        if let Err(e) = stream.write_all(&resp.to_bytes()).await {
-            tracing::debug!(error = %e, "writing control response");
-        }
-        let _ = stream.shutdown().await;
-    };
-    // A partial response may be on the wire when this runs out; then just close.
-    let _ = tokio::time::timeout(limits.request_timeout, write).await;
-}
-
-/// One read that also takes a file descriptor sent with `SCM_RIGHTS` (the first one is kept
-/// in `fd`; any other is closed at once).
-async fn read_some(
-    stream: &UnixStream,
-    buf: &mut [u8],
-    fd: &mut Option<std::os::fd::OwnedFd>,
-) -> std::io::Result<usize> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(limits.max_request_bytes.saturating_add(1).max(8192))
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let read_by = tokio::time::sleep(limits.request_timeout);
+    tokio::pin!(read_by);
+    // Until the head is in, a slow client gets 408 and an idle one may be evicted; then the
+    // answer must be written by the handler's deadline plus the request timeout.
     loop {
-        stream.readable().await?;
-        let res = stream.try_io(tokio::io::Interest::READABLE, || {
-            let mut iov = [std::io::IoSliceMut::new(buf)];
-            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-            let msg = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(std::io::Error::from)?;
-            let mut got = Vec::new();
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        // SAFETY: the kernel just installed these fds in our table for us.
-                        got.extend(fds.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+        tokio::select! {
+            r = &mut conn => {
+                if r.is_err() && read.load(std::sync::atomic::Ordering::Relaxed) > limits.max_request_bytes {
+                    refuse(&raw, &HttpResponse::error(413, HttpError::TooLarge { limit: limits.max_request_bytes }.to_string()));
+                } else if let Err(e) = r {
+                    tracing::debug!(error = %e, "control connection");
+                }
+                return;
+            }
+            () = &mut read_by => {
+                let by = *finish_by.lock().unwrap_or_else(|p| p.into_inner());
+                match by {
+                    None => refuse(&raw, &HttpResponse::error(408, "request not received in time")),
+                    Some(t) if t > tokio::time::Instant::now() => {
+                        read_by.as_mut().reset(t);
+                        continue;
                     }
+                    Some(_) => tracing::debug!("control answer not written in time"),
                 }
+                return;
             }
-            Ok((msg.bytes, got))
-        });
-        match res {
-            Ok((n, got)) => {
-                for f in got {
-                    if fd.is_none() {
-                        *fd = Some(f);
-                    } // else: dropped, i.e. closed
-                }
-                return Ok(n);
+            () = admission.evicted.notified(), if finish_by.lock().unwrap_or_else(|p| p.into_inner()).is_none() => {
+                refuse(&raw, &HttpResponse::error(503, "superd is busy: this idle connection made room for a new one"));
+                return;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            () = head_in.notified() => admission.request_read(),
         }
     }
 }
 
-/// Reads one request. `Ok(None)` when the client closed before sending anything complete;
-/// `Err` carries the error response to send.
-async fn read_request(
-    stream: &mut UnixStream,
-    max: usize,
-    fd: &mut Option<std::os::fd::OwnedFd>,
-) -> Result<Option<HttpRequest>, HttpResponse> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match http::parse_request(&buf, max) {
-            Ok(Some(req)) => return Ok(Some(req)),
-            Ok(None) => {}
-            Err(e @ HttpError::TooLarge { .. }) => {
-                return Err(HttpResponse::error(413, e.to_string()))
-            }
-            Err(e) => return Err(HttpResponse::error(400, e.to_string())),
+/// Answers one request: its body read within the size limit, then the routes answered beside
+/// the supervisor (logs, volumes, images), then the supervisor's.
+async fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    limits: &ServerLimits,
+    tx: &ApiTx,
+    access: Access,
+    slot: &FdSlot,
+    read: &std::sync::atomic::AtomicUsize,
+    finish_by: &std::sync::Mutex<Option<tokio::time::Instant>>,
+) -> hyper::Response<Body> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let mut req = HttpRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        body: Vec::new(),
+    };
+    let deadline = if super::images::is_import(&req) {
+        super::images::IMPORT_TIMEOUT
+    } else {
+        limits.request_timeout
+    };
+    *finish_by.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(tokio::time::Instant::now() + deadline + limits.request_timeout);
+    let body = http_body_util::Limited::new(body, limits.max_request_bytes);
+    match tokio::time::timeout(limits.request_timeout, body.collect()).await {
+        Ok(Ok(b)) => req.body = b.to_bytes().to_vec(),
+        Ok(Err(_))
+            if read.load(std::sync::atomic::Ordering::Relaxed) > limits.max_request_bytes =>
+        {
+            let e = HttpError::TooLarge {
+                limit: limits.max_request_bytes,
+            };
+            return to_hyper(HttpResponse::error(413, e.to_string()));
         }
-        // Never buffer more than max + 1 bytes: one over the limit is enough to know.
-        let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
-        let n = match read_some(stream, &mut chunk[..room], fd).await {
-            Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(HttpResponse::error(400, "connection closed mid-request")),
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, "reading control request");
-                return Ok(None);
-            }
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > max {
-            return Err(HttpResponse::error(
-                413,
-                HttpError::TooLarge { limit: max }.to_string(),
-            ));
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            let e = HttpError::TooLarge {
+                limit: limits.max_request_bytes,
+            };
+            return to_hyper(HttpResponse::error(413, e.to_string()));
+        }
+        Ok(Err(e)) => {
+            return to_hyper(HttpResponse::error(
+                400,
+                format!("reading the request body: {e}"),
+            ))
+        }
+        Err(_) => {
+            return to_hyper(HttpResponse::error(
+                408,
+                "request body not received in time",
+            ))
         }
     }
+    let handle = async {
+        if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {
+            return r;
+        }
+        if let Some(r) = super::volumes::request(&req, limits.state_dir.as_ref(), access, tx).await
+        {
+            return r;
+        }
+        if let Some(r) = super::images::request(&req, fdio::take(slot), limits, access, tx).await {
+            return r;
+        }
+        dispatch(&req, tx, access, limits.allowed_group).await
+    };
+    to_hyper(match tokio::time::timeout(deadline, handle).await {
+        Ok(r) => r,
+        Err(_) => HttpResponse::error(503, "superd did not answer in time"),
+    })
 }
 
 /// `GET /v1/workloads/{name}/logs`, answered from the log files (read-only: group members
@@ -454,7 +495,8 @@ async fn logs_request(req: &HttpRequest, dir: Option<&Path>) -> Option<HttpRespo
         return Some(resp);
     }
     // The name becomes a file name: only a valid workload name (no `/`, no `..`).
-    let Some(name) = http::decode_segment(name).filter(|n| crate::manifest::Name::new(n).is_ok())
+    let Some(name) =
+        super::http::decode_segment(name).filter(|n| crate::manifest::Name::new(n).is_ok())
     else {
         return Some(HttpResponse::error(404, "invalid workload name"));
     };
