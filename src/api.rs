@@ -203,6 +203,64 @@ pub struct RunningSpec {
     pub spec: serde_json::Value,
 }
 
+/// What an [`Event`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A workload changed state (`state`).
+    State,
+    /// A run ended (`exit`).
+    Exit,
+    /// A health verdict changed (`health`, `message` = the probe's answer).
+    Health,
+    /// A manifest became invalid (`message` = the errors) or valid again.
+    Manifest,
+    /// An image is being fetched for a workload, or the fetch failed (`message`).
+    Image,
+    /// The stream lost events: the client read too slowly (`message` says how many).
+    Lost,
+}
+
+impl EventKind {
+    /// The word used in filters and text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Exit => "exit",
+            EventKind::Health => "health",
+            EventKind::Manifest => "manifest",
+            EventKind::Image => "image",
+            EventKind::Lost => "lost",
+        }
+    }
+}
+
+/// One line of `superctl events` (`GET /v1/events`, newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increases by one per event superd kept (a gap means events were lost).
+    pub seq: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// What it is about.
+    pub kind: EventKind,
+    /// The workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// The new state (`state` events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<State>,
+    /// How the run ended (`exit` events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<LastExit>,
+    /// The new health verdict (`health` events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Details (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// The longest probe output kept for status.
 pub const MAX_PROBE_OUTPUT: usize = 512;
 

@@ -159,3 +159,104 @@ fn plan_reports_what_applying_a_directory_would_do() {
     );
     sb.shutdown();
 }
+
+#[test]
+fn events_stream_live_and_replay_since_with_filters() {
+    let Some(()) = privileged("events_stream_live_and_replay_since_with_filters") else {
+        return;
+    };
+    use std::io::BufRead;
+    let sb = Sandbox::start("events");
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
+        .arg("--socket")
+        .arg(&sb.socket)
+        .args(["events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // Give the follower time to subscribe.
+    std::thread::sleep(Duration::from_millis(300));
+    sb.write_manifest(
+        "crash",
+        "command = [\"/bin/sh\", \"-c\", \"exit 3\"]\n[network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n",
+    );
+    sb.write_manifest("broken", "command = 1\n");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let want = |seen: &[serde_json::Value]| {
+        let exit = seen
+            .iter()
+            .any(|e| e["kind"] == "exit" && e["workload"] == "crash" && e["exit"]["code"] == 3);
+        let manifest = seen
+            .iter()
+            .any(|e| e["kind"] == "manifest" && e["workload"] == "broken");
+        exit && manifest
+    };
+    while !want(&seen) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) => seen.push(v),
+            Err(_) => panic!("events not seen live: {seen:#?}\n{}", sb.superd_log()),
+        }
+    }
+    let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let _ = reader.join();
+
+    // A replay after the fact, filtered: the crash's state changes and its exit, nothing else.
+    let (code, out, err) = superctl(
+        &sb.socket,
+        &[
+            "events",
+            "--since",
+            "1m",
+            "--no-follow",
+            "--filter",
+            "name=crash",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().all(|l| l.contains(" crash ")), "{out}");
+    assert!(out.contains("crash state starting"), "{out}");
+    assert!(out.contains("crash exit code=3 reason=exited"), "{out}");
+    let (code, out, _) = superctl(
+        &sb.socket,
+        &[
+            "events",
+            "--since",
+            "1m",
+            "--no-follow",
+            "--filter",
+            "kind=manifest",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["workload"], "broken");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken.toml:1:11"),
+        "{out}"
+    );
+    let (code, _, err) = superctl(&sb.socket, &["events", "--filter", "kind=boom"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown event kind"), "{err}");
+    sb.shutdown();
+}

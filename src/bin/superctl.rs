@@ -47,6 +47,23 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Follow what happens: state changes, exits (with code, signal and reason), health
+    /// verdicts, manifest errors, image fetches.
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// First the events kept since T (an RFC 3339 time or a duration ago: `10m`).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// `name=WORKLOAD` or `kind=state|exit|health|manifest|image` (repeatable; the
+        /// same key twice means either).
+        #[arg(long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Stop after the kept events instead of following new ones.
+        #[arg(long)]
+        no_follow: bool,
+    },
     /// Stop a workload and keep it stopped, across superd restarts, until `superctl start`.
     Stop {
         /// The workload.
@@ -230,6 +247,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(NOT_FOUND));
             }
         }
+        Command::Events {
+            json,
+            since,
+            filter,
+            no_follow,
+        } => {
+            return events(
+                &client,
+                json,
+                since.as_deref(),
+                &filter,
+                no_follow,
+                &mut out,
+            )
+        }
         Command::Stop { name } => match client.stop(&name) {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
@@ -387,6 +419,62 @@ fn status_watch(
         }
         out.flush()?;
         std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// `superctl events`.
+fn events(
+    client: &Client,
+    json: bool,
+    since: Option<&str>,
+    filters: &[String],
+    no_follow: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let mut query = Vec::new();
+    if let Some(s) = since {
+        let t = since_time(s).map_err(anyhow::Error::msg)?;
+        query.push(format!("since={}", superd::ctl::http::encode_segment(&t)));
+    }
+    for f in filters {
+        let (key, value) = f
+            .split_once('=')
+            .filter(|(k, _)| matches!(*k, "name" | "kind"))
+            .with_context(|| format!("--filter {f}: expected name=WORKLOAD or kind=KIND"))?;
+        if key == "kind" {
+            superd::ctl::events::kind(value).map_err(anyhow::Error::msg)?;
+        }
+        query.push(format!(
+            "{key}={}",
+            superd::ctl::http::encode_segment(value)
+        ));
+    }
+    if no_follow {
+        query.push("follow=false".into());
+    }
+    let mut failed = None;
+    let result = client.events(&query.join("&"), |e| {
+        let written = if json {
+            serde_json::to_string(&e)
+                .map_err(std::io::Error::other)
+                .and_then(|t| writeln!(out, "{t}"))
+        } else {
+            writeln!(out, "{}", table::render_event(&e))
+        };
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(report(&e, None)),
     }
 }
 

@@ -475,7 +475,9 @@ async fn daemon(
     let listener = ctl::bind(&cli.socket, cli.socket_group)
         .with_context(|| format!("binding the control socket {}", cli.socket.display()))?;
     let (api_tx, api_rx) = tokio::sync::mpsc::channel(64);
+    let events = std::sync::Arc::new(supervisor::events::EventHub::new());
     let limits = ctl::ServerLimits {
+        events: Some(std::sync::Arc::clone(&events)),
         allowed_group: cli.socket_group,
         log_dir: Some(
             cli.log_dir
@@ -496,8 +498,9 @@ async fn daemon(
 
     let (msg_tx, msg_rx) = tokio::sync::mpsc::channel(64);
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sup =
-        supervisor::Supervisor::new(rt.clone(), ev_tx).with_state_dir(cli.state_dir.clone());
+    let mut sup = supervisor::Supervisor::new(rt.clone(), ev_tx)
+        .with_state_dir(cli.state_dir.clone())
+        .with_events(events);
     if cli.init_mode {
         sup = sup.with_power(power_tx.clone(), latch.clone());
     }

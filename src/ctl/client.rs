@@ -11,6 +11,8 @@ use crate::api;
 
 /// The largest response the client accepts.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// The longest line of an event stream the client accepts.
+const MAX_EVENT_LINE: usize = 256 * 1024;
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +355,93 @@ impl Client {
             }
             Err(e) => Err(io_err(io::Error::other(e))),
         }
+    }
+
+    /// `GET /v1/events?query`: calls `each` for every event until it returns false, the
+    /// stream ends (superd stopped, or `follow=false`) or fails. Only connecting and the
+    /// answer's head are bounded by the timeout.
+    pub fn events(
+        &self,
+        query: &str,
+        mut each: impl FnMut(api::Event) -> bool,
+    ) -> Result<(), ClientError> {
+        use http_body_util::BodyExt;
+        let io_err = |source| ClientError::Io {
+            socket: self.socket.clone(),
+            source,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err)?;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let stream = self.connect(deadline).await?;
+            let io = super::fdio::FdStream::new(stream, Default::default(), usize::MAX);
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                    .await
+                    .map_err(|e| io_err(io::Error::other(e)))?;
+            let driver = tokio::spawn(conn);
+            let path = format!("/v1/events?{query}");
+            let request = ::http::Request::get(&path)
+                .header(::http::header::HOST, "localhost")
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .map_err(|e| ClientError::Protocol(format!("GET {path}: {e}")))?;
+            let answer = tokio::time::timeout_at(deadline, sender.send_request(request))
+                .await
+                .map_err(|_| io_err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time")))?
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            let status = answer.status().as_u16();
+            let mut body = answer.into_body();
+            if status != 200 {
+                let bytes = http_body_util::Limited::new(body, 64 * 1024)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().to_vec())
+                    .unwrap_or_default();
+                driver.abort();
+                let message = serde_json::from_slice::<api::ErrorBody>(&bytes)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                return Err(ClientError::Server { status, message });
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            let result = loop {
+                let frame = match body.frame().await {
+                    None => break Ok(()),
+                    Some(Err(e)) => break Err(io_err(io::Error::other(e))),
+                    Some(Ok(f)) => f,
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                pending.extend_from_slice(&data);
+                let mut stop = false;
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    match serde_json::from_slice::<api::Event>(&line) {
+                        Ok(e) => {
+                            if !each(e) {
+                                stop = true;
+                                break;
+                            }
+                        }
+                        Err(e) => return Err(ClientError::Protocol(format!("an event: {e}"))),
+                    }
+                }
+                if stop {
+                    break Ok(());
+                }
+                if pending.len() > MAX_EVENT_LINE {
+                    break Err(ClientError::Protocol(format!(
+                        "an event longer than {MAX_EVENT_LINE} bytes"
+                    )));
+                }
+            };
+            driver.abort();
+            result
+        })
     }
 
     /// connect(2) within the deadline: a wedged daemon with a full accept backlog answers

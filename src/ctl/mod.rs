@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod client;
+pub mod events;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod fdio;
 pub mod http;

@@ -46,6 +46,8 @@ pub struct ServerLimits {
     /// The puller, for `POST /v1/images/pull`.
     #[cfg(feature = "registry")]
     pub puller: Option<Arc<crate::images::pull::Puller>>,
+    /// The supervisor's event stream, for `GET /v1/events`.
+    pub events: Option<Arc<crate::supervisor::events::EventHub>>,
 }
 
 impl Default for ServerLimits {
@@ -60,6 +62,7 @@ impl Default for ServerLimits {
             state_dir: None,
             #[cfg(feature = "registry")]
             puller: None,
+            events: None,
         }
     }
 }
@@ -286,10 +289,10 @@ pub async fn serve(
 }
 
 /// The body of every answer: whole, or streamed (events, logs -f).
-pub type Body = http_body_util::combinators::BoxBody<hyper::body::Bytes, io::Error>;
+pub type Body = http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, io::Error>;
 
 /// A whole JSON answer as hyper sends it.
-fn to_hyper(resp: HttpResponse) -> hyper::Response<Body> {
+pub(super) fn to_hyper(resp: HttpResponse) -> hyper::Response<Body> {
     use http_body_util::BodyExt;
     let mut builder = hyper::Response::builder()
         .status(resp.status)
@@ -299,13 +302,13 @@ fn to_hyper(resp: HttpResponse) -> hyper::Response<Body> {
     }
     let body = http_body_util::Full::new(hyper::body::Bytes::from(resp.body))
         .map_err(|never| match never {})
-        .boxed();
+        .boxed_unsync();
     builder.body(body).unwrap_or_else(|e| {
         tracing::error!("building a control response: {e}");
         hyper::Response::new(
             http_body_util::Empty::new()
                 .map_err(|never| match never {})
-                .boxed(),
+                .boxed_unsync(),
         )
     })
 }
@@ -420,6 +423,12 @@ async fn answer(
         query: parts.uri.query().unwrap_or_default().to_owned(),
         body: Vec::new(),
     };
+    if req.path == "/v1/events" {
+        // A stream: it ends when the client goes away.
+        *finish_by.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        return super::events::answer(&req, limits.events.as_ref());
+    }
     let deadline = if super::images::is_import(&req) {
         super::images::IMPORT_TIMEOUT
     } else {

@@ -136,6 +136,41 @@ fn notes(out: &mut String, w: &WorkloadStatus, now: SystemTime) {
     }
 }
 
+/// One event as a line: `TIME NAME KIND details`.
+pub fn render_event(e: &crate::api::Event) -> String {
+    let mut line = format!(
+        "{} {} {}",
+        clean(&e.time),
+        clean(e.workload.as_deref().unwrap_or("-")),
+        e.kind.as_str()
+    );
+    if let Some(s) = e.state {
+        let _ = write!(line, " {}", s.as_str());
+    }
+    if let Some(x) = &e.exit {
+        if let Some(c) = x.code {
+            let _ = write!(line, " code={c}");
+        }
+        if let Some(s) = &x.signal {
+            let _ = write!(line, " signal={}", clean(s));
+        }
+        let _ = write!(line, " reason={}", x.reason.as_str());
+    }
+    if let Some(h) = &e.health {
+        let _ = write!(line, " {}", clean(h));
+    }
+    if let Some(m) = &e.message {
+        let first = m.lines().next().unwrap_or_default();
+        let more = if m.lines().nth(1).is_some() {
+            " …"
+        } else {
+            ""
+        };
+        let _ = write!(line, ": {}{more}", clean(first));
+    }
+    line
+}
+
 fn dash() -> String {
     "-".to_owned()
 }

@@ -5,6 +5,7 @@
 //! the pure planner what to do (`reconcile::plan`) and carries the actions out through the
 //! runtime. Nothing else mutates workload state.
 
+pub mod events;
 pub mod netstate;
 pub mod overrides;
 pub mod seam;
@@ -57,6 +58,8 @@ pub struct Supervisor {
     waiting: BTreeMap<String, Vec<String>>,
     /// Workloads `superctl stop` stopped.
     overrides: overrides::Overrides,
+    /// Everything that happened, for `superctl events`.
+    events: Arc<events::EventHub>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -87,7 +90,14 @@ impl Supervisor {
             power: None,
             waiting: BTreeMap::new(),
             overrides: overrides::Overrides::default(),
+            events: Arc::new(events::EventHub::new()),
         }
+    }
+
+    /// Records events in `hub` (which the control server reads).
+    pub fn with_events(mut self, hub: Arc<events::EventHub>) -> Self {
+        self.events = hub;
+        self
     }
 
     /// Keeps `superctl stop` overrides in `state_dir` (and reads those left there).
@@ -165,7 +175,16 @@ impl Supervisor {
                                 .unwrap_or(true);
                             if changed {
                                 tracing::error!(workload = %name, "invalid manifest (the workload keeps its last good spec):\n{e}");
+                                self.events
+                                    .emit(api::EventKind::Manifest, Some(name), |ev| {
+                                        ev.message = Some(e.to_string());
+                                    });
                             }
+                        } else if self.desired.get(name).is_some_and(|old| old.spec.is_err()) {
+                            self.events
+                                .emit(api::EventKind::Manifest, Some(name), |ev| {
+                                    ev.message = Some("the manifest is valid again".into());
+                                });
                         }
                     }
                     self.desired = d;
@@ -201,7 +220,7 @@ impl Supervisor {
                 w.start_error = None;
                 if w.phase == Phase::Starting {
                     w.advance(Happened::Running);
-                    announce(&name, w, None);
+                    announce(&self.events, &name, w, None);
                 }
             }
             Event::LogFailing { name, gen, message } => {
@@ -232,6 +251,12 @@ impl Supervisor {
                 let after = w.health_status();
                 if after != before {
                     let said = w.probe_output.as_deref().unwrap_or_default();
+                    if let Some(s) = after {
+                        self.events.emit(api::EventKind::Health, Some(&name), |e| {
+                            e.health = Some(s.as_str().to_string());
+                            e.message = Some(said.to_string());
+                        });
+                    }
                     match after {
                         Some(reconcile::health::HealthStatus::Unhealthy) => {
                             tracing::warn!("{name} unhealthy: {said}");
@@ -277,18 +302,20 @@ impl Supervisor {
                 };
                 w.escalated = false;
                 w.stop_cause = None;
-                w.last_exit = Some(last_exit(end, reason));
+                let exit = last_exit(end, reason);
+                self.events.exit(&name, &exit, error.clone());
+                w.last_exit = Some(exit);
                 if let Some(e) = &error {
                     tracing::error!(workload = %name, "start failed: {e}");
                 }
                 w.start_error = error;
                 if w.advance(Happened::Ended { end, ran_for }) == Next::Removed {
-                    announce(&name, w, Some("removed"));
+                    announce(&self.events, &name, w, Some("removed"));
                     self.workloads.remove(&name);
                     self.forget_override(&name);
                 } else if w.phase == Phase::Failed {
                     // Stopped for good by its health check.
-                    announce(&name, w, None);
+                    announce(&self.events, &name, w, None);
                 }
             }
         }
@@ -585,6 +612,9 @@ impl Supervisor {
                     );
                     if w.pending_image.is_none() {
                         tracing::info!(workload = %name, "{text}");
+                        self.events.emit(api::EventKind::Image, Some(&name), |e| {
+                            e.message = Some(text.clone());
+                        });
                     }
                     w.pending_image = Some(text);
                 }
@@ -595,7 +625,7 @@ impl Supervisor {
                     w.failures = failures;
                     w.next_restart_wall =
                         Some(SystemTime::now() + at.saturating_duration_since(now));
-                    announce(&name, w, None);
+                    announce(&self.events, &name, w, None);
                 }
             }
             Action::Finish { name, failed } => {
@@ -609,13 +639,13 @@ impl Supervisor {
                             )
                         });
                     }
-                    announce(&name, w, None);
+                    announce(&self.events, &name, w, None);
                 }
             }
             Action::Hold { name } => {
                 if let Some(w) = self.workloads.get_mut(&name) {
                     w.advance(Happened::Held);
-                    announce(&name, w, None);
+                    announce(&self.events, &name, w, None);
                 }
             }
             Action::Forget { name } => {
@@ -656,7 +686,7 @@ impl Supervisor {
             Ok(inst) => {
                 w.instance = Some(inst);
                 w.advance(Happened::Spawned);
-                announce(name, w, None);
+                announce(&self.events, name, w, None);
             }
             Err(e) => {
                 tracing::error!(workload = %name, "start failed: {e}");
@@ -696,7 +726,7 @@ impl Supervisor {
         } else if then == AfterStop::Await {
             tracing::info!(workload = %name, "stopping until its dependencies are back");
         }
-        announce(name, w, None);
+        announce(&self.events, name, w, None);
         let Some(inst) = &w.instance else { return };
         if starting {
             // The container is not built yet: nothing to shut down gracefully.
@@ -805,7 +835,13 @@ fn last_exit(end: RunEnd, reason: crate::api::ExitReason) -> LastExit {
 
 /// One log line per state change: `<name> <state> [code=<n>] [signal=<NAME>] [reason=<r>]`
 /// (on the console of PID-1 mode, `superd: ` precedes every line).
-fn announce(name: &str, w: &Workload, state: Option<&str>) {
+fn announce(events: &events::EventHub, name: &str, w: &Workload, state: Option<&str>) {
+    match state {
+        None => events.state(name, w.state()),
+        Some(word) => events.emit(api::EventKind::State, Some(name), |e| {
+            e.message = Some(word.to_string());
+        }),
+    }
     let mut line = format!("{name} {}", state.unwrap_or(w.state().as_str()));
     if matches!(w.phase, Phase::Done | Phase::Failed | Phase::Backoff { .. }) || state.is_some() {
         if let Some(le) = &w.last_exit {

@@ -100,6 +100,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 struct Harness {
     fake: Arc<Fake>,
+    events: Arc<super::events::EventHub>,
     msgs: mpsc::Sender<Msg>,
     api: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
 }
@@ -109,7 +110,9 @@ fn harness(fake: Fake) -> Harness {
     let (msg_tx, msg_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (api_tx, api_rx) = mpsc::channel(8);
-    let sup = Supervisor::new(Arc::clone(&fake) as Arc<dyn WorkloadRuntime>, ev_tx);
+    let events = Arc::new(super::events::EventHub::new());
+    let sup = Supervisor::new(Arc::clone(&fake) as Arc<dyn WorkloadRuntime>, ev_tx)
+        .with_events(Arc::clone(&events));
     tokio::spawn(sup.run(Inbox {
         msgs: msg_rx,
         events: ev_rx,
@@ -117,6 +120,7 @@ fn harness(fake: Fake) -> Harness {
     }));
     Harness {
         fake,
+        events,
         msgs: msg_tx,
         api: api_tx,
     }
@@ -499,4 +503,41 @@ async fn an_operator_stop_holds_until_start_whatever_the_manifest_says() {
     )
     .await;
     assert!(matches!(unknown, Response::NotFound(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_state_change_exit_and_health_verdict_is_an_event() {
+    let h = harness(Fake::default());
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    h.desire(&[checked("db")]).await;
+    h.run("db").await;
+    advance(1_000).await;
+    h.answer("db", true).await;
+    h.end_last(RunEnd::Exited(1)).await;
+    let filter = super::events::Filter {
+        since: Some(since),
+        ..Default::default()
+    };
+    let got: Vec<String> = h
+        .events
+        .subscribe(&filter)
+        .0
+        .iter()
+        .map(crate::ctl::table::render_event)
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or(l)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "db state starting",
+            "db state running",
+            "db health healthy: HTTP 200 OK",
+            "db exit code=1 reason=exited",
+            "db state backoff",
+        ]
+    );
 }
