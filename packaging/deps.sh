@@ -6,9 +6,9 @@ set -euo pipefail
 # zstd their zstd variant; docker-registry is the real registry the image tests pull from
 # (started by the tests on 127.0.0.1 with their own config, never the packaged service).
 # podman and skopeo: what benches/images.sh compares superd's pulls with. squashfs-tools packs
-# a read-only (pre-seeded) image store.
+# a read-only (pre-seeded) image store. python3-prometheus-client parses /metrics in the tests.
 pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry
-      podman skopeo squashfs-tools)
+      podman skopeo squashfs-tools python3-prometheus-client)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -261,6 +261,78 @@ pub struct Event {
     pub message: Option<String>,
 }
 
+/// Pressure stall information of one resource (cgroup v2): the share of the last 10 s in
+/// which some (or all) of the workload's tasks waited for it, and the total wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    /// `some avg10`, in percent.
+    pub some_avg10: f64,
+    /// `some total`, in microseconds.
+    pub some_total_us: u64,
+    /// `full avg10`, in percent (not for CPU before Linux 5.13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_avg10: Option<f64>,
+    /// `full total`, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_total_us: Option<u64>,
+}
+
+/// What a workload's cgroup reports (cumulative counters: a rate needs two samples).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CgroupStats {
+    /// CPU time used, in nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory in use.
+    pub memory_bytes: Option<u64>,
+    /// Its memory limit (none: unlimited).
+    pub memory_limit: Option<u64>,
+    /// Processes the OOM killer killed.
+    pub oom_kills: Option<u64>,
+    /// Tasks.
+    pub pids: Option<u64>,
+    /// Its task limit.
+    pub pids_limit: Option<u64>,
+    /// Bytes read from block devices.
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to block devices.
+    pub io_write_bytes: Option<u64>,
+    /// CPU pressure (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<Pressure>,
+    /// Memory pressure (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure: Option<Pressure>,
+    /// IO pressure (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure: Option<Pressure>,
+}
+
+/// One workload in [`StatsResponse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadStats {
+    /// The workload.
+    pub name: String,
+    /// Its state.
+    pub state: State,
+    /// Restarts since it was first started.
+    pub restarts: u32,
+    /// Its health verdict, when it is checked and runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// What its cgroup says (none when nothing runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupStats>,
+}
+
+/// `GET /v1/stats` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    /// Nanoseconds on superd's monotonic clock when the sample was taken (for rates).
+    pub monotonic_ns: u64,
+    /// Every workload.
+    pub workloads: Vec<WorkloadStats>,
+}
+
 /// The longest probe output kept for status.
 pub const MAX_PROBE_OUTPUT: usize = 512;
 
@@ -419,6 +491,8 @@ pub enum Request {
     },
     /// Every workload's running (or last) spec, for `superctl plan`.
     Specs,
+    /// What every workload uses, for `superctl stats` and `/metrics`.
+    Stats,
     /// Stop every workload, then power off, reboot or halt (PID-1 mode only).
     Power {
         /// What to do at the end.
@@ -429,7 +503,10 @@ pub enum Request {
 impl Request {
     /// True for requests that change nothing (members of `--socket-group` may make only these).
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Request::Status { .. } | Request::Specs)
+        matches!(
+            self,
+            Request::Status { .. } | Request::Specs | Request::Stats
+        )
     }
 
     /// The verb, for messages: `status`, `restart`, `poweroff`.
@@ -440,6 +517,7 @@ impl Request {
             Request::Stop { .. } => "stop",
             Request::Start { .. } => "start",
             Request::Specs => "plan",
+            Request::Stats => "stats",
             Request::Power { action } => action.as_str(),
         }
     }
@@ -500,6 +578,8 @@ pub enum Response {
     Ack(Ack),
     /// Every workload's spec.
     Specs(SpecsResponse),
+    /// What every workload uses.
+    Stats(StatsResponse),
     /// No such workload.
     NotFound(String),
     /// Something went wrong.

@@ -64,6 +64,18 @@ enum Command {
         #[arg(long)]
         no_follow: bool,
     },
+    /// What each workload uses, like `docker stats`: CPU %, memory and its limit, tasks, block
+    /// IO, OOM kills and (cgroup v2) pressure, refreshed every second.
+    Stats {
+        /// Only these workloads.
+        names: Vec<String>,
+        /// One sample (taken over a second), then exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// One JSON array of rows per sample.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop a workload and keep it stopped, across superd restarts, until `superctl start`.
     Stop {
         /// The workload.
@@ -262,6 +274,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &mut out,
             )
         }
+        Command::Stats {
+            names,
+            no_stream,
+            json,
+        } => return stats(&client, &names, no_stream, json, &mut out),
         Command::Stop { name } => match client.stop(&name) {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
@@ -419,6 +436,51 @@ fn status_watch(
         }
         out.flush()?;
         std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// `superctl stats`: a sample every second, rates from the last two.
+fn stats(
+    client: &Client,
+    names: &[String],
+    no_stream: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    use superd::ctl::stats;
+    let tty = std::io::stdout().is_terminal();
+    let mut before = match client.stats() {
+        Ok(s) => s,
+        Err(e) => return Ok(report(&e, None)),
+    };
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !before.workloads.iter().any(|w| &w.name == *n))
+    {
+        eprintln!("superctl: no workload named {missing}");
+        return Ok(ExitCode::from(NOT_FOUND));
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let after = match client.stats() {
+            Ok(s) => s,
+            Err(e) => return Ok(report(&e, None)),
+        };
+        let rows = stats::rows(&before, &after, names);
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        } else {
+            if tty && !no_stream {
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            out.write_all(stats::render(&rows).as_bytes())?;
+        }
+        out.flush()?;
+        if no_stream {
+            return Ok(ExitCode::SUCCESS);
+        }
+        before = after;
     }
 }
 

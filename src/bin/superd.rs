@@ -66,6 +66,10 @@ struct Cli {
     /// Group (numeric gid) allowed to use the control socket besides root.
     #[arg(long)]
     socket_group: Option<u32>,
+    /// Also serve Prometheus metrics (`GET /metrics`, nothing else) on this TCP address, e.g.
+    /// `127.0.0.1:9469`; off by default (the control socket always serves `/metrics`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Root of the workload cgroups: relative to superd's own cgroup in each hierarchy unless
     /// it starts with `/`.
     #[arg(long, default_value = "superd")]
@@ -490,6 +494,16 @@ async fn daemon(
         puller: rt.puller().cloned(),
         ..ctl::ServerLimits::default()
     };
+    if let Some(addr) = cli.metrics_listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        tracing::info!("serving /metrics on http://{addr}/metrics");
+        let own = limits.clone();
+        tokio::spawn(ctl::metrics::serve_tcp(tcp, api_tx.clone(), move || {
+            own.own_figures()
+        }));
+    }
     let server = tokio::spawn(async move {
         if let Err(e) = ctl::serve(listener, limits, api_tx).await {
             tracing::error!("control socket: {e}");

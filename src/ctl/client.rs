@@ -140,6 +140,11 @@ impl Client {
         )
     }
 
+    /// What every workload uses now.
+    pub fn stats(&self) -> Result<api::StatsResponse, ClientError> {
+        self.call("GET", "/v1/stats")
+    }
+
     /// What every workload runs, for `superctl plan`.
     pub fn specs(&self) -> Result<api::SpecsResponse, ClientError> {
         self.call("GET", "/v1/specs")
@@ -498,6 +503,7 @@ mod tests {
     use super::*;
     use crate::ctl::server::{bind, serve, ApiTx, ServerLimits};
     use std::io::Write;
+    use std::sync::Arc;
     use tokio::sync::{mpsc, oneshot};
 
     fn workload(name: &str) -> api::WorkloadStatus {
@@ -563,6 +569,10 @@ mod tests {
                     }
                     api::Request::Specs => api::Response::Specs(api::SpecsResponse {
                         workloads: Default::default(),
+                    }),
+                    api::Request::Stats => api::Response::Stats(api::StatsResponse {
+                        monotonic_ns: 0,
+                        workloads: Vec::new(),
                     }),
                 };
                 let _ = reply.send(resp);
@@ -747,6 +757,65 @@ mod tests {
             msg.contains("(is superd running? set --socket or SUPERD_SOCKET)"),
             "{msg}"
         );
+    }
+
+    /// Every route the README's API table lists is one the server knows, with that method.
+    #[tokio::test]
+    async fn the_readme_route_table_matches_the_server() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let table = readme
+            .split("### Control API")
+            .nth(1)
+            .expect("a Control API section");
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("| Method"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                Some((
+                    cells.get(1)?.to_string(),
+                    cells.get(2)?.trim_matches('`').to_string(),
+                ))
+            })
+            .collect();
+        assert!(rows.len() >= 20, "{rows:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::images::store::Store::open(
+            &dir.path().join("images"),
+            crate::images::layer::sandbox::Unpacker::new("/proc/self/exe", None),
+        )
+        .expect("a store");
+        let limits = ServerLimits {
+            images: Some(Arc::new(store)),
+            state_dir: Some(dir.path().to_path_buf()),
+            log_dir: Some(dir.path().to_path_buf()),
+            events: Some(Arc::new(crate::supervisor::events::EventHub::new())),
+            ..ServerLimits::default()
+        };
+        let srv = start(limits, fake_supervisor());
+        let sock = srv.sock.clone();
+        let answers = blocking(move || {
+            rows.iter()
+                .map(|(method, path)| {
+                    let path = path.replace("{name}", "web").replace("{ref}", "x");
+                    let req = format!(
+                        "{method} {path}?follow=false HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    (format!("{method} {path}"), raw_exchange(&sock, req.as_bytes()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        for (route, answer) in answers {
+            let status = answer.get(9..12).unwrap_or_default();
+            assert!(
+                status != "405" && !answer.contains("no such endpoint"),
+                "{route}: {answer}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -238,6 +238,7 @@ pub fn route(method: &str, path: &str) -> Result<api::Request, HttpResponse> {
         ["v1", "workloads", n, "stop"] => (api::Request::Stop { name: name(n)? }, "POST"),
         ["v1", "workloads", n, "start"] => (api::Request::Start { name: name(n)? }, "POST"),
         ["v1", "specs"] => (api::Request::Specs, "GET"),
+        ["v1", "stats"] => (api::Request::Stats, "GET"),
         ["v1", "poweroff"] => (power(api::PowerAction::Poweroff), "POST"),
         ["v1", "reboot"] => (power(api::PowerAction::Reboot), "POST"),
         ["v1", "halt"] => (power(api::PowerAction::Halt), "POST"),
@@ -265,6 +266,7 @@ pub fn to_http(resp: api::Response) -> HttpResponse {
         api::Response::Status(s) => HttpResponse::json(200, &s),
         api::Response::Ack(a) => HttpResponse::json(200, &a),
         api::Response::Specs(s) => HttpResponse::json(200, &s),
+        api::Response::Stats(s) => HttpResponse::json(200, &s),
         api::Response::NotFound(m) => HttpResponse::error(404, m),
         api::Response::Error(m) => HttpResponse::error(500, m),
     }

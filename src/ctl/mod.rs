@@ -23,9 +23,11 @@ pub mod fdio;
 pub mod http;
 pub mod images;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod server;
+pub mod stats;
 pub mod table;
 pub mod volumes;
 

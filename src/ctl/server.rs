@@ -48,6 +48,23 @@ pub struct ServerLimits {
     pub puller: Option<Arc<crate::images::pull::Puller>>,
     /// The supervisor's event stream, for `GET /v1/events`.
     pub events: Option<Arc<crate::supervisor::events::EventHub>>,
+    /// When superd started, for `/metrics`.
+    pub started: std::time::SystemTime,
+}
+
+impl ServerLimits {
+    /// superd's own figures for `/metrics`.
+    pub fn own_figures(&self) -> super::metrics::Own {
+        super::metrics::Own {
+            rss_bytes: super::metrics::own_rss(),
+            start_time: self
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+            events: self.events.as_ref().map_or(0, |e| e.recorded()),
+        }
+    }
 }
 
 impl Default for ServerLimits {
@@ -63,6 +80,7 @@ impl Default for ServerLimits {
             #[cfg(feature = "registry")]
             puller: None,
             events: None,
+            started: std::time::SystemTime::now(),
         }
     }
 }
@@ -423,6 +441,36 @@ async fn answer(
         query: parts.uri.query().unwrap_or_default().to_owned(),
         body: Vec::new(),
     };
+    if req.path == "/metrics" {
+        if req.method != "GET" {
+            let mut resp = HttpResponse::error(
+                405,
+                format!("{} not allowed on /metrics; use GET", req.method),
+            );
+            resp.allow = Some("GET");
+            return to_hyper(resp);
+        }
+        return match tokio::time::timeout(
+            limits.request_timeout,
+            super::metrics::collect(tx, limits.own_figures()),
+        )
+        .await
+        {
+            Ok(Ok(text)) => {
+                use http_body_util::BodyExt;
+                let body = http_body_util::Full::new(hyper::body::Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                hyper::Response::builder()
+                    .status(200)
+                    .header(hyper::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)
+                    .body(body)
+                    .unwrap_or_else(|_| to_hyper(HttpResponse::error(500, "building /metrics")))
+            }
+            Ok(Err(e)) => to_hyper(HttpResponse::error(503, e)),
+            Err(_) => to_hyper(HttpResponse::error(503, "superd did not answer in time")),
+        };
+    }
     if req.path == "/v1/events" {
         // A stream: it ends when the client goes away.
         *finish_by.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -412,7 +412,9 @@ pub struct WorkloadCgroup {
 }
 
 /// The v1 controllers superd places workloads in (see `V1Filtered`).
-const MANAGED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+const MANAGED_V1: &[&str] = &[
+    "memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio",
+];
 
 /// `(directory below /sys/fs/cgroup, controllers)` of every v1 hierarchy in `mountinfo` that
 /// holds a controller superd manages.
@@ -615,6 +617,15 @@ impl WorkloadCgroup {
         };
         // "max" on v2 and a huge page-aligned number on v1 mean unlimited.
         read_u64(&dir.join(file)).filter(|&b| b < (1 << 62))
+    }
+
+    /// Everything the cgroup reports (see [`super::cgstats`]).
+    pub fn stats(&self) -> crate::api::CgroupStats {
+        use super::cgstats::{read, Dirs};
+        match (self.v2, self.dirs.first()) {
+            (true, Some(d)) => read(Dirs::V2(d)),
+            _ => read(Dirs::V1(&self.dirs)),
+        }
     }
 
     /// How many processes the OOM killer killed in this cgroup (`None` if unknown).
@@ -848,6 +859,7 @@ mod tests {
                 ("cpu,cpuacct".to_string(), "cpu,cpuacct".to_string()),
                 ("memory".into(), "memory".into()),
                 ("devices".into(), "devices".into()),
+                ("blkio".into(), "blkio".into()),
             ]
         );
     }

@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 pub mod cgroups;
+pub mod cgstats;
 pub mod devices;
 pub mod devices_bpf;
 mod driver;
@@ -221,6 +222,11 @@ impl Instance {
     /// Current memory usage.
     pub fn memory_bytes(&self) -> Option<u64> {
         self.cgroup.memory_bytes()
+    }
+
+    /// What its cgroup reports.
+    pub fn stats(&self) -> crate::api::CgroupStats {
+        self.cgroup.stats()
     }
 
     /// Runs `check`'s probe in the background from inside the instance's network namespace;

@@ -99,6 +99,11 @@ impl EventHub {
         let _ = self.live.send(e);
     }
 
+    /// Events recorded so far.
+    pub fn recorded(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).next - 1
+    }
+
     /// A state change.
     pub fn state(&self, name: &str, state: State) {
         self.emit(EventKind::State, Some(name), |e| e.state = Some(state));

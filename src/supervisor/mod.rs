@@ -60,6 +60,8 @@ pub struct Supervisor {
     overrides: overrides::Overrides,
     /// Everything that happened, for `superctl events`.
     events: Arc<events::EventHub>,
+    /// When it was created (the origin of `monotonic_ns` in stats).
+    epoch: Instant,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -91,6 +93,7 @@ impl Supervisor {
             waiting: BTreeMap::new(),
             overrides: overrides::Overrides::default(),
             events: Arc::new(events::EventHub::new()),
+            epoch: now(),
         }
     }
 
@@ -361,6 +364,21 @@ impl Supervisor {
                     action.as_str()
                 )),
             },
+            Request::Stats => Response::Stats(api::StatsResponse {
+                monotonic_ns: u64::try_from(now().saturating_duration_since(self.epoch).as_nanos())
+                    .unwrap_or(u64::MAX),
+                workloads: self
+                    .workloads
+                    .iter()
+                    .map(|(name, w)| api::WorkloadStats {
+                        name: name.clone(),
+                        state: w.state(),
+                        restarts: w.restarts,
+                        health: w.health_status().map(|h| h.as_str().to_string()),
+                        cgroup: w.instance.as_ref().and_then(|i| i.stats()),
+                    })
+                    .collect(),
+            }),
             Request::Stop { name } => self.hold(&name),
             Request::Start { name } => self.release(&name),
             Request::Specs => Response::Specs(api::SpecsResponse {

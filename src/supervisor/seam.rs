@@ -55,6 +55,10 @@ pub trait InstanceHandle: Send + Sync + std::fmt::Debug {
     fn update(&self, resources: &Resources) -> Result<(), String>;
     /// Memory in use now.
     fn memory_bytes(&self) -> Option<u64>;
+    /// What its cgroup reports.
+    fn stats(&self) -> Option<crate::api::CgroupStats> {
+        None
+    }
     /// Starts `check`'s probe; its answer arrives on `events` as `Event::Probed` for `name`.
     fn probe(&self, name: &str, check: &HealthCheck, events: mpsc::UnboundedSender<Event>);
     /// The image's StopSignal, used when the manifest names none.
@@ -116,6 +120,9 @@ impl InstanceHandle for crate::runtime::Instance {
     }
     fn probe(&self, name: &str, check: &HealthCheck, events: mpsc::UnboundedSender<Event>) {
         crate::runtime::Instance::probe(self, name, check, events);
+    }
+    fn stats(&self) -> Option<crate::api::CgroupStats> {
+        Some(crate::runtime::Instance::stats(self))
     }
     fn image_stop_signal(&self) -> Option<Signal> {
         self.image_stop_signal
