@@ -129,23 +129,7 @@ pub fn render(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for c in &cells {
-        for (w, cell) in widths.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let head = header.map(str::to_string);
-    for r in std::iter::once(&head).chain(&cells) {
-        let mut line = String::new();
-        for (cell, w) in r.iter().zip(widths) {
-            let _ = write!(line, "{cell:<w$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::columns(&header, &cells)
 }
 
 #[cfg(test)]

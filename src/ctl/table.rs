@@ -26,24 +26,30 @@ pub fn render_status(resp: &StatusResponse, now: SystemTime) -> String {
         return "no workloads\n".to_owned();
     }
     let rows: Vec<[String; 8]> = resp.workloads.iter().map(|w| row(w, now)).collect();
-    let mut widths = HEADER.map(str::len);
-    for r in &rows {
+    let mut out = columns(&HEADER, &rows);
+    for w in &resp.workloads {
+        notes(&mut out, w, now);
+    }
+    out
+}
+
+/// `header` and `rows` as left-aligned columns two spaces apart (cells already cleaned).
+pub fn columns<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let header = HEADER.map(str::to_owned);
-    for r in std::iter::once(&header).chain(&rows) {
+    let head = header.map(str::to_owned);
+    for r in std::iter::once(&head).chain(rows) {
         let mut line = String::new();
         for (cell, w) in r.iter().zip(widths) {
             let _ = write!(line, "{cell:<w$}  ");
         }
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-    for w in &resp.workloads {
-        notes(&mut out, w, now);
     }
     out
 }
