@@ -333,6 +333,21 @@ pub struct StatsResponse {
     pub workloads: Vec<WorkloadStats>,
 }
 
+/// One line of the answer to `POST /v1/workloads/{name}/exec` (newline-delimited JSON):
+/// first the PID, then how the command ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEvent {
+    /// The exec helper's host PID (its child is the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// The command's exit code (126: it could not be run, 127: not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, e.g. `SIGKILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
 /// The longest probe output kept for status.
 pub const MAX_PROBE_OUTPUT: usize = 512;
 
@@ -466,6 +481,52 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// Something handed between the control server and the supervisor that is neither data nor
+/// copyable (descriptors, a running exec): taken once by whoever needs it. Equal only to
+/// itself.
+pub struct Passed<T>(pub std::sync::Arc<std::sync::Mutex<Option<T>>>);
+
+impl<T> Passed<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        Passed(std::sync::Arc::new(std::sync::Mutex::new(Some(value))))
+    }
+
+    /// Takes the value (once).
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl<T> Clone for Passed<T> {
+    fn clone(&self) -> Self {
+        Passed(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<T> PartialEq for Passed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> Eq for Passed<T> {}
+
+impl<T> std::fmt::Debug for Passed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passed(..)")
+    }
+}
+
+/// The descriptors of an exec: stdin, stdout and stderr, and with a tty the console socket.
+#[derive(Debug)]
+pub struct ExecFds {
+    /// The command's stdin, stdout and stderr.
+    pub stdio: [std::os::fd::OwnedFd; 3],
+    /// The client's console socket (with a tty).
+    pub console: Option<std::os::fd::OwnedFd>,
+}
+
 /// A decoded control request, as the supervisor sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -493,6 +554,15 @@ pub enum Request {
     Specs,
     /// What every workload uses, for `superctl stats` and `/metrics`.
     Stats,
+    /// Run a command inside a running workload.
+    Exec {
+        /// The workload.
+        name: String,
+        /// What to run.
+        req: crate::runtime::exec::ExecRequest,
+        /// Its descriptors.
+        fds: Passed<ExecFds>,
+    },
     /// Stop every workload, then power off, reboot or halt (PID-1 mode only).
     Power {
         /// What to do at the end.
@@ -518,6 +588,7 @@ impl Request {
             Request::Start { .. } => "start",
             Request::Specs => "plan",
             Request::Stats => "stats",
+            Request::Exec { .. } => "exec",
             Request::Power { action } => action.as_str(),
         }
     }
@@ -580,6 +651,8 @@ pub enum Response {
     Specs(SpecsResponse),
     /// What every workload uses.
     Stats(StatsResponse),
+    /// An exec started.
+    Exec(Passed<crate::runtime::exec::Running>),
     /// No such workload.
     NotFound(String),
     /// Something went wrong.

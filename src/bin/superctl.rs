@@ -76,6 +76,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command inside a running workload: its namespaces, cgroup, root filesystem,
+    /// user, capabilities, rlimits, seccomp filter and no_new_privs. The exit code is the
+    /// command's (126: it could not run, 127: not found, 128+N: killed by signal N).
+    Exec {
+        /// Copy stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run it on a terminal (a pty inside the container).
+        #[arg(short, long)]
+        tty: bool,
+        /// `uid[:gid]` or `name[:group]` (default: the workload's user).
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Working directory (default: the workload's).
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// `KEY=VALUE` added to the workload's environment (repeatable).
+        #[arg(short, long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The workload.
+        name: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Stop a workload and keep it stopped, across superd restarts, until `superctl start`.
     Stop {
         /// The workload.
@@ -238,8 +263,34 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(&cli.socket);
+    // Before stdout is locked below: the exec's output is copied to it from other threads.
+    let command = match cli.command {
+        Command::Exec {
+            interactive,
+            tty,
+            user,
+            workdir,
+            env,
+            name,
+            command,
+        } => {
+            let req = superd::runtime::exec::ExecRequest {
+                argv: command,
+                user,
+                workdir,
+                env,
+                tty,
+            };
+            // No timeout for the command itself, only for reaching superd.
+            return match superd::ctl::execio::run(&client, &name, &req, interactive) {
+                Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(255))),
+                Err(e) => Ok(report(&e, Some(&name))),
+            };
+        }
+        other => other,
+    };
     let mut out = std::io::stdout().lock();
-    match cli.command {
+    match command {
         Command::Status {
             names,
             json,
@@ -279,6 +330,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_stream,
             json,
         } => return stats(&client, &names, no_stream, json, &mut out),
+        // Run above, before stdout was locked.
+        Command::Exec { .. } => {}
         Command::Stop { name } => match client.stop(&name) {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
@@ -309,8 +362,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ack) => writeln!(out, "{}", ack.message)?,
             Err(e) => return Ok(report(&e, Some(&name))),
         },
-        Command::Poweroff | Command::Reboot | Command::Halt => {
-            let action = match cli.command {
+        power @ (Command::Poweroff | Command::Reboot | Command::Halt) => {
+            let action = match power {
                 Command::Reboot => api::PowerAction::Reboot,
                 Command::Halt => api::PowerAction::Halt,
                 _ => api::PowerAction::Poweroff,

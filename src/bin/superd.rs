@@ -169,6 +169,12 @@ fn main() {
     if argv0.to_string_lossy().starts_with(SHIM_ARGV0_PREFIX) {
         runtime::shim::main();
     }
+    if argv0
+        .to_string_lossy()
+        .starts_with(runtime::exec::EXEC_ARGV0_PREFIX)
+    {
+        runtime::shim::exec::main();
+    }
     if argv0 == superd::images::layer::sandbox::UNPACK_ARGV0 {
         superd::images::layer::sandbox::child_main();
     }

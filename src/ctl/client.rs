@@ -9,6 +9,9 @@ use std::time::Duration;
 use super::http::{self, encode_segment};
 use crate::api;
 
+/// The body of every request the client sends.
+type RequestBody = http_body_util::Full<hyper::body::Bytes>;
+
 /// The largest response the client accepts.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The longest line of an event stream the client accepts.
@@ -315,7 +318,7 @@ impl Client {
             .map_err(io_err)?;
         let mut io = super::fdio::FdStream::new(stream, Default::default(), usize::MAX);
         if let Some(fd) = fd {
-            io = io.with_fd(fd);
+            io = io.with_fds(vec![fd]);
         }
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
@@ -381,17 +384,11 @@ impl Client {
             .map_err(io_err)?;
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + self.timeout;
-            let stream = self.connect(deadline).await?;
-            let io = super::fdio::FdStream::new(stream, Default::default(), usize::MAX);
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                    .await
-                    .map_err(|e| io_err(io::Error::other(e)))?;
-            let driver = tokio::spawn(conn);
+            let (mut sender, driver) = self.open(deadline, Vec::new()).await?;
             let path = format!("/v1/events?{query}");
             let request = ::http::Request::get(&path)
                 .header(::http::header::HOST, "localhost")
-                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .body(RequestBody::default())
                 .map_err(|e| ClientError::Protocol(format!("GET {path}: {e}")))?;
             let answer = tokio::time::timeout_at(deadline, sender.send_request(request))
                 .await
@@ -447,6 +444,96 @@ impl Client {
             driver.abort();
             result
         })
+    }
+
+    /// `POST /v1/workloads/{name}/exec`: passes `fds` with the request and waits for the
+    /// command to end; returns how it ended. Only connecting and the answer's head are bounded
+    /// by the timeout.
+    pub fn exec(
+        &self,
+        name: &str,
+        req: &crate::runtime::exec::ExecRequest,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<api::ExecEvent, ClientError> {
+        use http_body_util::BodyExt;
+        let io_err = |source| ClientError::Io {
+            socket: self.socket.clone(),
+            source,
+        };
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err)?;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let (mut sender, driver) = self.open(deadline, fds).await?;
+            let path = format!("/v1/workloads/{}/exec", encode_segment(name));
+            let request = ::http::Request::post(&path)
+                .header(::http::header::HOST, "localhost")
+                .header(::http::header::CONTENT_TYPE, "application/json")
+                .body(RequestBody::new(hyper::body::Bytes::from(body)))
+                .map_err(|e| ClientError::Protocol(format!("POST {path}: {e}")))?;
+            let answer = tokio::time::timeout_at(deadline, sender.send_request(request))
+                .await
+                .map_err(|_| io_err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time")))?
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            let status = answer.status().as_u16();
+            let bytes = http_body_util::Limited::new(answer.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .map_err(|e| io_err(io::Error::other(e)));
+            driver.abort();
+            let bytes = bytes?;
+            if status != 200 {
+                let message = serde_json::from_slice::<api::ErrorBody>(&bytes)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                return Err(if status == 404 {
+                    ClientError::NotFound(message)
+                } else {
+                    ClientError::Server { status, message }
+                });
+            }
+            let last = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| serde_json::from_slice::<api::ExecEvent>(l).ok())
+                .next_back()
+                .unwrap_or_default();
+            if last.exit_code.is_none() && last.signal.is_none() {
+                return Err(ClientError::Protocol(
+                    "superd did not say how the command ended".into(),
+                ));
+            }
+            Ok(last)
+        })
+    }
+
+    /// Connects and shakes hands (passing `fds` with the first bytes): a sender and the task
+    /// driving the connection (abort it when done).
+    async fn open(
+        &self,
+        deadline: tokio::time::Instant,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<RequestBody>,
+            tokio::task::JoinHandle<Result<(), hyper::Error>>,
+        ),
+        ClientError,
+    > {
+        let stream = self.connect(deadline).await?;
+        let io = super::fdio::FdStream::new(stream, Default::default(), usize::MAX).with_fds(fds);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| ClientError::Io {
+                    socket: self.socket.clone(),
+                    source: io::Error::other(e),
+                })?;
+        Ok((sender, tokio::spawn(conn)))
     }
 
     /// connect(2) within the deadline: a wedged daemon with a full accept backlog answers
@@ -574,6 +661,9 @@ mod tests {
                         monotonic_ns: 0,
                         workloads: Vec::new(),
                     }),
+                    api::Request::Exec { name, .. } => {
+                        api::Response::Error(format!("{name} is not running"))
+                    }
                 };
                 let _ = reply.send(resp);
             }

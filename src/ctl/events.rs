@@ -8,7 +8,6 @@ use super::server::Body;
 use crate::api::{Event, EventKind};
 use crate::supervisor::events::{EventHub, Filter};
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -117,19 +116,11 @@ pub fn answer(req: &HttpRequest, hub: Option<&Arc<EventHub>>) -> hyper::Response
             }
         }
     });
-    let frames = if q.follow {
-        replayed.chain(live).boxed()
+    if q.follow {
+        super::server::ndjson(replayed.chain(live))
     } else {
-        replayed.boxed()
-    };
-    let body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
-        frames.map(|b| Ok::<_, std::io::Error>(hyper::body::Frame::data(b))),
-    ));
-    hyper::Response::builder()
-        .status(200)
-        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson")
-        .body(body)
-        .unwrap_or_else(|_| whole(HttpResponse::error(500, "building the event stream")))
+        super::server::ndjson(replayed)
+    }
 }
 
 #[cfg(test)]

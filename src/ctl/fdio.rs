@@ -14,13 +14,22 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::UnixStream;
 
-/// Where a received descriptor is left for the request handler (the first one; any other is
-/// closed at once).
-pub type FdSlot = Arc<Mutex<Option<OwnedFd>>>;
+/// Where received descriptors are left for the request handler (the first [`MAX_FDS`]; any
+/// other is closed at once).
+pub type FdSlot = Arc<Mutex<Vec<OwnedFd>>>;
 
-/// Takes the descriptor out of `slot`.
+/// The most descriptors kept from one connection.
+pub const MAX_FDS: usize = 4;
+
+/// Takes the first descriptor out of `slot` (closing the others).
 pub fn take(slot: &FdSlot) -> Option<OwnedFd> {
-    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    let mut fds = take_all(slot);
+    (!fds.is_empty()).then(|| fds.remove(0))
+}
+
+/// Takes every descriptor out of `slot`.
+pub fn take_all(slot: &FdSlot) -> Vec<OwnedFd> {
+    std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// A Unix stream that passes descriptors alongside its bytes.
@@ -28,7 +37,7 @@ pub fn take(slot: &FdSlot) -> Option<OwnedFd> {
 pub struct FdStream {
     inner: UnixStream,
     received: FdSlot,
-    to_send: Option<OwnedFd>,
+    to_send: Vec<OwnedFd>,
     /// Bytes read so far.
     read: Arc<AtomicUsize>,
     /// The most that may be read (`usize::MAX`: no limit); shared so that a handler may lift
@@ -43,15 +52,15 @@ impl FdStream {
         FdStream {
             inner,
             received,
-            to_send: None,
+            to_send: Vec::new(),
             read: Arc::new(AtomicUsize::new(0)),
             limit: Arc::new(AtomicUsize::new(limit)),
         }
     }
 
-    /// Sends `fd` with the first bytes written.
-    pub fn with_fd(mut self, fd: OwnedFd) -> Self {
-        self.to_send = Some(fd);
+    /// Sends `fds` with the first bytes written.
+    pub fn with_fds(mut self, fds: Vec<OwnedFd>) -> Self {
+        self.to_send = fds;
         self
     }
 
@@ -113,8 +122,8 @@ impl AsyncRead for FdStream {
                 Ok((n, got)) => {
                     let mut slot = this.received.lock().unwrap_or_else(|p| p.into_inner());
                     for fd in got {
-                        if slot.is_none() {
-                            *slot = Some(fd);
+                        if slot.len() < MAX_FDS {
+                            slot.push(fd);
                         } // else: dropped, i.e. closed
                     }
                     drop(slot);
@@ -136,13 +145,14 @@ impl AsyncWrite for FdStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let Some(fd) = &this.to_send else {
+        if this.to_send.is_empty() {
             return Pin::new(&mut this.inner).poll_write(cx, data);
-        };
+        }
         loop {
             ready!(this.inner.poll_write_ready(cx))?;
             let res = this.inner.try_io(Interest::WRITABLE, || {
-                let fds = [fd.as_raw_fd()];
+                let fds: Vec<std::os::fd::RawFd> =
+                    this.to_send.iter().map(|f| f.as_raw_fd()).collect();
                 let cmsg = [ControlMessage::ScmRights(&fds)];
                 let iov = [io::IoSlice::new(data)];
                 sendmsg::<()>(
@@ -156,7 +166,7 @@ impl AsyncWrite for FdStream {
             });
             match res {
                 Ok(n) => {
-                    this.to_send = None;
+                    this.to_send.clear();
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

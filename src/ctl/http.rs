@@ -267,6 +267,7 @@ pub fn to_http(resp: api::Response) -> HttpResponse {
         api::Response::Ack(a) => HttpResponse::json(200, &a),
         api::Response::Specs(s) => HttpResponse::json(200, &s),
         api::Response::Stats(s) => HttpResponse::json(200, &s),
+        api::Response::Exec(_) => HttpResponse::error(500, "an exec answer to another request"),
         api::Response::NotFound(m) => HttpResponse::error(404, m),
         api::Response::Error(m) => HttpResponse::error(500, m),
     }

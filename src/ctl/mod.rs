@@ -18,6 +18,9 @@
 pub mod access;
 pub mod client;
 pub mod events;
+pub mod exec;
+#[allow(unsafe_code)] // ioctls on the pty and adopting the received master
+pub mod execio;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod fdio;
 pub mod http;

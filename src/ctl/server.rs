@@ -331,6 +331,22 @@ pub(super) fn to_hyper(resp: HttpResponse) -> hyper::Response<Body> {
     })
 }
 
+/// A 200 answer streaming `lines` as newline-delimited JSON (events, an exec's progress).
+pub(super) fn ndjson(
+    lines: impl futures_util::Stream<Item = hyper::body::Bytes> + Send + 'static,
+) -> hyper::Response<Body> {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+        lines.map(|b| Ok::<_, io::Error>(hyper::body::Frame::data(b))),
+    ));
+    hyper::Response::builder()
+        .status(200)
+        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(body)
+        .unwrap_or_else(|_| to_hyper(HttpResponse::error(500, "building a stream")))
+}
+
 /// Writes a whole answer straight to the socket, outside any HTTP exchange (a refusal before
 /// a request, a request that never came or was too large): one non-blocking write, then the
 /// connection closes.
@@ -516,6 +532,12 @@ async fn answer(
                 "request body not received in time",
             ))
         }
+    }
+    if let Some(name) = super::exec::target(&req.path) {
+        // A stream: it ends with the command.
+        *finish_by.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        return super::exec::answer(&req, name, fdio::take_all(slot), tx, access).await;
     }
     let handle = async {
         if let Some(r) = logs_request(&req, limits.log_dir.as_deref()).await {

@@ -13,6 +13,7 @@ pub mod cgstats;
 pub mod devices;
 pub mod devices_bpf;
 mod driver;
+pub mod exec;
 pub mod logfmt;
 pub mod net;
 pub mod probe;
@@ -47,7 +48,7 @@ use tokio::sync::mpsc;
 /// Paths and handles the runtime needs; built once at daemon start.
 #[derive(Debug)]
 pub struct Runtime {
-    memfd: OwnedFd,
+    memfd: Arc<OwnedFd>,
     reaper: Reaper,
     cgroups: CgroupManager,
     log_dir: PathBuf,
@@ -198,6 +199,8 @@ pub struct Instance {
     pub image_digest: Option<String>,
     /// It has a network namespace of its own (not `network.mode = "host"`).
     own_netns: bool,
+    /// What `superctl exec` starts from.
+    exec_base: Arc<exec::ExecBase>,
     /// Keeps the image's layers from garbage collection while the instance lives.
     _layers: Option<crate::images::gc::Hold>,
 }
@@ -227,6 +230,26 @@ impl Instance {
     /// What its cgroup reports.
     pub fn stats(&self) -> crate::api::CgroupStats {
         self.cgroup.stats()
+    }
+
+    /// Starts `req` inside the instance (see [`exec`]): its namespaces, cgroup, rootfs, user,
+    /// capabilities, rlimits, `no_new_privs` and seccomp filter.
+    pub fn exec(
+        &self,
+        name: &str,
+        req: &exec::ExecRequest,
+        stdio: [OwnedFd; 3],
+        console: Option<OwnedFd>,
+    ) -> Result<exec::Running, String> {
+        exec::spawn(
+            &self.exec_base,
+            name,
+            &self.pidfd,
+            self.own_netns,
+            req,
+            stdio,
+            console,
+        )
     }
 
     /// Runs `check`'s probe in the background from inside the instance's network namespace;
@@ -373,7 +396,7 @@ impl Runtime {
             tracing::warn!(?stale, "removed cgroups left behind by a previous superd");
         }
         Ok(Runtime {
-            memfd,
+            memfd: Arc::new(memfd),
             reaper,
             cgroups,
             log_dir,
@@ -713,6 +736,13 @@ impl Runtime {
             address,
             spec_hash: spec.hash(),
         };
+        let cfg = self.shim_config(spec, run, layers, volumes, seccomp, &own_devices);
+        let exec_base = Arc::new(exec::ExecBase {
+            shim: cfg.clone(),
+            memfd: Arc::clone(&self.memfd),
+            reaper: self.reaper.clone(),
+            cgroup_procs: procs.iter().map(|p| p.display().to_string()).collect(),
+        });
         let driver = Driver {
             records: self.records.clone(),
             record,
@@ -721,7 +751,7 @@ impl Runtime {
             gen,
             init: spec.init,
             shim_pid,
-            cfg: self.shim_config(spec, run, layers, volumes, seccomp, &own_devices),
+            cfg,
             net,
             cgroup: cgroup.clone(),
             workload_pid: workload_pid.clone(),
@@ -737,6 +767,7 @@ impl Runtime {
             image_stop_signal,
             image_digest,
             own_netns: spec.network.mode != NetworkMode::Host,
+            exec_base,
             _layers: hold,
         })
     }

@@ -66,6 +66,18 @@ pub fn read_regular(path: &std::path::Path, max: u64, nofollow: bool) -> io::Res
     Ok(buf)
 }
 
+/// A close-on-exec duplicate of `fd` numbered `min` or above (out of the way of the low fds
+/// a child's `pre_exec` puts its own in place of).
+pub fn dup_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own, or -1.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// A pidfd for `pid`, or `None` when no such process exists (or pidfds are unsupported).
 pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     if pid <= 0 {

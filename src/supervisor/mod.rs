@@ -379,6 +379,27 @@ impl Supervisor {
                     })
                     .collect(),
             }),
+            Request::Exec { name, req, fds } => {
+                let Some(w) = self.workloads.get(&name) else {
+                    return Response::NotFound(format!("no workload named {name}"));
+                };
+                let (Phase::Running { .. }, Some(inst)) = (w.phase, &w.instance) else {
+                    return Response::Error(format!(
+                        "{name} is not running (it is {}): nothing to exec in",
+                        w.state().as_str()
+                    ));
+                };
+                let Some(fds) = fds.take() else {
+                    return Response::Error("the exec's descriptors were already used".into());
+                };
+                match inst.exec(&name, &req, fds) {
+                    Ok(run) => {
+                        tracing::info!(workload = %name, pid = run.pid, "exec {:?}", req.argv);
+                        Response::Exec(api::Passed::new(run))
+                    }
+                    Err(e) => Response::Error(format!("exec in {name}: {e}")),
+                }
+            }
             Request::Stop { name } => self.hold(&name),
             Request::Start { name } => self.release(&name),
             Request::Specs => Response::Specs(api::SpecsResponse {

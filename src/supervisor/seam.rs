@@ -59,6 +59,15 @@ pub trait InstanceHandle: Send + Sync + std::fmt::Debug {
     fn stats(&self) -> Option<crate::api::CgroupStats> {
         None
     }
+    /// Starts `req` inside the instance.
+    fn exec(
+        &self,
+        _name: &str,
+        _req: &crate::runtime::exec::ExecRequest,
+        _fds: crate::api::ExecFds,
+    ) -> Result<crate::runtime::exec::Running, String> {
+        Err("this runtime cannot exec".into())
+    }
     /// Starts `check`'s probe; its answer arrives on `events` as `Event::Probed` for `name`.
     fn probe(&self, name: &str, check: &HealthCheck, events: mpsc::UnboundedSender<Event>);
     /// The image's StopSignal, used when the manifest names none.
@@ -123,6 +132,14 @@ impl InstanceHandle for crate::runtime::Instance {
     }
     fn stats(&self) -> Option<crate::api::CgroupStats> {
         Some(crate::runtime::Instance::stats(self))
+    }
+    fn exec(
+        &self,
+        name: &str,
+        req: &crate::runtime::exec::ExecRequest,
+        fds: crate::api::ExecFds,
+    ) -> Result<crate::runtime::exec::Running, String> {
+        crate::runtime::Instance::exec(self, name, req, fds.stdio, fds.console)
     }
     fn image_stop_signal(&self) -> Option<Signal> {
         self.image_stop_signal

@@ -156,13 +156,7 @@ impl Unpacker {
 }
 
 fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own, or -1.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `new` is a fresh fd nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    crate::runtime::sys::dup_above(fd, 100)
 }
 
 /// The child's whole life (never returns).

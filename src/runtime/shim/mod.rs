@@ -7,6 +7,7 @@
 
 mod cgroupfs;
 mod dev;
+pub mod exec;
 mod hostroot;
 pub mod logs;
 pub mod process;

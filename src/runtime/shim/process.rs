@@ -88,10 +88,17 @@ fn cstring(s: &str, what: &str) -> Result<CString, StepError> {
     CString::new(s).map_err(|_| step(format!("preparing {what}"), "contains a NUL byte"))
 }
 
-/// Resolves the user, the command path and the environment inside the container.
-pub fn prepare(cfg: &ShimConfig) -> Result<Prepared, StepError> {
-    let pw = passwd();
-    let (uid, name, pw_gid, home) = match &cfg.user.user {
+/// The uid `user` names in the container's `/etc/passwd`.
+pub fn resolve_uid(user: &crate::runtime::sync::UserCfg) -> Result<u32, StepError> {
+    resolve_user(&passwd(), user).map(|u| u.0)
+}
+
+/// `(uid, name, primary gid, home)` of `user` in `pw`.
+fn resolve_user(
+    pw: &[(String, u32, u32, String)],
+    user: &crate::runtime::sync::UserCfg,
+) -> Result<(u32, Option<String>, Option<u32>, String), StepError> {
+    Ok(match &user.user {
         IdOrNameCfg::Id(uid) => match pw.iter().find(|e| e.1 == *uid) {
             Some(e) => (*uid, Some(e.0.clone()), Some(e.2), e.3.clone()),
             None => (*uid, None, None, "/".to_string()),
@@ -105,7 +112,13 @@ pub fn prepare(cfg: &ShimConfig) -> Result<Prepared, StepError> {
                 ))
             }
         },
-    };
+    })
+}
+
+/// Resolves the user, the command path and the environment inside the container.
+pub fn prepare(cfg: &ShimConfig) -> Result<Prepared, StepError> {
+    let pw = passwd();
+    let (uid, name, pw_gid, home) = resolve_user(&pw, &cfg.user)?;
     let grp = groups();
     let gid = match &cfg.user.group {
         Some(IdOrNameCfg::Id(g)) => *g,
