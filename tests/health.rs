@@ -162,3 +162,37 @@ fn dependents_wait_for_a_healthy_dependency_restart_with_it_and_stop_first() {
         "db was stopped before its dependent was gone:\n{log}"
     );
 }
+
+#[test]
+fn an_exec_probe_runs_inside_the_workload_as_its_user() {
+    let Some(()) = privileged("an_exec_probe_runs_inside_the_workload_as_its_user") else {
+        return;
+    };
+    let mut sb = Sandbox::start("exec-probe");
+    sb.write_manifest(
+        "svc",
+        "command = [\"sleep\", \"600\"]\nuser = \"65534:65534\"\n[network]\nmode = \"none\"\n[health]\nexec = [\"sh\", \"-c\", \"id -u; test -e /tmp/ready\"]\ninterval = \"1s\"\ntimeout = \"1s\"\nretries = 1\nstart_interval = \"200ms\"\non_unhealthy = \"none\"\n",
+    );
+    let w = sb.wait_for("svc", "unhealthy", Duration::from_secs(20), |w| {
+        health(w) == Some("unhealthy")
+    });
+    let said = w.health.unwrap().last_output.unwrap_or_default();
+    assert_eq!(said, "exit 1: 65534", "{said}");
+    // The probe sees the workload's own /tmp: create the file there with exec.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_superctl"))
+        .arg("--socket")
+        .arg(&sb.socket)
+        .args(["exec", "svc", "--", "touch", "/tmp/ready"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let w = sb.wait_for("svc", "healthy", Duration::from_secs(20), |w| {
+        health(w) == Some("healthy")
+    });
+    assert_eq!(
+        w.health.unwrap().last_output.as_deref(),
+        Some("exit 0: 65534")
+    );
+    assert_eq!(w.restarts, 0);
+    sb.shutdown();
+}

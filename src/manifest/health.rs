@@ -26,6 +26,12 @@ pub enum Probe {
         /// The port on the workload's loopback.
         port: u16,
     },
+    /// A command run inside the workload as `superctl exec` runs one (its user, capabilities
+    /// and seccomp filter); exit 0 passes.
+    Exec {
+        /// The command; `argv[0]` is resolved through the container's PATH.
+        argv: Vec<String>,
+    },
 }
 
 impl Probe {
@@ -34,6 +40,7 @@ impl Probe {
         match self {
             Probe::Http { host, path, .. } => format!("http://{host}{path}"),
             Probe::Tcp { port } => format!("tcp {port}"),
+            Probe::Exec { argv } => format!("exec {}", argv.join(" ")),
         }
     }
 }
@@ -234,31 +241,36 @@ pub(crate) fn health(
             .and_then(|n| u16::try_from(n).ok())
             .map(|port| Probe::Tcp { port })
     });
-    if let Some(v) = &raw.exec {
-        let msg = "exec probes are not supported yet: use `http` or `tcp`, which superd runs \
-                   from inside the workload's network namespace (the image needs no client)";
-        ck.error(v.span(), "health.exec", msg);
-    }
-    let probe = match (raw.http.is_some(), raw.tcp.is_some(), raw.exec.is_some()) {
-        (true, true, _) => {
-            if let Some(v) = &raw.tcp {
-                ck.error(
-                    v.span(),
-                    "health.tcp",
-                    "give one probe: `http` or `tcp`, not both",
-                );
+    let exec = raw.exec.as_ref().and_then(|v| {
+        super::parse::parse_argv(ck, v, "health.exec").map(|argv| Probe::Exec { argv })
+    });
+    let given = [&raw.http, &raw.tcp, &raw.exec]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    let probe = match given {
+        2.. => {
+            let second = [&raw.tcp, &raw.exec].into_iter().flatten().last();
+            if let Some(v) = second {
+                let field = if raw.exec.is_some() {
+                    "health.exec"
+                } else {
+                    "health.tcp"
+                };
+                ck.error(v.span(), field, "give one probe: `http`, `tcp` or `exec`");
             }
             None
         }
-        (false, false, false) => {
+        0 => {
             ck.error(
                 span,
                 "health",
-                "missing a probe: `http = \"http://localhost:PORT/PATH\"` or `tcp = PORT`",
+                "missing a probe: `http = \"http://localhost:PORT/PATH\"`, `tcp = PORT` or \
+                 `exec = [\"cmd\", \"arg\"]`",
             );
             None
         }
-        _ => http.or(tcp),
+        _ => http.or(tcp).or(exec),
     };
     let dur = |ck: &mut Checker<'_>, v: &Option<Spanned<Val>>, field: &str| {
         v.as_ref().and_then(|v| ck.duration(v, field))

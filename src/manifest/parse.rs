@@ -202,7 +202,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     Some(spec)
 }
 
-fn parse_argv(ck: &mut Checker<'_>, v: &Spanned<Val>, key: &str) -> Option<Vec<String>> {
+pub(crate) fn parse_argv(ck: &mut Checker<'_>, v: &Spanned<Val>, key: &str) -> Option<Vec<String>> {
     let Val::Array(items) = v.get_ref() else {
         let found = v.get_ref().type_name();
         let msg = format!(

@@ -260,6 +260,44 @@ impl Instance {
         check: &crate::manifest::HealthCheck,
         events: tokio::sync::mpsc::UnboundedSender<Event>,
     ) {
+        if let crate::manifest::Probe::Exec { argv } = &check.probe {
+            let (name, gen, timeout) = (name.to_string(), self.gen, check.timeout);
+            let req = exec::ExecRequest {
+                argv: argv.clone(),
+                ..exec::ExecRequest::default()
+            };
+            let started = (|| -> Result<_, String> {
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| format!("a pipe: {e}"))?;
+                let null = std::fs::File::open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("opening /dev/null: {e}"))?;
+                let w2 = w.try_clone().map_err(|e| format!("dup: {e}"))?;
+                let run = exec::spawn(
+                    &self.exec_base,
+                    &name,
+                    &self.pidfd,
+                    self.own_netns,
+                    &req,
+                    [null, w, w2],
+                    None,
+                )?;
+                Ok((run, r))
+            })();
+            tokio::spawn(async move {
+                let (ok, output) = match started {
+                    Ok((run, out)) => probe::run_exec(run, out, timeout).await,
+                    Err(e) => (false, format!("starting the probe: {e}")),
+                };
+                let _ = events.send(Event::Probed {
+                    name,
+                    gen,
+                    ok,
+                    output,
+                });
+            });
+            return;
+        }
         let netns = if self.own_netns {
             match self.pidfd.try_clone() {
                 Ok(fd) => Some(fd),

@@ -27,6 +27,72 @@ pub async fn run(probe: &Probe, netns: Option<OwnedFd>, timeout: Duration) -> (b
     }
 }
 
+/// Waits for an exec probe (`running`, whose stdout and stderr go to `output`): exit 0 passes.
+/// After `timeout` the command is sent SIGTERM (through its helper) and the helper SIGKILL a
+/// second later.
+pub async fn run_exec(
+    running: super::exec::Running,
+    output: OwnedFd,
+    timeout: Duration,
+) -> (bool, String) {
+    use tokio::io::AsyncReadExt;
+    let super::exec::Running { pidfd, exit, .. } = running;
+    let work = async {
+        let mut said = Vec::new();
+        if let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(output) {
+            let mut buf = [0u8; 1024];
+            while said.len() < MAX_PROBE_OUTPUT {
+                match rx.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => said.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+        (exit.await, said)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok((Ok(status), said)) => {
+            let text = String::from_utf8_lossy(&said).trim().to_string();
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            let verdict = match code {
+                Some(0) => format!(
+                    "exit 0{}",
+                    if text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {text}")
+                    }
+                ),
+                Some(c) => format!(
+                    "exit {c}{}",
+                    if text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {text}")
+                    }
+                ),
+                None => format!("killed by signal {}", libc::WTERMSIG(status)),
+            };
+            (code == Some(0), bound(verdict))
+        }
+        Ok((Err(_), _)) => (false, "the probe's exit status was lost".into()),
+        Err(_) => {
+            super::pidfd_signal(&pidfd, libc::SIGTERM);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                super::pidfd_signal(&pidfd, libc::SIGKILL);
+            });
+            (
+                false,
+                format!(
+                    "no answer within {} (health.timeout)",
+                    humantime::format_duration(timeout)
+                ),
+            )
+        }
+    }
+}
+
 fn bound(mut s: String) -> String {
     if s.len() > MAX_PROBE_OUTPUT {
         let mut end = MAX_PROBE_OUTPUT;
@@ -43,6 +109,7 @@ async fn attempt(probe: &Probe, netns: Option<OwnedFd>) -> Result<String, String
     let (port, v6) = match probe {
         Probe::Tcp { port } => (*port, false),
         Probe::Http { port, host, .. } => (*port, host.starts_with('[')),
+        Probe::Exec { .. } => return Err("an exec probe runs through `run_exec`".into()),
     };
     let addr = if v6 {
         SocketAddr::from((Ipv6Addr::LOCALHOST, port))
@@ -56,7 +123,7 @@ async fn attempt(probe: &Probe, netns: Option<OwnedFd>) -> Result<String, String
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     match probe {
-        Probe::Tcp { .. } => Ok(format!("connected to {addr}")),
+        Probe::Tcp { .. } | Probe::Exec { .. } => Ok(format!("connected to {addr}")),
         Probe::Http { path, host, .. } => http_get(stream, host, path).await,
     }
 }

@@ -35,6 +35,15 @@ fn health_probes_and_their_timing() {
             OnUnhealthy::Stop
         )
     );
+    let e = ok_with("[health]\nexec = [\"pg_isready\", \"-q\"]")
+        .health
+        .expect("a check");
+    assert_eq!(
+        e.probe,
+        Probe::Exec {
+            argv: vec!["pg_isready".into(), "-q".into()]
+        }
+    );
     let t = ok_with("[health]\ntcp = 5432").health.expect("a check");
     assert_eq!(t.probe, Probe::Tcp { port: 5432 });
     assert_eq!(
@@ -50,7 +59,7 @@ fn health_probes_and_their_timing() {
     bad(
         "tcp = 1\nhttp = \"http://localhost/\"",
         "health.tcp",
-        "not both",
+        "give one probe",
     );
     bad("tcp = 70000", "health.tcp", "");
     bad(
@@ -63,11 +72,8 @@ fn health_probes_and_their_timing() {
         "health.http",
         "only http://",
     );
-    bad(
-        "exec = [\"pg_isready\"]",
-        "health.exec",
-        "not supported yet",
-    );
+    bad("exec = \"pg_isready\"", "health.exec", "expected an array");
+    bad("exec = [\"x\"]\ntcp = 1", "health.exec", "give one probe");
     bad("tcp = 1\nretries = 0", "health.retries", "");
     bad(
         "tcp = 1\non_unhealthy = \"reboot\"",
