@@ -56,14 +56,11 @@ pub fn plan(store: &Store, manifests: &[String], now: u64) -> GcReport {
     let mut report = GcReport::default();
     let own = store.own_refs();
     for (name, rec) in &refs {
-        if !own.contains_key(name) {
-            // A read-only store's image: pre-seeded, never collected.
-            roots.insert(rec.digest.clone());
-            continue;
-        }
         let fresh = now.saturating_sub(rec.at) < GRACE.as_secs();
-        if keep_refs.contains(name) || fresh {
+        // A read-only store's image (pre-seeded) is never collected.
+        if !own.contains_key(name) || keep_refs.contains(name) || fresh {
             roots.insert(rec.digest.clone());
+            roots.extend(rec.index.clone());
         } else {
             report.refs.push(name.clone());
         }
@@ -263,6 +260,38 @@ pub(super) fn trash(dir: &std::path::Path, trash: &std::path::Path) -> std::io::
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_fresh_name_keeps_the_index_it_was_picked_from() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(
+            dir.path(),
+            crate::images::layer::sandbox::Unpacker::new("/proc/self/exe", None),
+        )
+        .expect("a store");
+        let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"layers":[]}"#;
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let (m, i) = (Digest::of(manifest), Digest::of(index));
+        store.put_blob(&m, manifest).expect("stored");
+        store.put_blob(&i, index).expect("stored");
+        store
+            .set_ref_from("reg/app:1", &m, Some(&i), "pull")
+            .expect("named");
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        let report = plan(&store, &[], now());
+        assert!(!report.blobs.contains(&i), "{report:?}");
+        assert!(!report.blobs.contains(&m), "{report:?}");
+        // Once the name is old and unused, both go.
+        let later = plan(&store, &[], now() + GRACE.as_secs() + 1);
+        assert!(
+            later.blobs.contains(&i) && later.blobs.contains(&m),
+            "{later:?}"
+        );
+    }
 
     #[test]
     fn holds_count_and_release() {

@@ -367,10 +367,11 @@ impl Puller {
         }
         self.store.put_blob(&config_digest, &config)?;
         self.store.put_blob(&m, &bytes)?;
-        if let Some((d, b)) = index {
-            self.store.put_blob(&d, &b)?;
-        }
-        self.store.set_ref(&name.name, &m, "pull")?;
+        let index = index
+            .map(|(d, b)| self.store.put_blob(&d, &b).map(|()| d))
+            .transpose()?;
+        self.store
+            .set_ref_from(&name.name, &m, index.as_ref(), "pull")?;
         Ok(Imported {
             names: vec![name.name],
             digest: m,

@@ -78,6 +78,10 @@ pub struct RefRecord {
     pub at: u64,
     /// `pull` or `import`.
     pub source: String,
+    /// The index the manifest was picked from (a pull of a multi-platform image): kept as
+    /// long as the name, so the image can still be named by the index digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Digest>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -613,6 +617,17 @@ impl Store {
 
     /// Points `name` at `digest` (atomically replacing `refs.json`).
     pub fn set_ref(&self, name: &str, digest: &Digest, source: &str) -> Result<(), StoreError> {
+        self.set_ref_from(name, digest, None, source)
+    }
+
+    /// [`Store::set_ref`] for a manifest picked from `index`.
+    pub fn set_ref_from(
+        &self,
+        name: &str,
+        digest: &Digest,
+        index: Option<&Digest>,
+        source: &str,
+    ) -> Result<(), StoreError> {
         let _g = self.refs.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = self.read_refs();
         let old = f.refs.insert(
@@ -621,6 +636,7 @@ impl Store {
                 digest: digest.clone(),
                 at: now(),
                 source: source.to_string(),
+                index: index.cloned(),
             },
         );
         self.write_refs(&f)?;

@@ -36,7 +36,7 @@ pub(super) struct Driver {
     pub(super) gen: u64,
     pub(super) init: bool,
     pub(super) shim_pid: i32,
-    pub(super) cfg: ShimConfig,
+    pub(super) cfg: std::sync::Arc<ShimConfig>,
     pub(super) net: Option<NetAttach>,
     pub(super) cgroup: Arc<WorkloadCgroup>,
     pub(super) workload_pid: Arc<AtomicI32>,
@@ -141,7 +141,7 @@ impl Driver {
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
         let mut ports_added = false;
-        if let Err(e) = send_msg(&sock, &ToShim::Config(Box::new(self.cfg.clone()))).await {
+        if let Err(e) = send_msg(&sock, &ToShim::Config(Box::new((*self.cfg).clone()))).await {
             // The shim waits for a config that will not come: stop it now, and keep this
             // as the cause (not a setup timeout a minute later).
             error = Some(format!("sending the config to the init shim: {e}"));

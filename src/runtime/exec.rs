@@ -106,8 +106,8 @@ impl ExecRequest {
 /// What the instance keeps for execs.
 #[derive(Debug)]
 pub struct ExecBase {
-    /// The shim's config.
-    pub shim: ShimConfig,
+    /// The shim's config (shared with its driver).
+    pub shim: Arc<ShimConfig>,
     /// The sealed copy of superd's binary.
     pub memfd: Arc<OwnedFd>,
     /// The reaper (the helper is superd's child).

@@ -57,7 +57,7 @@ pub struct Runtime {
     state: state::StateDir,
     records: state::Records,
     /// The default seccomp profile, compiled once.
-    default_seccomp: Vec<seccomp::WireProgram>,
+    default_seccomp: Arc<Vec<seccomp::WireProgram>>,
     /// Host paths a host-root workload must not see (see [`Runtime::hide`]).
     hidden: Vec<String>,
     /// The log bounds of workloads whose manifest sets none.
@@ -442,7 +442,7 @@ impl Runtime {
             network: None,
             state,
             records,
-            default_seccomp,
+            default_seccomp: Arc::new(default_seccomp),
             hidden: HOST_SECRETS.iter().map(|s| s.to_string()).collect(),
             log_limits: DEFAULT_LOG_LIMITS,
             log_dir_fd,
@@ -523,10 +523,10 @@ impl Runtime {
         &self,
         spec: &Spec,
         user: &crate::manifest::User,
-    ) -> Result<Vec<seccomp::WireProgram>, StartError> {
+    ) -> Result<Arc<Vec<seccomp::WireProgram>>, StartError> {
         let path = match &spec.security.seccomp {
-            Seccomp::Default => return Ok(self.default_seccomp.clone()),
-            Seccomp::Unconfined => return Ok(Vec::new()),
+            Seccomp::Default => return Ok(Arc::clone(&self.default_seccomp)),
+            Seccomp::Unconfined => return Ok(Arc::new(Vec::new())),
             Seccomp::Profile(path) => path,
         };
         let fail = |e: String| StartError::Seccomp(format!("profile {path}: {e}"));
@@ -550,7 +550,7 @@ impl Runtime {
             .unwrap_or_default();
         let profile = seccomp::parse_profile(&json, &caps, &kernel).map_err(fail)?;
         let progs = seccomp::compile(&profile).map_err(|e| fail(e.to_string()))?;
-        Ok(seccomp::to_wire(&progs))
+        Ok(Arc::new(seccomp::to_wire(&progs)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -560,7 +560,7 @@ impl Runtime {
         run: crate::images::merge::RunPlan,
         layers: Vec<String>,
         volumes: Vec<sync::VolumeCfg>,
-        seccomp: Vec<seccomp::WireProgram>,
+        seccomp: Arc<Vec<seccomp::WireProgram>>,
         own_devices: &[devices::HostDevice],
     ) -> ShimConfig {
         let (rootfs, writable) = match &spec.rootfs {
@@ -774,9 +774,9 @@ impl Runtime {
             address,
             spec_hash: spec.hash(),
         };
-        let cfg = self.shim_config(spec, run, layers, volumes, seccomp, &own_devices);
+        let cfg = Arc::new(self.shim_config(spec, run, layers, volumes, seccomp, &own_devices));
         let exec_base = Arc::new(exec::ExecBase {
-            shim: cfg.clone(),
+            shim: Arc::clone(&cfg),
             memfd: Arc::clone(&self.memfd),
             reaper: self.reaper.clone(),
             cgroup_procs: procs.iter().map(|p| p.display().to_string()).collect(),

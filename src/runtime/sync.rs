@@ -178,7 +178,8 @@ pub struct ShimConfig {
     /// Sizes in bytes of /tmp, /run and /dev/shm.
     pub tmpfs: TmpfsCfg,
     /// Seccomp filters to install, in order, right before `execve` (none: unconfined).
-    pub seccomp: Vec<crate::runtime::seccomp::WireProgram>,
+    /// Shared between instances of the same profile (the default one, mostly).
+    pub seccomp: std::sync::Arc<Vec<crate::runtime::seccomp::WireProgram>>,
     /// Bounds of the workload's log.
     pub logs: LogCfg,
     /// Device nodes the manifest opts into, created in the container's /dev.

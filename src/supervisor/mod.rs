@@ -62,6 +62,8 @@ pub struct Supervisor {
     events: Arc<events::EventHub>,
     /// When it was created (the origin of `monotonic_ns` in stats).
     epoch: Instant,
+    /// The last event needs no plan (see `on_event`).
+    quiet: bool,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -94,6 +96,7 @@ impl Supervisor {
             overrides: overrides::Overrides::default(),
             events: Arc::new(events::EventHub::new()),
             epoch: now(),
+            quiet: false,
         }
     }
 
@@ -122,16 +125,28 @@ impl Supervisor {
         }
         loop {
             let wake = self.wake_at.map(tokio::time::Instant::from_std);
+            let mut dirty = true;
             tokio::select! {
                 Some(msg) = inbox.msgs.recv() => self.on_msg(msg),
-                Some(ev) = inbox.events.recv() => self.on_event(ev),
+                Some(ev) = inbox.events.recv() => {
+                    // Everything the instances reported meanwhile, then one plan.
+                    dirty = self.on_event(ev);
+                    for _ in 0..256 {
+                        match inbox.events.try_recv() {
+                            Ok(ev) => dirty |= self.on_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some((req, reply)) = inbox.api.recv() => {
                     let resp = self.on_request(req);
                     let _ = reply.send(resp);
                 }
                 () = sleep_until(wake), if wake.is_some() => {}
             }
-            self.reconcile();
+            if dirty {
+                self.reconcile();
+            }
             if self.shutting_down && self.workloads.is_empty() {
                 for tx in self.shutdown.drain(..) {
                     let _ = tx.send(());
@@ -202,7 +217,15 @@ impl Supervisor {
         }
     }
 
-    fn on_event(&mut self, ev: Event) {
+    /// Takes in what an instance reported; says whether the planner must run (a probe answer
+    /// that changed no verdict only moves the next wake-up).
+    fn on_event(&mut self, ev: Event) -> bool {
+        self.quiet = false;
+        self.take_event(ev);
+        !self.quiet
+    }
+
+    fn take_event(&mut self, ev: Event) {
         match ev {
             Event::Started {
                 name,
@@ -252,6 +275,17 @@ impl Supervisor {
                 w.probe_output = Some(output);
                 w.probe_wall = Some(SystemTime::now());
                 let after = w.health_status();
+                if after == before {
+                    if let Phase::Running {
+                        health: Some(h), ..
+                    } = w.phase
+                    {
+                        self.wake_at =
+                            Some(self.wake_at.map_or(h.next_probe, |t| t.min(h.next_probe)));
+                        self.quiet = true;
+                        return;
+                    }
+                }
                 if after != before {
                     let said = w.probe_output.as_deref().unwrap_or_default();
                     if let Some(s) = after {

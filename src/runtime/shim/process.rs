@@ -34,7 +34,7 @@ pub struct Prepared {
     envp: Vec<CString>,
     workdir: String,
     rlimits: Vec<RlimitCfg>,
-    seccomp: Vec<crate::runtime::seccomp::WireProgram>,
+    seccomp: std::sync::Arc<Vec<crate::runtime::seccomp::WireProgram>>,
 }
 
 fn step(s: impl Into<String>, m: impl std::fmt::Display) -> StepError {
