@@ -423,6 +423,28 @@ fn superctl_imports_through_the_daemon_and_rm_refuses_an_image_in_use() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 new"));
     sb.wait_log("web", "rpc-gone");
+    // Each import is an event.
+    let out = superctl(
+        &sb,
+        &[
+            "events",
+            "--since",
+            "5m",
+            "--no-follow",
+            "--filter",
+            "kind=image",
+        ],
+        None,
+    );
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        events
+            .lines()
+            .filter(|l| l.contains("image: import: docker.io/superd-test/busybox:"))
+            .count(),
+        2,
+        "{events}"
+    );
 
     let out = superctl(&sb, &["image", "ls", "--json"], None);
     let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -64,8 +64,16 @@ pub async fn request(
     }
     Some(match (req.method.as_str(), seg) {
         ("GET", "") => list(store, tx).await,
-        ("POST", "import") => import(store, fd, &req.query, tx).await,
-        ("POST", "pull") => pull(limits, &req.query, tx).await,
+        ("POST", "import") => {
+            let r = import(store, fd, &req.query, tx).await;
+            record(limits, "import", &r);
+            r
+        }
+        ("POST", "pull") => {
+            let r = pull(limits, &req.query, tx).await;
+            record(limits, "pull", &r);
+            r
+        }
         ("GET", "pull") => pull_progress(limits, &req.query),
         ("POST", "prune") => prune(store, &req.query, tx).await,
         ("GET", r) if !r.is_empty() && !r.contains('/') => inspect(store, r, tx).await,
@@ -288,6 +296,43 @@ async fn import(store: Arc<Store>, fd: Option<OwnedFd>, query: &str, tx: &ApiTx)
         Ok(Err(e)) => store_error(e),
         Err(r) => r,
     }
+}
+
+/// An `image` event for an import or pull that ended with `resp`: what it named, or why it
+/// failed.
+fn record(limits: &super::server::ServerLimits, what: &str, resp: &HttpResponse) {
+    let Some(hub) = &limits.events else {
+        return;
+    };
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let text = if resp.status == 200 {
+        let images: Vec<String> = body["images"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        let names: Vec<&str> = i["names"]
+                            .as_array()
+                            .map(|n| n.iter().filter_map(|x| x.as_str()).collect())
+                            .unwrap_or_default();
+                        format!(
+                            "{} as {}",
+                            names.join(", "),
+                            i["digest"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("{what}: {}", images.join("; "))
+    } else {
+        format!(
+            "{what} failed ({}): {}",
+            resp.status,
+            body["error"].as_str().unwrap_or("no reason given")
+        )
+    };
+    hub.emit(api::EventKind::Image, None, |e| e.message = Some(text));
 }
 
 /// Restarts, at once, the workloads that name one of the tags `moved` (canonical names an
