@@ -247,18 +247,13 @@ impl Client {
         fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<T, ClientError> {
         let resp = self.roundtrip(method, path, fd)?;
-        let message = || {
-            serde_json::from_slice::<api::ErrorBody>(&resp.body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).trim().to_owned())
-        };
         match resp.status {
             200 => serde_json::from_slice(&resp.body)
                 .map_err(|e| ClientError::Protocol(format!("{method} {path}: {e}"))),
-            404 => Err(ClientError::NotFound(message())),
+            404 => Err(ClientError::NotFound(error_message(&resp.body))),
             status => Err(ClientError::Server {
                 status,
-                message: message(),
+                message: error_message(&resp.body),
             }),
         }
     }
@@ -278,10 +273,7 @@ impl Client {
             .map(|f| f.try_clone_to_owned())
             .transpose()
             .map_err(io_err)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_err)?;
+        let rt = self.runtime()?;
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + self.timeout;
             let stream = self.connect(deadline).await?;
@@ -378,10 +370,7 @@ impl Client {
             socket: self.socket.clone(),
             source,
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_err)?;
+        let rt = self.runtime()?;
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + self.timeout;
             let (mut sender, driver) = self.open(deadline, Vec::new()).await?;
@@ -403,9 +392,7 @@ impl Client {
                     .map(|b| b.to_bytes().to_vec())
                     .unwrap_or_default();
                 driver.abort();
-                let message = serde_json::from_slice::<api::ErrorBody>(&bytes)
-                    .map(|b| b.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                let message = error_message(&bytes);
                 return Err(ClientError::Server { status, message });
             }
             let mut pending: Vec<u8> = Vec::new();
@@ -461,10 +448,7 @@ impl Client {
             source,
         };
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_err)?;
+        let rt = self.runtime()?;
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + self.timeout;
             let (mut sender, driver) = self.open(deadline, fds).await?;
@@ -487,9 +471,7 @@ impl Client {
             driver.abort();
             let bytes = bytes?;
             if status != 200 {
-                let message = serde_json::from_slice::<api::ErrorBody>(&bytes)
-                    .map(|b| b.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                let message = error_message(&bytes);
                 return Err(if status == 404 {
                     ClientError::NotFound(message)
                 } else {
@@ -509,6 +491,17 @@ impl Client {
             }
             Ok(last)
         })
+    }
+
+    /// The current-thread runtime one request runs on.
+    fn runtime(&self) -> Result<tokio::runtime::Runtime, ClientError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.clone(),
+                source,
+            })
     }
 
     /// Connects and shakes hands (passing `fds` with the first bytes): a sender and the task
@@ -560,6 +553,13 @@ impl Client {
             Err(_) => Err(unreachable(busy())),
         }
     }
+}
+
+/// superd's `{"error": …}` of an answer that is not a success, or its text.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<api::ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned())
 }
 
 /// The whole answer a refusing server left in the socket before it closed, if any.

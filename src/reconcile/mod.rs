@@ -234,17 +234,22 @@ pub fn plan(
     observed: &BTreeMap<String, Observed>,
     now: Instant,
 ) -> Plan {
-    plan_with(desired, observed, &Gates::default(), now)
+    let none = BTreeSet::new();
+    let gates = Gates {
+        unready: &none,
+        held: &none,
+    };
+    plan_with(desired, observed, &gates, now)
 }
 
 /// What holds workloads back besides their manifests, for [`plan_with`].
-#[derive(Debug, Clone, Default)]
-pub struct Gates {
+#[derive(Debug, Clone, Copy)]
+pub struct Gates<'a> {
     /// Workloads whose desired spec's image is not in the store yet.
-    pub unready: BTreeSet<String>,
+    pub unready: &'a BTreeSet<String>,
     /// Workloads an operator stopped (`superctl stop`): they are stopped and never started
     /// while their name is here, whatever their manifest says.
-    pub held: BTreeSet<String>,
+    pub held: &'a BTreeSet<String>,
 }
 
 /// [`plan`] with [`Gates`]: a running workload in `unready` that must be recreated gets
@@ -255,10 +260,10 @@ pub struct Gates {
 pub fn plan_with(
     desired: &BTreeMap<String, Option<Arc<Spec>>>,
     observed: &BTreeMap<String, Observed>,
-    gates: &Gates,
+    gates: &Gates<'_>,
     now: Instant,
 ) -> Plan {
-    let unready = &gates.unready;
+    let unready = gates.unready;
     let mut plan = Plan::default();
     let names: BTreeSet<&String> = desired.keys().chain(observed.keys()).collect();
     for name in names {
@@ -598,8 +603,8 @@ mod tests {
             let desired = [(WEB.to_string(), Some(Arc::new(want.clone())))].into();
             let observed = [entry(WEB, phase, 0)].into();
             let gates = Gates {
-                unready: unready.clone(),
-                ..Gates::default()
+                unready,
+                held: &BTreeSet::new(),
             };
             plan_with(&desired, &observed, &gates, now)
         };

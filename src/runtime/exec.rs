@@ -4,7 +4,7 @@
 //! copy of superd's binary, through the reaper.
 
 use super::reaper::{RawStatus, Reaper};
-use super::sync::{IdOrNameCfg, ShimConfig, UserCfg};
+use super::sync::{ShimConfig, UserCfg};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -90,14 +90,7 @@ impl ExecRequest {
         }
         if let Some(u) = &self.user {
             let u = crate::manifest::values_parse_user(u).map_err(|e| format!("user: {e}"))?;
-            let conv = |i: &crate::manifest::IdOrName| match i {
-                crate::manifest::IdOrName::Id(n) => IdOrNameCfg::Id(*n),
-                crate::manifest::IdOrName::Name(n) => IdOrNameCfg::Name(n.to_string()),
-            };
-            p.user = UserCfg {
-                user: conv(&u.user),
-                group: u.group.as_ref().map(conv),
-            };
+            p.user = super::user_cfg(&u);
         }
         Ok(p)
     }

@@ -396,6 +396,14 @@ fn id_cfg(i: &IdOrName) -> IdOrNameCfg {
     }
 }
 
+/// A manifest's `user` as the shim resolves it.
+pub(crate) fn user_cfg(u: &crate::manifest::User) -> UserCfg {
+    UserCfg {
+        user: id_cfg(&u.user),
+        group: u.group.as_ref().map(id_cfg),
+    }
+}
+
 impl Runtime {
     /// Prepares the runtime in the locked state directory: seals a memfd copy of our binary
     /// once (copying per start is slow), creates the directories, and stops and removes every
@@ -575,10 +583,7 @@ impl Runtime {
             argv: run.argv,
             env: run.env,
             workdir: run.workdir,
-            user: UserCfg {
-                user: id_cfg(&run.user.user),
-                group: run.user.group.as_ref().map(id_cfg),
-            },
+            user: user_cfg(&run.user),
             layers,
             volumes,
             tmpfs_mounts: spec

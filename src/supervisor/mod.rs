@@ -631,8 +631,8 @@ impl Supervisor {
                 }
             }
             let gates = reconcile::Gates {
-                unready,
-                held: self.overrides.held().clone(),
+                unready: &unready,
+                held: self.overrides.held(),
             };
             let plan = reconcile::plan_with(&desired, &observed, &gates, now);
             self.wake_at = plan.wake_at;
