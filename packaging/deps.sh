@@ -7,8 +7,13 @@ set -euo pipefail
 # (started by the tests on 127.0.0.1 with their own config, never the packaged service).
 # podman and skopeo: what benches/images.sh compares superd's pulls with. squashfs-tools packs
 # a read-only (pre-seeded) image store. python3-prometheus-client parses /metrics in the tests.
+# nginx, redis, postgresql and mosquitto run under superd from examples/ (tests/packaged.rs),
+# driven by their clients: apache2-utils (ab), redis-tools, postgresql's pgbench and psql,
+# mosquitto-clients. Their own services are never started (policy-rc.d below).
 pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry
-      podman skopeo squashfs-tools python3-prometheus-client)
+      podman skopeo squashfs-tools python3-prometheus-client
+      nginx apache2-utils redis-server redis-tools postgresql mosquitto mosquitto-clients)
+daemons=(docker-registry nginx redis-server postgresql mosquitto)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,10 +24,25 @@ if [ ${#missing[@]} -gt 0 ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # Packages must not start their daemons (Debian's policy-rc.d protocol: 101 = denied),
+    # unless the machine already has its own policy.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$policy" ]; then rm -f "$policy"; fi
 fi
-# The package's own service listens on every interface: never leave it running.
-if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+# The services of the daemons installed here listen on the host (some on every interface):
+# never leave them enabled or running. (A daemon the machine had before is left as it was.)
+if command -v systemctl >/dev/null; then
+    now=""
+    if [ -d /run/systemd/system ]; then now="--now"; fi
+    for d in "${daemons[@]}"; do
+        case " ${missing[*]} " in *" $d "*) systemctl disable $now "$d" >/dev/null 2>&1 || true ;; esac
+    done
 fi

@@ -30,3 +30,21 @@ fn every_toml_block_in_the_readme_is_a_valid_manifest() {
         }
     }
 }
+
+#[test]
+fn every_manifest_in_examples_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = superd::manifest::parse(&path, &text) {
+            panic!("{}: the example does not parse:\n{e}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 4, "expected the packaged-daemon examples in {}", dir.display());
+}

@@ -482,8 +482,8 @@ async fn daemon(
             .context("starting the signal thread")?;
     }
 
-    let listener = ctl::bind(&cli.socket, cli.socket_group)
-        .with_context(|| format!("binding the control socket {}", cli.socket.display()))?;
+    // The error names the socket's path already.
+    let listener = ctl::bind(&cli.socket, cli.socket_group)?;
     let (api_tx, api_rx) = tokio::sync::mpsc::channel(64);
     let events = std::sync::Arc::new(supervisor::events::EventHub::new());
     let limits = ctl::ServerLimits {

@@ -141,6 +141,7 @@ impl Driver {
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
         let mut ports_added = false;
+        let mut netns = None;
         if let Err(e) = send_msg(&sock, &ToShim::Config(Box::new((*self.cfg).clone()))).await {
             // The shim waits for a config that will not come: stop it now, and keep this
             // as the cause (not a setup timeout a minute later).
@@ -191,7 +192,8 @@ impl Driver {
                                 )))
                             });
                         match attached {
-                            Ok(()) => {
+                            Ok(ns) => {
+                                netns = Some(ns);
                                 ports_added = !n.ports.is_empty();
                                 tracing::debug!(workload = %self.name, address = %n.address, micros = t0.elapsed().as_micros() as u64, "network attached");
                             }
@@ -277,7 +279,7 @@ impl Driver {
         };
         if let Some(n) = &self.net {
             n.network
-                .detach(&self.name, &n.ports, n.address, ports_added)
+                .detach(&self.name, &n.ports, n.address, ports_added, netns)
                 .await;
         }
         let cgroup = self.cgroup.clone();

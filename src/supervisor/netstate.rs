@@ -115,7 +115,7 @@ impl NetState {
                 }
             }
         }
-        let content = network::files::render_hosts(&hosts);
+        let content = network.render_hosts(&hosts);
         if self.hosts.as_deref() != Some(content.as_str()) {
             match network.write_hosts(&content) {
                 Ok(()) => self.hosts = Some(content),

@@ -184,13 +184,14 @@ pub(crate) struct VethPlan {
 }
 
 /// Builds the veth pair for the workload whose shim `pidfd` names and configures `eth0` inside
-/// its namespace. Blocks; call from `spawn_blocking`. `host` is the daemon's host-side
-/// netlink handle (its socket lives in the daemon's namespace).
+/// its namespace, and returns that namespace (for [`super::drain`] after the workload ends).
+/// Blocks; call from `spawn_blocking`. `host` is the daemon's host-side netlink handle (its
+/// socket lives in the daemon's namespace).
 pub(crate) fn attach_blocking(
     host: Handle,
     pidfd: OwnedFd,
     plan: VethPlan,
-) -> Result<(), NetError> {
+) -> Result<OwnedFd, NetError> {
     let thread = std::thread::Builder::new()
         .name("superd-netns".into())
         .spawn(move || attach_in_thread(host, pidfd, plan))
@@ -211,7 +212,7 @@ fn io_err(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
     move |source| NetError::Io { doing, source }
 }
 
-fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), NetError> {
+fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<OwnedFd, NetError> {
     // This thread only: join the workload's network namespace.
     nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
         NetError::Io {
@@ -222,6 +223,7 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
     let netns: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
         .map_err(io_err("opening the workload's network namespace"))?
         .into();
+    let netns_fd = netns.as_raw_fd();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -238,8 +240,7 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name("eth0".to_string())
             .build();
-        peer.attributes
-            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        peer.attributes.push(LinkAttribute::NetNsFd(netns_fd));
         // A MAC derived from the address: after a restart the neighbour entries of the host
         // and the peers, which still hold the old instance's MAC, are right at once.
         peer.attributes.push(LinkAttribute::Address(
@@ -300,5 +301,5 @@ fn attach_in_thread(host: Handle, pidfd: OwnedFd, plan: VethPlan) -> Result<(), 
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647") {
         tracing::warn!(link = %host_name, "setting net.ipv4.ping_group_range: {e}");
     }
-    Ok(())
+    Ok(netns)
 }

@@ -7,6 +7,7 @@
 //! bind-mounts read-only, and on shutdown removes every kernel object it created. Leases are
 //! persisted in `<state-dir>/network/leases-<bridge>.json` and survive shutdown.
 
+pub mod drain;
 mod link;
 mod nft;
 
@@ -125,7 +126,7 @@ impl Network {
             table_installed: AtomicBool::new(false),
         };
         net.remove_stale().await;
-        net.write_hosts(&network::files::render_hosts(&[]))
+        net.write_hosts(&net.render_hosts(&[]))
             .map_err(io(format!("writing {}", net.hosts.display())))?;
         net.refresh_resolv()
             .map_err(io(format!("writing {}", net.resolv.display())))?;
@@ -173,6 +174,14 @@ impl Network {
         f.write_all(network::encode_leases(&self.cfg.subnet, leases).as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.leases)
+    }
+
+    /// The shared hosts file for `entries`, with the gateway and the host's own `/etc/hosts`
+    /// entries (read again each time, so an edit there reaches the workloads at the next
+    /// rewrite).
+    pub fn render_hosts(&self, entries: &[network::HostEntry]) -> String {
+        let host = read_bounded(Path::new("/etc/hosts"), network::files::HOST_FILE_MAX + 1);
+        network::files::render_hosts(entries, self.cfg.subnet.gateway(), &host)
     }
 
     /// Replaces the contents of the shared hosts file.
@@ -300,15 +309,16 @@ impl Network {
     }
 
     /// Connects the workload whose shim `pidfd` names: veth on the bridge, `eth0` with
-    /// `address` and a default route inside, then its published ports. On error the caller
-    /// still calls [`Network::detach`] to remove what was created.
+    /// `address` and a default route inside, then its published ports; returns the
+    /// workload's network namespace, for [`Network::detach`]. On error the caller still calls
+    /// [`Network::detach`] to remove what was created.
     pub async fn attach(
         &self,
         workload: &str,
         pidfd: &OwnedFd,
         address: Ipv4Addr,
         ports: &[PortMapping],
-    ) -> Result<(), NetError> {
+    ) -> Result<OwnedFd, NetError> {
         let bridge_index = self.ensure_bridge().await?;
         let plan = link::VethPlan {
             host_name: network::veth_name(&self.cfg.bridge, workload),
@@ -321,7 +331,7 @@ impl Network {
             .try_clone()
             .map_err(io("duplicating the shim's pidfd"))?;
         let host = self.handle.clone();
-        tokio::task::spawn_blocking(move || link::attach_blocking(host, pidfd, plan))
+        let netns = tokio::task::spawn_blocking(move || link::attach_blocking(host, pidfd, plan))
             .await
             .map_err(|e| NetError::Netlink {
                 doing: "network setup task".into(),
@@ -351,10 +361,12 @@ impl Network {
                 nft.apply(&add).await?;
             }
         }
-        Ok(())
+        Ok(netns)
     }
 
     /// Removes the workload's veth (both ends) and, if `ports_added`, its port elements.
+    /// With the workload's namespace `netns` (from [`Network::attach`]), first waits up to
+    /// [`drain::DRAIN_MAX`] for its closed connections to deliver what they hold.
     /// Failures are logged: the next start or a restart of superd cleans up again.
     pub async fn detach(
         &self,
@@ -362,7 +374,26 @@ impl Network {
         ports: &[PortMapping],
         address: Ipv4Addr,
         ports_added: bool,
+        netns: Option<OwnedFd>,
     ) {
+        if let Some(ns) = netns {
+            match tokio::task::spawn_blocking(move || drain::drain_blocking(ns, drain::DRAIN_MAX))
+                .await
+            {
+                Ok(Ok(d)) if d.left > 0 => tracing::info!(
+                    %workload,
+                    "{} closed connections still had data to send after {:?}; dropping them",
+                    d.left,
+                    d.waited
+                ),
+                Ok(Ok(d)) if !d.waited.is_zero() => {
+                    tracing::debug!(%workload, waited_ms = d.waited.as_millis() as u64, "closed connections delivered their data")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(%workload, "waiting for closed connections: {e}"),
+                Err(e) => tracing::warn!(%workload, "drain task: {e}"),
+            }
+        }
         let veth = network::veth_name(&self.cfg.bridge, workload);
         if let Err(e) = link::delete_by_name(&self.handle, &veth).await {
             tracing::warn!(%workload, "{e}");
@@ -432,4 +463,14 @@ impl Network {
             }
         }
     }
+}
+
+/// The first `max` bytes of `path` as text (lossy), or "" when it cannot be read.
+fn read_bounded(path: &Path, max: usize) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(max as u64).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
