@@ -282,9 +282,42 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
             "cgroup of {gone} left: {cgroups:?}"
         );
     }
-    for kept in ["web", "check", "stubborn"] {
+    for kept in ["web", "check", "stubborn", "late"] {
         assert!(cgroups.contains(&kept), "no cgroup for {kept}: {cgroups:?}");
     }
+    // Start order at boot: `late` waits until `web` is healthy, then starts.
+    let line_of = |needle: &str| {
+        console
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` on the console\n{console}"))
+    };
+    let (waiting, healthy, starting) = (
+        line_of("superd: late waiting"),
+        line_of("superd: web healthy"),
+        line_of("superd: late starting"),
+    );
+    assert!(
+        waiting < healthy && healthy < starting,
+        "late waiting at line {waiting}, web healthy at {healthy}, late starting at {starting}"
+    );
+    // `superctl stats` on cgroup v2: CPU from two samples, memory against the limit set live,
+    // tasks, and the three PSI averages.
+    let stats: serde_json::Value = serde_json::from_str(check(&console, "stats").unwrap_or(""))
+        .unwrap_or_else(|e| {
+            panic!("CHECK stats= is not JSON ({e})\n{console}");
+        });
+    let web = &stats[0];
+    assert_eq!(web["name"], "web", "{stats}");
+    assert!(web["cpu_percent"].as_f64().is_some(), "{stats}");
+    assert!(web["memory_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert_eq!(web["memory_limit"].as_u64(), Some(48 << 20), "{stats}");
+    assert!(web["pids"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let pressure = web["pressure"].as_array().cloned().unwrap_or_default();
+    assert!(
+        pressure.len() == 3 && pressure.iter().all(|p| p.as_f64().is_some()),
+        "no PSI for web: {stats}"
+    );
     // A directory rootfs with a tmpfs overlay (the overlay module, pivot_root out of the
     // tmpfs root): the workload wrote into its own root.
     assert_eq!(

@@ -46,5 +46,9 @@ fn every_manifest_in_examples_is_valid() {
         }
         seen += 1;
     }
-    assert!(seen >= 4, "expected the packaged-daemon examples in {}", dir.display());
+    assert!(
+        seen >= 4,
+        "expected the packaged-daemon examples in {}",
+        dir.display()
+    );
 }

@@ -636,6 +636,16 @@ impl Supervisor {
             };
             let plan = reconcile::plan_with(&desired, &observed, &gates, now);
             self.wake_at = plan.wake_at;
+            for (name, deps) in &plan.waiting {
+                if self.waiting.get(name) != Some(deps) {
+                    let text = format!("waiting for {}", deps.join(", "));
+                    tracing::info!("{name} {text}");
+                    self.events.emit(api::EventKind::State, Some(name), |e| {
+                        e.state = Some(State::Waiting);
+                        e.message = Some(text);
+                    });
+                }
+            }
             self.waiting = plan.waiting;
             if plan.actions.is_empty() {
                 return;

@@ -425,6 +425,7 @@ async fn an_unhealthy_workload_is_restarted_with_backoff_and_says_why() {
 #[tokio::test(start_paused = true)]
 async fn a_dependent_starts_once_its_dependency_is_healthy_and_stops_first() {
     let h = harness(Fake::default());
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
     let mut app = spec("app");
     app.start_order.after = vec![crate::manifest::Dependency {
         name: Name::new("db").expect("a name"),
@@ -436,6 +437,23 @@ async fn a_dependent_starts_once_its_dependency_is_healthy_and_stops_first() {
     assert_eq!(
         (w.state, w.waiting_for.clone()),
         (State::Waiting, vec!["db (healthy)".to_string()])
+    );
+    // Waiting is announced once (an event, and a console line in PID-1 mode).
+    let waits: Vec<String> = h
+        .events
+        .subscribe(&super::events::Filter {
+            since: Some(since),
+            ..Default::default()
+        })
+        .0
+        .iter()
+        .filter(|e| e.state == Some(State::Waiting))
+        .map(crate::ctl::table::render_event)
+        .collect();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(
+        waits[0].ends_with("app state waiting: waiting for db (healthy)"),
+        "{waits:?}"
     );
     h.run("db").await;
     advance(1_000).await;
