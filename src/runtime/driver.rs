@@ -76,12 +76,16 @@ async fn send_packet(sock: &AsyncFd<OwnedFd>, bytes: &[u8]) -> std::io::Result<(
     }
 }
 
-async fn recv_packet(sock: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<Packet> {
+/// Receives one packet. The buffer exists only while a packet is read: an instance waits
+/// for its few packets for as long as it runs, and a hundred idle 8 KiB buffers would be most
+/// of superd's heap.
+async fn recv_packet(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Packet> {
     loop {
         let mut guard = sock.readable().await?;
+        let mut buf = vec![0u8; MAX_REPORT];
         let res = guard.try_io(|s| {
             let mut cmsg = nix::cmsg_space!(libc::ucred);
-            let mut iov = [std::io::IoSliceMut::new(buf)];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             let msg = nix::sys::socket::recvmsg::<()>(
                 s.get_ref().as_raw_fd(),
                 &mut iov,
@@ -137,7 +141,6 @@ impl Driver {
         let mut error: Option<String> = None;
         let mut started = false;
         let mut workload_status: Option<i32> = None;
-        let mut buf = vec![0u8; MAX_REPORT];
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         let mut timed_out = false;
         let mut ports_added = false;
@@ -150,9 +153,9 @@ impl Driver {
         }
         loop {
             let packet = if started || timed_out {
-                recv_packet(&sock, &mut buf).await
+                recv_packet(&sock).await
             } else {
-                match tokio::time::timeout_at(deadline, recv_packet(&sock, &mut buf)).await {
+                match tokio::time::timeout_at(deadline, recv_packet(&sock)).await {
                     Ok(p) => p,
                     Err(_) => {
                         timed_out = true;
