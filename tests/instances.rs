@@ -150,3 +150,55 @@ fn a_failed_start_prints_its_cause_once() {
     assert!(last.contains("creating the state directory"), "{stderr}");
     assert_eq!(last.matches("os error").count(), 1, "{last}");
 }
+
+#[test]
+fn a_workload_that_ends_while_superd_is_down_leaves_its_status_in_the_exit_file() {
+    let Some(()) =
+        privileged("a_workload_that_ends_while_superd_is_down_leaves_its_status_in_the_exit_file")
+    else {
+        return;
+    };
+    let mut sb = Sandbox::start("exitfile");
+    // It waits for a file the test creates after superd is gone, then exits 7.
+    let go = sb.dir.path().join("go");
+    std::fs::create_dir(&go).unwrap();
+    common::set_mode(&go, 0o755);
+    sb.write_manifest(
+        "job",
+        &format!(
+            "command = [\"/bin/sh\", \"-c\", \"while [ ! -e /mnt/now ]; do sleep 0.05; done; exit 7\"]\n\
+             [network]\nmode = \"none\"\n[restart]\npolicy = \"never\"\n\
+             [[mounts]]\nsource = \"{}\"\ntarget = \"/mnt\"\n",
+            go.display()
+        ),
+    );
+    let w = sb.wait_running("job");
+    let shim = w.init_pid.unwrap();
+    let instances = sb.state.join("instances");
+    let exit_file = || {
+        std::fs::read_dir(&instances)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "exit"))
+    };
+    let file = exit_file().expect("an exit file for the running instance");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "", "written early");
+
+    sb.crash();
+    std::fs::write(go.join("now"), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(shim) {
+        assert!(Instant::now() < deadline, "the shim did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // exit 7 is the raw wait status 7 << 8.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "1792\n");
+
+    // A successor cleans the record and its exit file up with the instance.
+    sb.spawn_superd();
+    sb.wait_until("the record is gone", Duration::from_secs(20), |_| {
+        exit_file().is_none()
+    });
+    sb.shutdown();
+}

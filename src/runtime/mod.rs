@@ -731,6 +731,14 @@ impl Runtime {
             }
         };
         let procs = cgroup.procs_files();
+        // Where the shim leaves the workload's status for a successor of this superd. Without
+        // one (the state directory refuses a file) the workload still runs; only a successor
+        // would not learn how it ended.
+        let exit_file = self
+            .records
+            .create_exit(&name, gen)
+            .map_err(|e| tracing::warn!(workload = %name, "creating the exit file: {e}"))
+            .ok();
         let spawned = spawn::spawn_shim(
             &self.memfd,
             &self.reaper,
@@ -739,9 +747,11 @@ impl Runtime {
                 cgroup_procs: &procs,
                 log: &log,
                 log_dir: &self.log_dir_fd,
+                exit_file: exit_file.as_ref(),
                 host_network: spec.network.mode == NetworkMode::Host,
             },
         );
+        drop(exit_file);
         let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {

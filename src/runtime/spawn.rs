@@ -6,14 +6,15 @@
 //! 1. write `0` to the workload's `cgroup.procs` files (so the shim and all it starts are charged
 //!    and limited from the start),
 //! 2. arrange stdin (/dev/null), stdout/stderr (the log), fd 3 (sync socket), fd 4 (the memfd),
-//!    close every other fd,
+//!    fd 5 (the log directory), fd 6 (the exit file), close every other fd,
 //! 3. `execveat` the sealed memfd copy of superd in its init-shim role.
 //!
 //! All container setup then happens in that fresh single-threaded process (`runtime::shim`).
 
 use super::reaper::{RawStatus, Reaper};
 use super::sync::{
-    EARLY_FAILURE, LOG_DIR_FD, SHIM_ARGV0_PREFIX, SHIM_SYNC_FD, STEP_CGROUP, STEP_EXEC, STEP_FDS,
+    EARLY_FAILURE, EXIT_FD, LOG_DIR_FD, SHIM_ARGV0_PREFIX, SHIM_SYNC_FD, STEP_CGROUP, STEP_EXEC,
+    STEP_FDS,
 };
 use std::ffi::CString;
 use std::fs::File;
@@ -50,6 +51,9 @@ pub struct SpawnArgs<'a> {
     pub log: &'a File,
     /// The log directory (fd 5 of the shim, which rotates the log through it).
     pub log_dir: &'a OwnedFd,
+    /// The instance's exit file (fd 6 of the shim, which writes the workload's status there);
+    /// without one, fd 6 is /dev/null opened read-only and the write fails harmlessly.
+    pub exit_file: Option<&'a OwnedFd>,
     /// Share the host network namespace instead of creating one.
     pub host_network: bool,
 }
@@ -118,6 +122,9 @@ pub fn spawn_shim(
         sync: child_sock.as_raw_fd(),
         log: args.log.as_raw_fd(),
         log_dir: args.log_dir.as_raw_fd(),
+        exit_file: args
+            .exit_file
+            .map_or(devnull.as_raw_fd(), |f| f.as_raw_fd()),
         devnull: devnull.as_raw_fd(),
         memfd: memfd.as_raw_fd(),
         argv: argv.as_ptr(),
@@ -174,6 +181,7 @@ struct ChildFds<'a> {
     sync: RawFd,
     log: RawFd,
     log_dir: RawFd,
+    exit_file: RawFd,
     devnull: RawFd,
     memfd: RawFd,
     argv: *const *const libc::c_char,
@@ -214,8 +222,8 @@ unsafe fn child_main(c: &ChildFds<'_>) -> ! {
         // 2. Move the fds we keep out of the way, then into place: 0 1 2 stdio, 3 sync, 4 memfd.
         let hi = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
         let (sync, log, null, mem) = (hi(c.sync), hi(c.log), hi(c.devnull), hi(c.memfd));
-        let dir = hi(c.log_dir);
-        if sync < 0 || log < 0 || null < 0 || mem < 0 || dir < 0 {
+        let (dir, exit) = (hi(c.log_dir), hi(c.exit_file));
+        if sync < 0 || log < 0 || null < 0 || mem < 0 || dir < 0 || exit < 0 {
             child_fail(c.sync, STEP_FDS);
         }
         if libc::dup2(null, 0) < 0
@@ -224,20 +232,15 @@ unsafe fn child_main(c: &ChildFds<'_>) -> ! {
             || libc::dup2(sync, SHIM_SYNC_FD) < 0
             || libc::dup2(mem, 4) < 0
             || libc::dup2(dir, LOG_DIR_FD) < 0
+            || libc::dup2(exit, EXIT_FD) < 0
         {
             child_fail(sync, STEP_FDS);
         }
-        // The memfd only needs to live until execveat; the sync socket and the log
-        // directory must survive it (the shim closes them before the workload runs).
+        // The memfd only needs to live until execveat; the sync socket, the log directory
+        // and the exit file must survive it (the shim closes them before the workload runs).
         libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
         // Close everything else (CVE-2024-21626: no stray fd reaches the container).
-        if libc::syscall(
-            libc::SYS_close_range,
-            (LOG_DIR_FD + 1) as u32,
-            u32::MAX,
-            0u32,
-        ) < 0
-        {
+        if libc::syscall(libc::SYS_close_range, (EXIT_FD + 1) as u32, u32::MAX, 0u32) < 0 {
             child_fail(SHIM_SYNC_FD, STEP_FDS);
         }
         // Signal mask from the forking thread must not leak into the shim.

@@ -5,6 +5,7 @@
 //! ```text
 //! <state-dir>/superd.lock                  flock(LOCK_EX) held for superd's lifetime; holds its PID
 //! <state-dir>/instances/<name>.<gen>.json  one InstanceRecord per live instance
+//! <state-dir>/instances/<name>.<gen>.exit  the workload's wait status, written by its init shim
 //! ```
 //! Records are written tmp + fsync + rename + fsync of the directory, and removed once the
 //! instance has ended and its cgroup is gone. A garbled record is reported and set aside.
@@ -148,6 +149,35 @@ impl Records {
         self.dir.join(format!("{name}.{gen}.json"))
     }
 
+    fn exit_path(&self, name: &str, gen: u64) -> PathBuf {
+        self.dir.join(format!("{name}.{gen}.exit"))
+    }
+
+    /// Creates the empty exit file of `name` generation `gen` and returns it open for
+    /// writing (close-on-exec), for the instance's init shim. It needs no fsync: it only has
+    /// to outlive superd, not the machine.
+    pub fn create_exit(&self, name: &str, gen: u64) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.exit_path(name, gen))?;
+        Ok(f.into())
+    }
+
+    /// The raw wait status the shim of `name` generation `gen` wrote, if it wrote one.
+    pub fn exit_status(&self, name: &str, gen: u64) -> Option<i32> {
+        let bytes = super::sys::read_regular(&self.exit_path(name, gen), 64, true).ok()?;
+        parse_exit(&bytes)
+    }
+
     /// Writes `rec` durably: tmp + fsync + rename + fsync of the directory.
     pub fn write(&self, rec: &InstanceRecord) -> io::Result<()> {
         fs::DirBuilder::new()
@@ -163,8 +193,9 @@ impl Records {
         )
     }
 
-    /// Removes the record of `name` generation `gen` (missing is fine).
+    /// Removes the record of `name` generation `gen` and its exit file (missing is fine).
     pub fn remove(&self, name: &str, gen: u64) -> io::Result<()> {
+        let _ = fs::remove_file(self.exit_path(name, gen));
         match fs::remove_file(self.file(name, gen)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => sync_dir(&self.dir).or(Ok(())),
@@ -206,9 +237,43 @@ impl Records {
 
 use crate::durable::sync_dir;
 
+/// The text of an exit file: the raw wait status in decimal and a newline.
+pub fn format_exit(status: i32) -> String {
+    format!("{status}\n")
+}
+
+/// The raw wait status of an exit file's text; `None` for an empty or cut-short file.
+pub fn parse_exit(bytes: &[u8]) -> Option<i32> {
+    std::str::from_utf8(bytes)
+        .ok()?
+        .strip_suffix('\n')?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_files_round_trip_and_a_cut_one_says_nothing() {
+        use std::io::Write;
+        assert_eq!(parse_exit(format_exit(7 << 8).as_bytes()), Some(1792));
+        assert_eq!(parse_exit(format_exit(libc::SIGKILL).as_bytes()), Some(9));
+        assert_eq!(parse_exit(b""), None);
+        assert_eq!(parse_exit(b"17"), None, "a write cut short");
+        assert_eq!(parse_exit(b"x\n"), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = Records::at(dir.path().join("instances"));
+        let fd = records.create_exit("web", 3).expect("exit file");
+        assert_eq!(records.exit_status("web", 3), None, "nothing written yet");
+        std::fs::File::from(fd)
+            .write_all(format_exit(256).as_bytes())
+            .expect("write");
+        assert_eq!(records.exit_status("web", 3), Some(256));
+        records.remove("web", 3).expect("remove");
+        assert!(!dir.path().join("instances/web.3.exit").exists());
+    }
 
     fn rec(name: &str, gen: u64) -> InstanceRecord {
         InstanceRecord {

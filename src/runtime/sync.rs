@@ -27,6 +27,10 @@ pub const STEP_EXEC: u8 = 3;
 pub const SHIM_SYNC_FD: i32 = 3;
 /// The fd number the shim finds the log directory on (for rotating the workload's log).
 pub const LOG_DIR_FD: i32 = 5;
+/// The fd number the shim finds the instance's exit file on: it writes the workload's wait
+/// status there before it reports it, so a superd that starts after its predecessor died
+/// still learns how the workload ended.
+pub const EXIT_FD: i32 = 6;
 /// The argv[0] prefix that selects the shim role of the superd binary.
 pub const SHIM_ARGV0_PREFIX: &str = "superd-init:";
 /// Largest message the shim accepts (the config: argv and environment of a manifest of up

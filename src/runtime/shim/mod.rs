@@ -38,15 +38,16 @@ fn send(msg: &FromShim, creds_pid: Option<i32>) {
                 SHIM_SYNC_FD,
                 &iov,
                 &cmsg,
-                nix::sys::socket::MsgFlags::empty(),
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
                 None,
             )
         }
+        // No SIGPIPE when superd is gone: PID 1 would forward it to the workload.
         None => nix::sys::socket::sendmsg::<()>(
             SHIM_SYNC_FD,
             &iov,
             &[],
-            nix::sys::socket::MsgFlags::empty(),
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             None,
         ),
     };
@@ -249,6 +250,16 @@ pub(crate) fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes the workload's wait status into the exit file (fd [`sync::EXIT_FD`]) before it is
+/// reported, for a superd that starts after the one that started us died. Best effort: with
+/// no exit file the status still goes over the sync socket.
+fn record_exit(status: i32) {
+    let text = crate::runtime::state::format_exit(status);
+    // SAFETY: EXIT_FD was placed by the spawner and stays open for our whole life; pwrite at
+    // offset 0 on it touches nothing else.
+    let _ = unsafe { libc::pwrite(sync::EXIT_FD, text.as_ptr().cast(), text.len(), 0) };
+}
+
 /// PID 1 duty: fork the workload, write its output to the log, forward signals, reap
 /// everything, exit with its status.
 fn run_init(p: &process::Prepared, logs: &sync::LogCfg, name: &str) -> ! {
@@ -387,6 +398,7 @@ fn run_init(p: &process::Prepared, logs: &sync::LogCfg, name: &str) -> ! {
         // passed to something that outlives it: then stop at its exit).
         if let Some(status) = status {
             if !open[0] && !open[1] || status_pipes_idle(&read, &open) {
+                record_exit(status);
                 send(&FromShim::Exited { status }, None);
                 let code = if libc::WIFEXITED(status) {
                     libc::WEXITSTATUS(status)
