@@ -111,6 +111,16 @@ fn after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance() {
     for (n, (pid, _)) in new.iter().zip(&old) {
         assert_ne!(n, pid);
     }
+    let log = sb.superd_log();
+    for name in ["web", "daemon"] {
+        assert!(
+            log.lines().any(
+                |l| l.contains("left running by a superd that ended; stopping it")
+                    && l.contains(&format!("workload={name}"))
+            ),
+            "{log}"
+        );
+    }
     for d in &old_dirs {
         assert!(!d.exists(), "{} left behind", d.display());
     }
@@ -195,10 +205,18 @@ fn a_workload_that_ends_while_superd_is_down_leaves_its_status_in_the_exit_file(
     // exit 7 is the raw wait status 7 << 8.
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "1792\n");
 
-    // A successor cleans the record and its exit file up with the instance.
+    // A successor says how it ended, and cleans the record and its exit file up.
     sb.spawn_superd();
     sb.wait_until("the record is gone", Duration::from_secs(20), |_| {
         exit_file().is_none()
     });
+    let log = sb.superd_log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("ended while no superd was running: exit code 7")
+                && l.contains("workload=job")
+        ),
+        "{log}"
+    );
     sb.shutdown();
 }

@@ -435,7 +435,10 @@ impl Runtime {
         let records = state.records();
         let stopped = stop_recorded(&records);
         if !stopped.is_empty() {
-            tracing::warn!(?stopped, "stopped instances a previous superd left running");
+            tracing::warn!(
+                ?stopped,
+                "cleaned up the instances a previous superd recorded"
+            );
         }
         let stale = cgroups.remove_stale();
         if !stale.is_empty() {
@@ -930,12 +933,30 @@ fn stop_recorded(records: &state::Records) -> Vec<String> {
     }
     let mut stopped = Vec::new();
     for r in recs {
-        if let Some(pidfd) = sys::pidfd_open(r.shim_pid) {
-            let same = state::process_start_time(r.shim_pid)
-                .is_some_and(|t| t == r.shim_start && r.shim_start != 0);
-            if same {
-                pidfd_signal(&pidfd, libc::SIGKILL);
+        // The pidfd first, then the start time: a PID reused after that check cannot be hit.
+        let pidfd = sys::pidfd_open(r.shim_pid);
+        let start_now = pidfd
+            .as_ref()
+            .and_then(|_| state::process_start_time(r.shim_pid));
+        let found = state::judge(&r, start_now, records.exit_status(&r.name, r.gen));
+        match found {
+            state::Found::Running => {
+                tracing::warn!(workload = %r.name, generation = r.gen, "left running by a superd that ended; stopping it");
+                if let Some(fd) = &pidfd {
+                    pidfd_signal(fd, libc::SIGKILL);
+                }
             }
+            state::Found::Ended(Some(status)) => tracing::warn!(
+                workload = %r.name,
+                generation = r.gen,
+                "ended while no superd was running: {}",
+                describe_status(status)
+            ),
+            state::Found::Ended(None) => tracing::warn!(
+                workload = %r.name,
+                generation = r.gen,
+                "ended while no superd was running; it left no exit status"
+            ),
         }
         match cgroups::remove_dirs(&r.cgroup_dirs, r.cgroup_v2, Duration::from_secs(5)) {
             Ok(()) => {

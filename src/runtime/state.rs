@@ -120,7 +120,28 @@ pub struct InstanceRecord {
     pub spec_hash: String,
 }
 
-/// The start time of process `pid` in clock ticks since boot, from `/proc/PID/stat`.
+/// What a superd finds of an instance its predecessor recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The shim still runs: its PID has the recorded start time.
+    Running,
+    /// The shim is gone. Its exit file holds the workload's raw wait status, or nothing when
+    /// the workload never ran or was PID 1 itself (`init = false`).
+    Ended(Option<i32>),
+}
+
+/// Judges a recorded instance from what is observed now: the start time of the process that
+/// has the recorded shim PID (`None`: no such process) and the exit file's status. A PID with
+/// another start time (or a record without one) is another process: the instance is gone.
+pub fn judge(rec: &InstanceRecord, start_now: Option<u64>, exit: Option<i32>) -> Found {
+    match start_now {
+        Some(t) if rec.shim_start != 0 && t == rec.shim_start => Found::Running,
+        _ => Found::Ended(exit),
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot, from `/proc/PID/stat`; `None`
+/// when there is no such process or it has ended and waits to be reaped (a zombie).
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_time(&stat)
@@ -129,8 +150,12 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 /// Field 22 of a `/proc/PID/stat` line; the command (field 2) may hold spaces and `)`.
 fn parse_start_time(stat: &str) -> Option<u64> {
     let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
     // Fields after the command start at 3 (state); starttime is field 22.
-    after.split_whitespace().nth(19)?.parse().ok()
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The directory of instance records.
@@ -256,6 +281,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_recorded_instance_runs_only_with_its_own_start_time() {
+        let mut r = rec("web", 3);
+        r.shim_start = 4242;
+        assert_eq!(judge(&r, Some(4242), None), Found::Running);
+        // The shim ended; what its exit file says is kept.
+        assert_eq!(judge(&r, None, Some(1792)), Found::Ended(Some(1792)));
+        assert_eq!(judge(&r, None, None), Found::Ended(None));
+        // The PID is another process's now.
+        assert_eq!(judge(&r, Some(9999), Some(9)), Found::Ended(Some(9)));
+        // A record without a start time cannot tell its shim from another process.
+        r.shim_start = 0;
+        assert_eq!(judge(&r, Some(0), None), Found::Ended(None));
+    }
+
+    #[test]
     fn exit_files_round_trip_and_a_cut_one_says_nothing() {
         use std::io::Write;
         assert_eq!(parse_exit(format_exit(7 << 8).as_bytes()), Some(1792));
@@ -295,6 +335,8 @@ mod tests {
                     1000 10 18446744073709551615";
         assert_eq!(parse_start_time(line), Some(98765));
         assert_eq!(parse_start_time("garbage"), None);
+        // A zombie has ended: its start time says nothing about a live shim.
+        assert_eq!(parse_start_time(&line.replace(") S ", ") Z ")), None);
         let me = std::process::id() as i32;
         assert!(process_start_time(me).is_some_and(|t| t > 0));
     }
