@@ -4,12 +4,12 @@
 use super::check::Checker;
 use super::raw::{RawHealth, RawStartOrder, Val};
 use super::spec::Name;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use toml::Spanned;
 
 /// What a health probe does.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// An HTTP GET from inside the workload's network namespace; any 2xx or 3xx passes.
@@ -46,7 +46,7 @@ impl Probe {
 }
 
 /// What happens when a workload turns unhealthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnUnhealthy {
     /// Stop it; the run counts as failed, and `[restart]` decides (with its backoff).
@@ -58,7 +58,7 @@ pub enum OnUnhealthy {
 }
 
 /// `[health]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HealthCheck {
     /// The probe.
     pub probe: Probe,
@@ -105,7 +105,7 @@ impl HealthCheck {
 }
 
 /// What a dependency must have reached before its dependent starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// Its main process runs.
@@ -125,7 +125,7 @@ impl Condition {
 }
 
 /// One entry of `after`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dependency {
     /// The workload waited for.
     pub name: Name,
@@ -134,7 +134,7 @@ pub struct Dependency {
 }
 
 /// `after` and `[start_order]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StartOrder {
     /// The workloads this one starts after (and stops before).
     pub after: Vec<Dependency>,

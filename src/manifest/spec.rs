@@ -5,7 +5,7 @@
 //! absolute and normalised, a host-root rootfs cannot ask for a writable layer.
 
 pub use super::health::{HealthCheck, StartOrder};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -102,7 +102,7 @@ impl fmt::Display for AbsPath {
 }
 
 /// A user or group given by number or by name (looked up inside the rootfs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdOrName {
     /// A numeric id, range-checked as u32.
@@ -112,7 +112,7 @@ pub enum IdOrName {
 }
 
 /// `user = "uid:gid" | "name" | "name:group"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct User {
     /// The user part.
     pub user: IdOrName,
@@ -131,12 +131,13 @@ impl User {
 }
 
 /// How a rootfs is made writable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Writable {
     /// Overlay with upper and work directories on a per-workload tmpfs.
     Tmpfs,
     /// Read-only bind mount.
+    #[default]
     None,
 }
 
@@ -148,7 +149,7 @@ impl Writable {
 }
 
 /// The workload's root filesystem.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Rootfs {
     /// `path = "/"`: the host root, bind-mounted read-only recursively, or (`writable =
@@ -157,7 +158,7 @@ pub enum Rootfs {
     Host {
         /// Read-only (the default) or a tmpfs overlay. Not serialised when read-only, so the
         /// spec hash of every earlier host-root workload stays what it was.
-        #[serde(skip_serializing_if = "Writable::is_none")]
+        #[serde(skip_serializing_if = "Writable::is_none", default)]
         writable: Writable,
     },
     /// A directory holding a root filesystem.
@@ -179,7 +180,7 @@ pub enum Rootfs {
 }
 
 /// `[rootfs] image`: `name[:tag][@sha256:…]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ImageRef {
     /// As written in the manifest.
     pub written: String,
@@ -190,7 +191,7 @@ pub struct ImageRef {
 }
 
 /// `[rootfs] pull`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pull {
     /// Fetch the image when the store lacks it.
@@ -200,7 +201,7 @@ pub enum Pull {
 }
 
 /// One `[[mounts]]` entry: a bind mount from the host into the container.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mount {
     /// Host path.
     pub source: AbsPath,
@@ -212,7 +213,7 @@ pub struct Mount {
 
 /// One `[[volumes]]` entry: a directory superd keeps under its state directory, seeded from
 /// the image's content at `target` on first use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Volume {
     /// The volume's name (a workload name's rules); workloads naming the same one share it.
     pub name: String,
@@ -223,7 +224,7 @@ pub struct Volume {
 }
 
 /// One `[tmpfs] mounts` entry: an empty, sized tmpfs (its pages count as the workload's).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TmpfsMount {
     /// Where.
     pub target: AbsPath,
@@ -233,7 +234,7 @@ pub struct TmpfsMount {
 
 /// `[resources]`: cgroup limits. `None` means unlimited; a manifest without `pids` gets
 /// [`DEFAULT_PIDS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Resources {
     /// Memory limit in bytes (swap is capped to the same value).
     pub memory: Option<u64>,
@@ -250,7 +251,7 @@ pub const DEFAULT_PIDS: u64 = 2048;
 pub const MIN_MEMORY: u64 = 6 << 20;
 
 /// A resource limit a workload starts with (`setrlimit(2)`); `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rlimit {
     /// The soft limit (what the kernel enforces).
     pub soft: Option<u64>,
@@ -269,7 +270,7 @@ impl Rlimit {
 }
 
 /// The rlimits Docker's `--ulimit` covers, by their manifest names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RlimitKind {
     /// RLIMIT_CORE: core dump size (bytes).
@@ -335,7 +336,7 @@ impl RlimitKind {
 
 /// One rlimit of a spec and whether the manifest set it (a default that exceeds what superd
 /// may grant is lowered to superd's own hard limit; an explicit value is an error then).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RlimitSetting {
     /// The limit.
     pub limit: Rlimit,
@@ -441,7 +442,7 @@ pub fn default_rlimits() -> BTreeMap<RlimitKind, RlimitSetting> {
 
 /// `[tmpfs]`: sizes of the container's tmpfs mounts, in bytes. Their pages are charged to the
 /// workload's memory cgroup, so these also bound what a workload can pin in RAM through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TmpfsSizes {
     /// `/tmp`.
     pub tmp: u64,
@@ -452,13 +453,20 @@ pub struct TmpfsSizes {
     /// The tmpfs holding a writable root's overlay upper layer (`writable = "tmpfs"`): what
     /// the workload may write into its root. Left out of the serialised spec at its default,
     /// so the spec hash of a workload that does not set it stays what it was.
-    #[serde(skip_serializing_if = "TmpfsSizes::root_is_default")]
+    #[serde(
+        skip_serializing_if = "TmpfsSizes::root_is_default",
+        default = "TmpfsSizes::default_root"
+    )]
     pub root: u64,
 }
 
 impl TmpfsSizes {
     /// The default size of the root's tmpfs.
     pub const DEFAULT_ROOT: u64 = 64 << 20;
+
+    fn default_root() -> u64 {
+        Self::DEFAULT_ROOT
+    }
 
     fn root_is_default(root: &u64) -> bool {
         *root == Self::DEFAULT_ROOT
@@ -478,7 +486,7 @@ impl Default for TmpfsSizes {
 
 /// `[logs]`: how large the workload's log may grow; `None` takes superd's `--log-max-size`
 /// and `--log-max-files`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct LogLimits {
     /// Bytes per file.
     pub max_size: Option<u64>,
@@ -487,7 +495,7 @@ pub struct LogLimits {
 }
 
 /// `[security] seccomp`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Seccomp {
     /// superd's default allowlist (Docker's and podman's default as the reference).
@@ -500,7 +508,7 @@ pub enum Seccomp {
 }
 
 /// Access to a device node, as the devices cgroup spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct DeviceAccess {
     /// `r`.
     pub read: bool,
@@ -524,7 +532,7 @@ impl fmt::Display for DeviceAccess {
 
 /// One `[security] devices` entry: a host device node the workload may use (it also appears
 /// at the same path in the container's /dev).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DeviceRule {
     /// The node, below /dev.
     pub path: AbsPath,
@@ -533,7 +541,7 @@ pub struct DeviceRule {
 }
 
 /// `[security]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Security {
     /// The seccomp filter.
     pub seccomp: Seccomp,
@@ -543,7 +551,7 @@ pub struct Security {
 }
 
 /// When a workload that exited is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Restart whatever the exit status.
@@ -555,7 +563,7 @@ pub enum RestartPolicy {
 }
 
 /// `[restart]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Restart {
     /// The policy.
     pub policy: RestartPolicy,
@@ -661,7 +669,7 @@ impl Signal {
 }
 
 /// `[stop]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Stop {
     /// Signal sent first (`None`: the image's StopSignal, else SIGTERM).
     pub signal: Option<Signal>,
@@ -686,7 +694,7 @@ impl Default for Stop {
 }
 
 /// `[network] mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// Own network namespace with a veth on superd's bridge (the default).
@@ -698,7 +706,7 @@ pub enum NetworkMode {
 }
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// TCP.
@@ -718,7 +726,7 @@ impl Protocol {
 }
 
 /// One `[network] ports` entry: `[host_ip:]host_port:container_port[/tcp|udp]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
     /// The host address to publish on; `None` means every host address (and 127.0.0.1).
     pub host_ip: Option<std::net::Ipv4Addr>,
@@ -747,7 +755,7 @@ impl fmt::Display for PortMapping {
 }
 
 /// `[network]`: how the workload is connected.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Network {
     /// Namespace mode.
     pub mode: NetworkMode,
@@ -773,7 +781,7 @@ impl Default for Network {
 }
 
 /// A fully validated workload specification.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Spec {
     /// The workload name (the file stem).
     pub name: Name,
@@ -817,10 +825,10 @@ pub struct Spec {
     /// Log bounds.
     pub logs: LogLimits,
     /// `[health]` (applied live).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub health: Option<HealthCheck>,
     /// `after` and `[start_order]` (applied live).
-    #[serde(skip_serializing_if = "StartOrder::is_empty")]
+    #[serde(skip_serializing_if = "StartOrder::is_empty", default)]
     pub start_order: StartOrder,
 }
 
@@ -889,11 +897,41 @@ fn hash_json<T: Serialize>(v: &T) -> String {
 }
 
 pub(crate) mod duration_ms {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u128(d.as_millis())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+// A spec read back (from an instance record or the last good specs) is checked as the
+// manifest was: names, paths and signals only as their constructors make them.
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Name::new(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for AbsPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        AbsPath::new(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            number: i32,
+        }
+        let w = Wire::deserialize(d)?;
+        Signal::from_number(w.number)
+            .ok_or_else(|| serde::de::Error::custom(format!("no signal numbered {}", w.number)))
     }
 }
 
