@@ -79,6 +79,8 @@ pub enum ExitReason {
     Unhealthy,
     /// superd stopped it because a dependency went down (`restart_with`).
     DependencyDown,
+    /// It ended while no superd watched it, and its status is unknown.
+    Unknown,
 }
 
 impl ExitReason {
@@ -92,6 +94,7 @@ impl ExitReason {
             ExitReason::StartFailed => "start-failed",
             ExitReason::Unhealthy => "unhealthy",
             ExitReason::DependencyDown => "dependency-down",
+            ExitReason::Unknown => "unknown",
         }
     }
 }
@@ -568,6 +571,10 @@ pub enum Request {
         /// What to do at the end.
         action: PowerAction,
     },
+    /// Re-execute superd in place, keeping every workload running (`superctl reexec`).
+    Reexec,
+    /// Which superd answers: PID, version, start time.
+    Daemon,
 }
 
 impl Request {
@@ -575,7 +582,7 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Status { .. } | Request::Specs | Request::Stats
+            Request::Status { .. } | Request::Specs | Request::Stats | Request::Daemon
         )
     }
 
@@ -590,6 +597,8 @@ impl Request {
             Request::Stats => "stats",
             Request::Exec { .. } => "exec",
             Request::Power { action } => action.as_str(),
+            Request::Reexec => "reexec",
+            Request::Daemon => "daemon",
         }
     }
 }
@@ -615,6 +624,21 @@ pub struct LogsResponse {
     /// More records matched than one reply carries (the newest are kept); ask again with
     /// `after` set to the last record's time for a follow.
     pub truncated: bool,
+}
+
+/// `GET /v1/daemon`: which superd answers (a re-exec keeps the PID and changes the rest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Its PID.
+    pub pid: u32,
+    /// Its version.
+    pub version: String,
+    /// When this image of it started, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Workloads it supervises, and how many of them it adopted from its predecessor.
+    pub workloads: usize,
+    /// See `workloads`.
+    pub adopted: usize,
 }
 
 /// What the machine does at the end of an orderly shutdown.
@@ -653,6 +677,8 @@ pub enum Response {
     Stats(StatsResponse),
     /// An exec started.
     Exec(Passed<crate::runtime::exec::Running>),
+    /// Which superd answers.
+    Daemon(DaemonInfo),
     /// No such workload.
     NotFound(String),
     /// Something went wrong.

@@ -285,6 +285,23 @@ fn appliance_boots_runs_workloads_on_cgroup_v2_and_powers_off() {
     for kept in ["web", "check", "stubborn", "late"] {
         assert!(cgroups.contains(&kept), "no cgroup for {kept}: {cgroups:?}");
     }
+    // `superctl reexec` as PID 1: the same process runs a new image, which adopts every
+    // running workload (this script included) and then powers the VM off.
+    let reexec = check(&console, "reexec").unwrap_or("");
+    assert!(
+        reexec.contains("re-executed") && reexec.contains("(PID 1)"),
+        "{console}"
+    );
+    let web_after: Vec<&str> = check(&console, "reexec-web")
+        .unwrap_or("")
+        .split('/')
+        .collect();
+    assert!(
+        web_after.len() == 3 && web_after[0] == web_after[1] && web_after[2] == "running",
+        "web after the re-exec: {web_after:?}\n{console}"
+    );
+    assert!(has("superd: web adopted pid="), "{console}");
+    assert!(has("superd: check adopted pid="), "{console}");
     // Start order at boot: `late` waits until `web` is healthy, then starts.
     let line_of = |needle: &str| {
         console

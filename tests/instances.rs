@@ -115,7 +115,7 @@ fn after_a_crash_a_superd_in_another_cgroup_stops_every_recorded_instance() {
     for name in ["web", "daemon"] {
         assert!(
             log.lines().any(
-                |l| l.contains("left running by a superd that ended; stopping it")
+                |l| l.contains("left running by a superd that ended, but its cgroup")
                     && l.contains(&format!("workload={name}"))
             ),
             "{log}"

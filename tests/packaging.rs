@@ -105,7 +105,8 @@ fn the_systemd_unit_delegates_notifies_and_outlasts_every_stop_timeout() {
     let unit = std::fs::read_to_string(&unit_path).expect("reading the unit");
     assert_eq!(service_key(&unit, "Type"), Some("notify"));
     assert_eq!(service_key(&unit, "Delegate"), Some("yes"));
-    assert_eq!(service_key(&unit, "KillMode"), Some("mixed"));
+    // superd's own end (a crash, SIGKILL) must leave the workloads for its successor.
+    assert_eq!(service_key(&unit, "KillMode"), Some("process"));
     assert_eq!(service_key(&unit, "ExecStart"), Some("/usr/bin/superd"));
     assert_eq!(service_key(&unit, "RuntimeDirectory"), Some("superd"));
     assert_eq!(service_key(&unit, "StateDirectory"), Some("superd"));

@@ -97,20 +97,9 @@ Description: declarative workload supervisor (a directory of TOML manifests)
 EOF
 
 # Maintainer scripts: what debhelper's systemd snippets do, for a package that has no
-# debhelper. Enable and start on first install; restart on upgrade; stop on removal.
-cat >"$root/DEBIAN/postinst" <<'EOF'
-#!/bin/sh
-set -e
-if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload >/dev/null || true
-    if [ -z "$2" ]; then
-        systemctl enable superd.service >/dev/null || true
-        systemctl start superd.service || true
-    else
-        systemctl try-restart superd.service || true
-    fi
-fi
-EOF
+# debhelper. Enable and start on first install; re-exec in place on upgrade (postinst, a
+# file of its own so that a test runs it); stop on removal.
+install -m 0755 "$repo/packaging/deb/postinst" "$root/DEBIAN/postinst"
 cat >"$root/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e

@@ -152,6 +152,17 @@ enum Command {
     Reboot,
     /// Stop every workload, then halt (superd as PID 1 only).
     Halt,
+    /// Re-execute superd in place (after an upgrade of its binary): every workload keeps
+    /// running and the new superd adopts it. Waits until the new superd answers.
+    Reexec {
+        /// Return once the request is taken, without waiting for the new superd.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the new superd (it re-executes once no workload is
+        /// starting or stopping).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Named volumes (ls, rm).
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -373,6 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Ok(report(&e, None)),
             }
         }
+        Command::Reexec { no_wait, timeout } => return reexec(&client, no_wait, timeout, &mut out),
         Command::Volume(VolumeCommand::Ls { json }) => match client.volumes() {
             Ok(r) if json => writeln!(out, "{}", serde_json::to_string(&r)?)?,
             Ok(r) => {
@@ -640,6 +652,53 @@ fn plan(
 }
 
 /// Writes superctl.8 and one page per visible subcommand into `dir`.
+/// `superctl reexec`: asks for the re-exec, then waits until a superd with a later start time
+/// answers on the socket.
+fn reexec(
+    client: &Client,
+    no_wait: bool,
+    timeout: std::time::Duration,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let before = match client.daemon() {
+        Ok(d) => d,
+        Err(e) => return Ok(report(&e, None)),
+    };
+    match client.reexec() {
+        Ok(ack) => writeln!(out, "{}", ack.message)?,
+        // The exec may have closed the connection before the answer was out: whether it
+        // happened, the next superd's start time tells.
+        Err(ClientError::Io { .. }) if !no_wait => {}
+        Err(e) => return Ok(report(&e, None)),
+    }
+    if no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    out.flush()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        match client.daemon() {
+            Ok(d) if d.started_unix_ms != before.started_unix_ms => {
+                writeln!(
+                    out,
+                    "superd {} re-executed as {} (PID {}): {} of its {} workloads adopted",
+                    before.version, d.version, d.pid, d.adopted, d.workloads
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ if std::time::Instant::now() > deadline => {
+                eprintln!(
+                    "superctl: no re-executed superd answered within {}",
+                    humantime::format_duration(timeout)
+                );
+                return Ok(ExitCode::from(SERVER_ERROR));
+            }
+            _ => {}
+        }
+    }
+}
+
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     use clap::CommandFactory;
     let write = |name: &str, cmd: clap::Command| -> anyhow::Result<()> {

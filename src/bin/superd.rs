@@ -459,9 +459,10 @@ fn run(cli: Cli, signals: Option<Signals>) -> anyhow::Result<Option<PowerAction>
             nat: !cli.no_nat,
             dir: cli.state_dir.join("network"),
         };
-        let network = runtime::net::Network::new(net_cfg, reaper)
+        let (network, lost) = runtime::net::Network::new(net_cfg, reaper, &rt.adoptable_links())
             .await
             .context("setting up bridge networking")?;
+        rt.give_up(&lost);
         daemon(cli, Arc::new(rt.with_network(Arc::new(network))), signals).await
     });
     // The read-only stores superd mounted go after every workload has stopped.
@@ -542,6 +543,10 @@ async fn daemon(
         .with_events(events);
     if cli.init_mode {
         sup = sup.with_power(power_tx.clone(), latch.clone());
+    }
+    match runtime::reexec::own_path() {
+        Ok(exe) => sup = sup.with_reexec(exe),
+        Err(e) => tracing::warn!("reading /proc/self/exe: {e}; `superctl reexec` is unavailable"),
     }
     let mut sup_task = tokio::spawn(sup.run(supervisor::Inbox {
         msgs: msg_rx,
@@ -669,7 +674,7 @@ async fn force_cleanup(rt: &Arc<runtime::Runtime>) {
     let removed = tokio::time::timeout(
         budget,
         tokio::task::spawn_blocking(move || {
-            cg.cgroups().remove_stale();
+            cg.cgroups().remove_stale(&Default::default());
             cg.cgroups().remove_root();
         }),
     )

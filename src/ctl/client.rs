@@ -158,6 +158,16 @@ impl Client {
         self.call("POST", &format!("/v1/{}", action.as_str()))
     }
 
+    /// Asks superd to re-execute itself in place (workloads keep running).
+    pub fn reexec(&self) -> Result<api::Ack, ClientError> {
+        self.call("POST", "/v1/reexec")
+    }
+
+    /// Which superd answers.
+    pub fn daemon(&self) -> Result<api::DaemonInfo, ClientError> {
+        self.call("GET", "/v1/daemon")
+    }
+
     /// Every named volume.
     pub fn volumes(&self) -> Result<api::VolumesResponse, ClientError> {
         self.call("GET", "/v1/volumes")
@@ -663,6 +673,9 @@ mod tests {
                     }),
                     api::Request::Exec { name, .. } => {
                         api::Response::Error(format!("{name} is not running"))
+                    }
+                    api::Request::Reexec | api::Request::Daemon => {
+                        api::Response::Error("not in this test".into())
                     }
                 };
                 let _ = reply.send(resp);

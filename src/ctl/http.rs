@@ -242,6 +242,8 @@ pub fn route(method: &str, path: &str) -> Result<api::Request, HttpResponse> {
         ["v1", "poweroff"] => (power(api::PowerAction::Poweroff), "POST"),
         ["v1", "reboot"] => (power(api::PowerAction::Reboot), "POST"),
         ["v1", "halt"] => (power(api::PowerAction::Halt), "POST"),
+        ["v1", "reexec"] => (api::Request::Reexec, "POST"),
+        ["v1", "daemon"] => (api::Request::Daemon, "GET"),
         _ => {
             return Err(HttpResponse::error(
                 404,
@@ -267,6 +269,7 @@ pub fn to_http(resp: api::Response) -> HttpResponse {
         api::Response::Ack(a) => HttpResponse::json(200, &a),
         api::Response::Specs(s) => HttpResponse::json(200, &s),
         api::Response::Stats(s) => HttpResponse::json(200, &s),
+        api::Response::Daemon(d) => HttpResponse::json(200, &d),
         api::Response::Exec(_) => HttpResponse::error(500, "an exec answer to another request"),
         api::Response::NotFound(m) => HttpResponse::error(404, m),
         api::Response::Error(m) => HttpResponse::error(500, m),

@@ -226,6 +226,13 @@ impl HoldSet {
     }
 }
 
+impl Hold {
+    /// The layers (ChainIDs) it holds.
+    pub fn layers(&self) -> &[Digest] {
+        &self.layers
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         let Some(set) = self.store.upgrade() else {

@@ -69,27 +69,13 @@ pub fn early_setup() -> Vec<String> {
 /// Executes this binary's copy in the new root with the same arguments; returns only on
 /// failure, with the problem to report.
 fn reexec_from_new_root() -> String {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     // /proc/self/exe names the old, deleted file: "/bin/superd (deleted)".
-    let exe = match std::fs::read_link("/proc/self/exe") {
-        Ok(p) => p,
-        Err(e) => return format!("re-executing from the tmpfs: reading /proc/self/exe: {e}"),
-    };
-    let bytes = exe.as_os_str().as_bytes();
-    let path = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
-    let args: Result<Vec<CString>, _> = std::env::args_os()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect();
-    match (CString::new(path), args) {
-        (Ok(path), Ok(args)) => match nix::unistd::execv(&path, &args) {
-            Ok(never) => match never {},
-            Err(e) => format!(
-                "re-executing {} from the tmpfs (the initramfs copy stays in memory): {e}",
-                path.to_string_lossy()
-            ),
-        },
-        _ => "re-executing from the tmpfs: a NUL byte in the path or arguments".into(),
+    match crate::runtime::reexec::own_path() {
+        Ok(path) => format!(
+            "re-executing from the tmpfs (the initramfs copy stays in memory): {}",
+            crate::runtime::reexec::exec_self(&path)
+        ),
+        Err(e) => format!("re-executing from the tmpfs: reading /proc/self/exe: {e}"),
     }
 }
 

@@ -37,6 +37,9 @@ pub enum RunEnd {
     StartFailed,
     /// It was stopped because its health check failed (a failed run for `[restart]`).
     Unhealthy,
+    /// It ended while no superd watched it and left no status (a failed run for
+    /// `[restart]`: nothing says it succeeded).
+    Lost,
 }
 
 impl RunEnd {

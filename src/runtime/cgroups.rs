@@ -329,9 +329,10 @@ impl CgroupManager {
         Ok(wc)
     }
 
-    /// Removes everything below the root that a crashed predecessor left behind: kills the
-    /// processes in each leftover cgroup and removes it. Returns the names removed.
-    pub fn remove_stale(&self) -> Vec<String> {
+    /// Removes everything below the root that a crashed predecessor left behind, but the
+    /// cgroups of the workloads in `keep` (adopted instances): kills the processes in each
+    /// leftover cgroup and removes it. Returns the names removed.
+    pub fn remove_stale(&self, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for dir in self.root_dirs() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -348,8 +349,15 @@ impl CgroupManager {
         }
         names.sort();
         names.dedup();
+        names.retain(|name| !keep.contains(name));
         names.retain(|name| self.load(name).remove(Duration::from_secs(2)).is_ok());
         names
+    }
+
+    /// A handle on the existing cgroup of workload `name`, for an adopted instance; `None`
+    /// when its directories are not `dirs` (they were made under another cgroup root).
+    pub fn open(&self, name: &str, dirs: &[PathBuf]) -> Option<WorkloadCgroup> {
+        (self.dirs_of(name) == dirs).then(|| self.load(name))
     }
 
     /// A handle on an existing workload cgroup (no directories are created).
@@ -455,7 +463,8 @@ fn keyed_u64(path: &Path, key: &str) -> Option<u64> {
     })
 }
 
-fn pids_in(dir: &Path) -> Vec<i32> {
+/// The PIDs in the cgroup directory `dir` (none when it cannot be read).
+pub fn pids_in(dir: &Path) -> Vec<i32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()

@@ -220,11 +220,29 @@ impl Driver {
                         self.shim_pid
                     };
                     self.workload_pid.store(pid, Ordering::Relaxed);
+                    // What a successor adopts it by: the workload runs, since now.
+                    let mut rec = self.record.clone();
+                    rec.workload_pid = pid;
+                    let at = std::time::SystemTime::now();
+                    rec.started_unix_ms = at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    let records = self.records.clone();
+                    let name = self.name.clone();
+                    // Awaited, so that the removal after its end cannot come first.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = records.write(&rec) {
+                            tracing::warn!(workload = %name, "recording that the instance runs: {e}; a successor would stop it rather than adopt it");
+                        }
+                    })
+                    .await;
                     let _ = self.events.send(Event::Started {
                         name: self.name.clone(),
                         gen: self.gen,
                         pid: pid.max(0) as u32,
                         init_pid: self.init.then_some(self.shim_pid as u32),
+                        at,
                     });
                 }
                 Ok(Packet::Msg(FromShim::Failed { step, message }, _)) => {
@@ -265,24 +283,67 @@ impl Driver {
             ));
             (RunEnd::StartFailed, ExitReason::StartFailed)
         } else {
-            let status = workload_status.unwrap_or(shim_status);
-            let end = match reaper::decode(status) {
-                (Some(code), _) => RunEnd::Exited(code),
-                (_, Some(sig)) => RunEnd::Signaled(sig),
-                _ => RunEnd::Exited(0),
-            };
-            let reason = if oom {
-                ExitReason::OomKilled
-            } else if matches!(end, RunEnd::Signaled(_)) {
-                ExitReason::Signaled
-            } else {
-                ExitReason::Exited
-            };
-            (end, reason)
+            run_end(workload_status.unwrap_or(shim_status), oom)
         };
+        Cleanup {
+            records: self.records,
+            name: self.name,
+            gen: self.gen,
+            net: self.net,
+            ports_added,
+            netns,
+            cgroup: self.cgroup,
+            events: self.events,
+        }
+        .finish(end, reason, error)
+        .await;
+    }
+}
+
+/// How a run that started ended, from the workload's raw wait status and whether the OOM
+/// killer struck in its cgroup.
+pub(super) fn run_end(status: reaper::RawStatus, oom: bool) -> (RunEnd, ExitReason) {
+    let end = match reaper::decode(status) {
+        (Some(code), _) => RunEnd::Exited(code),
+        (_, Some(sig)) => RunEnd::Signaled(sig),
+        _ => RunEnd::Exited(0),
+    };
+    let reason = if oom {
+        ExitReason::OomKilled
+    } else if matches!(end, RunEnd::Signaled(_)) {
+        ExitReason::Signaled
+    } else {
+        ExitReason::Exited
+    };
+    (end, reason)
+}
+
+/// What is left to undo once an instance has ended: its network, its cgroup, its record.
+pub(super) struct Cleanup {
+    pub(super) records: super::state::Records,
+    pub(super) name: String,
+    pub(super) gen: u64,
+    pub(super) net: Option<NetAttach>,
+    /// Its port elements were added (and must go).
+    pub(super) ports_added: bool,
+    /// Its network namespace, kept open so that its closed connections can drain.
+    pub(super) netns: Option<OwnedFd>,
+    pub(super) cgroup: Arc<WorkloadCgroup>,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+}
+
+impl Cleanup {
+    /// Detaches the network, removes the cgroup and then the record, and reports `Ended`.
+    pub(super) async fn finish(self, end: RunEnd, reason: ExitReason, error: Option<String>) {
         if let Some(n) = &self.net {
             n.network
-                .detach(&self.name, &n.ports, n.address, ports_added, netns)
+                .detach(
+                    &self.name,
+                    &n.ports,
+                    n.address,
+                    self.ports_added,
+                    self.netns,
+                )
                 .await;
         }
         let cgroup = self.cgroup.clone();

@@ -8,6 +8,7 @@
 // path, fds handed between processes. Every unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
+mod adopt;
 pub mod cgroups;
 pub mod cgstats;
 pub mod devices;
@@ -18,6 +19,7 @@ pub mod logfmt;
 pub mod net;
 pub mod probe;
 pub mod reaper;
+pub mod reexec;
 pub mod seccomp;
 pub mod shim;
 pub mod spawn;
@@ -31,6 +33,7 @@ use crate::manifest::{
     IdOrName, NetworkMode, Resources, RlimitKind, RlimitSetting, Rootfs, Seccomp, Spec, Writable,
 };
 use crate::reconcile::RunEnd;
+pub use adopt::{Adopted, Run as AdoptedRun};
 use cgroups::{CgroupError, CgroupManager, WorkloadCgroup};
 use driver::{Driver, NetAttach};
 use reaper::Reaper;
@@ -69,6 +72,10 @@ pub struct Runtime {
     /// Pulls missing images (`pull = "missing"`).
     #[cfg(feature = "registry")]
     puller: Option<Arc<crate::images::pull::Puller>>,
+    /// Verified instances a predecessor left running, until the supervisor adopts them.
+    adoptable: std::sync::Mutex<Vec<adopt::Adoptable>>,
+    /// Instances that ended while no superd ran, for the supervisor's restart policy.
+    ended: std::sync::Mutex<Vec<adopt::EndedRun>>,
 }
 
 /// Default bounds of a workload's log: 3 files of 10 MiB (`--log-max-size`, `--log-max-files`).
@@ -147,6 +154,8 @@ pub enum Event {
         pid: u32,
         /// Host PID of the shim (None with `init = false`).
         init_pid: Option<u32>,
+        /// When (as recorded for a successor).
+        at: std::time::SystemTime,
     },
     /// The workload's log cannot be written (a full disk): its output is being dropped.
     LogFailing {
@@ -199,8 +208,8 @@ pub struct Instance {
     pub image_digest: Option<String>,
     /// It has a network namespace of its own (not `network.mode = "host"`).
     own_netns: bool,
-    /// What `superctl exec` starts from.
-    exec_base: Arc<exec::ExecBase>,
+    /// What `superctl exec` starts from (or why an adopted instance has nothing).
+    exec_base: Result<Arc<exec::ExecBase>, String>,
     /// Keeps the image's layers from garbage collection while the instance lives.
     _layers: Option<crate::images::gc::Hold>,
 }
@@ -242,7 +251,7 @@ impl Instance {
         console: Option<OwnedFd>,
     ) -> Result<exec::Running, String> {
         exec::spawn(
-            &self.exec_base,
+            self.exec_base.as_ref().map_err(Clone::clone)?,
             name,
             &self.pidfd,
             self.own_netns,
@@ -274,7 +283,7 @@ impl Instance {
                     .map_err(|e| format!("opening /dev/null: {e}"))?;
                 let w2 = w.try_clone().map_err(|e| format!("dup: {e}"))?;
                 let run = exec::spawn(
-                    &self.exec_base,
+                    self.exec_base.as_ref().map_err(Clone::clone)?,
                     &name,
                     &self.pidfd,
                     self.own_netns,
@@ -406,9 +415,10 @@ pub(crate) fn user_cfg(u: &crate::manifest::User) -> UserCfg {
 
 impl Runtime {
     /// Prepares the runtime in the locked state directory: seals a memfd copy of our binary
-    /// once (copying per start is slow), creates the directories, and stops and removes every
-    /// instance a predecessor recorded but did not clean up (it crashed or was killed), and
-    /// whatever else is left in the cgroup root.
+    /// once (copying per start is slow), creates the directories, sorts the instances a
+    /// predecessor recorded into those to adopt (see [`Runtime::adopt`]) and those gone or
+    /// unverifiable (stopped and removed), and removes whatever else is left in the cgroup
+    /// root.
     pub fn new(
         reaper: Reaper,
         cgroups: CgroupManager,
@@ -433,14 +443,14 @@ impl Runtime {
             .map(|p| seccomp::to_wire(&p))
             .map_err(std::io::Error::other)?;
         let records = state.records();
-        let stopped = stop_recorded(&records);
+        let (adoptable, ended, stopped) = adopt::triage(&records, &cgroups);
         if !stopped.is_empty() {
             tracing::warn!(
                 ?stopped,
                 "cleaned up the instances a previous superd recorded"
             );
         }
-        let stale = cgroups.remove_stale();
+        let stale = cgroups.remove_stale(&Runtime::adoptable_names(&adoptable));
         if !stale.is_empty() {
             tracing::warn!(?stale, "removed cgroups left behind by a previous superd");
         }
@@ -460,6 +470,8 @@ impl Runtime {
             images: None,
             #[cfg(feature = "registry")]
             puller: None,
+            adoptable: std::sync::Mutex::new(adoptable),
+            ended: std::sync::Mutex::new(ended),
         })
     }
 
@@ -679,6 +691,7 @@ impl Runtime {
         &self,
         spec: &Spec,
         gen: u64,
+        restarts: u32,
         address: Option<Ipv4Addr>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Instance, StartError> {
@@ -791,6 +804,15 @@ impl Runtime {
             cgroup_v2: self.cgroups.is_v2(),
             address,
             spec_hash: spec.hash(),
+            spec: serde_json::to_value(spec).ok(),
+            restarts,
+            image_digest: image_digest.clone(),
+            layers: hold
+                .as_ref()
+                .map(|h| h.layers().iter().map(|d| d.to_string()).collect())
+                .unwrap_or_default(),
+            image_stop_signal: image_stop_signal.map(|s| s.number),
+            ..state::InstanceRecord::default()
         };
         let cfg = Arc::new(self.shim_config(spec, run, layers, volumes, seccomp, &own_devices));
         let exec_base = Arc::new(exec::ExecBase {
@@ -823,7 +845,7 @@ impl Runtime {
             image_stop_signal,
             image_digest,
             own_netns: spec.network.mode != NetworkMode::Host,
-            exec_base,
+            exec_base: Ok(exec_base),
             _layers: hold,
         })
     }
@@ -920,55 +942,6 @@ impl Runtime {
             Err(e) => Err(StartError::Image(e.to_string())),
         }
     }
-}
-
-/// Stops every recorded instance: SIGKILLs its shim if the PID still names the process that
-/// was recorded (same start time; through a pidfd, so a PID reused meanwhile is never hit),
-/// then kills what is left in its cgroup directories and removes them, wherever they are.
-/// Returns `name.gen` of each instance whose record was cleared.
-fn stop_recorded(records: &state::Records) -> Vec<String> {
-    let (recs, problems) = records.load();
-    for p in problems {
-        tracing::warn!("{p}");
-    }
-    let mut stopped = Vec::new();
-    for r in recs {
-        // The pidfd first, then the start time: a PID reused after that check cannot be hit.
-        let pidfd = sys::pidfd_open(r.shim_pid);
-        let start_now = pidfd
-            .as_ref()
-            .and_then(|_| state::process_start_time(r.shim_pid));
-        let found = state::judge(&r, start_now, records.exit_status(&r.name, r.gen));
-        match found {
-            state::Found::Running => {
-                tracing::warn!(workload = %r.name, generation = r.gen, "left running by a superd that ended; stopping it");
-                if let Some(fd) = &pidfd {
-                    pidfd_signal(fd, libc::SIGKILL);
-                }
-            }
-            state::Found::Ended(Some(status)) => tracing::warn!(
-                workload = %r.name,
-                generation = r.gen,
-                "ended while no superd was running: {}",
-                describe_status(status)
-            ),
-            state::Found::Ended(None) => tracing::warn!(
-                workload = %r.name,
-                generation = r.gen,
-                "ended while no superd was running; it left no exit status"
-            ),
-        }
-        match cgroups::remove_dirs(&r.cgroup_dirs, r.cgroup_v2, Duration::from_secs(5)) {
-            Ok(()) => {
-                let _ = records.remove(&r.name, r.gen);
-                stopped.push(format!("{}.{}", r.name, r.gen));
-            }
-            Err(e) => {
-                tracing::warn!(workload = %r.name, "stopping what a previous superd left running: {e}")
-            }
-        }
-    }
-    stopped
 }
 
 /// Reads a regular file of at most `max` bytes (see [`sys::read_regular`]); a larger one is

@@ -78,10 +78,38 @@ impl Reaper {
         Ok((pid, rx))
     }
 
+    /// Subscribes to the exit of `pid`, a child this process did not start through
+    /// [`Reaper::spawn_with`]: an instance's shim that a re-executed superd adopted. `None`
+    /// when `pid` is not a child of this process (or it was reaped already).
+    pub fn watch_child(&self, pid: i32) -> Option<oneshot::Receiver<RawStatus>> {
+        let mut subs = self
+            .inner
+            .subs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Under the lock: if it is a child now, its exit is reaped after the subscription.
+        if parent_of(pid)? != std::process::id() as i32 {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        subs.insert(pid, tx);
+        Some(rx)
+    }
+
     /// How many exits of unsubscribed processes (orphans) were reaped.
     pub fn orphans_reaped(&self) -> u64 {
         self.inner.orphans.load(Ordering::Relaxed)
     }
+}
+
+/// The parent PID of `pid` (`/proc/PID/stat` field 4), if it exists.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn reap_all(inner: &Inner) {

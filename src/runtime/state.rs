@@ -97,7 +97,7 @@ impl StateDir {
 
 /// What superd records about an instance it started: enough for a successor to find and stop
 /// it (cgroup directories, the shim by PID and start time) and, later, to re-adopt it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRecord {
     /// Workload name.
     pub name: String,
@@ -118,6 +118,30 @@ pub struct InstanceRecord {
     pub address: Option<Ipv4Addr>,
     /// Hex SHA-256 of the spec it runs.
     pub spec_hash: String,
+    /// The spec it runs, as JSON: what a successor adopts it with. Kept as a JSON value so
+    /// that a spec this superd cannot read (written by another version) still leaves the
+    /// record readable, and the instance is stopped rather than lost.
+    #[serde(default)]
+    pub spec: Option<serde_json::Value>,
+    /// The workload's host PID once it runs (0 before; the shim's with `init = false`).
+    #[serde(default)]
+    pub workload_pid: i32,
+    /// When the workload started running, in milliseconds since the Unix epoch (0 before).
+    #[serde(default)]
+    pub started_unix_ms: u64,
+    /// Restarts of the workload before this instance, for its status after an adoption.
+    #[serde(default)]
+    pub restarts: u32,
+    /// The manifest digest of its image, and the ChainIDs of the layers it has mounted
+    /// (held from garbage collection by a successor too).
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    /// See `image_digest`.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// The image's StopSignal by number, used when the manifest names none.
+    #[serde(default)]
+    pub image_stop_signal: Option<i32>,
 }
 
 /// What a superd finds of an instance its predecessor recorded.
@@ -245,7 +269,7 @@ impl Records {
             if !name.ends_with(".json") {
                 continue;
             }
-            let parsed = super::sys::read_regular(&path, 64 << 10, true)
+            let parsed = super::sys::read_regular(&path, MAX_RECORD_BYTES, true)
                 .and_then(|b| serde_json::from_slice::<InstanceRecord>(&b).map_err(Into::into));
             match parsed {
                 Ok(r) => recs.push((name, r)),
@@ -261,6 +285,9 @@ impl Records {
 }
 
 use crate::durable::sync_dir;
+
+/// The largest instance record read back: a spec with every field at its bound is far less.
+const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 /// The text of an exit file: the raw wait status in decimal and a newline.
 pub fn format_exit(status: i32) -> String {
@@ -326,6 +353,7 @@ mod tests {
             cgroup_v2: true,
             address: Some(Ipv4Addr::new(10, 77, 0, 2)),
             spec_hash: "ab".into(),
+            ..InstanceRecord::default()
         }
     }
 

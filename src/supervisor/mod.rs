@@ -64,6 +64,14 @@ pub struct Supervisor {
     epoch: Instant,
     /// The last event needs no plan (see `on_event`).
     quiet: bool,
+    /// The binary `superctl reexec` executes (None: this superd does not re-execute).
+    reexec: Option<std::path::PathBuf>,
+    /// A re-exec was asked for: it happens once no workload is starting or stopping, and
+    /// not before this time (the answer to the request must reach superctl first).
+    reexec_at: Option<Instant>,
+    /// When this superd started (wall clock), and how many instances it adopted.
+    started_wall: SystemTime,
+    adopted: usize,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -97,7 +105,17 @@ impl Supervisor {
             events: Arc::new(events::EventHub::new()),
             epoch: now(),
             quiet: false,
+            reexec: None,
+            reexec_at: None,
+            started_wall: SystemTime::now(),
+            adopted: 0,
         }
+    }
+
+    /// Lets `superctl reexec` execute `exe` (superd's own path) in place.
+    pub fn with_reexec(mut self, exe: std::path::PathBuf) -> Self {
+        self.reexec = Some(exe);
+        self
     }
 
     /// Records events in `hub` (which the control server reads).
@@ -120,11 +138,22 @@ impl Supervisor {
 
     /// Runs until a shutdown request has stopped every workload.
     pub async fn run(mut self, mut inbox: Inbox) {
+        // Before the image collector runs: adopted instances hold their layers.
+        for a in self.runtime.adopt(&self.events_tx) {
+            if matches!(a.run, seam::AdoptedRun::Running { .. }) {
+                self.adopted += 1;
+            }
+            self.take_over(a);
+        }
         if let Some(store) = self.runtime.images() {
             store.set_gc_trigger(crate::images::gc::spawn_collector(Arc::clone(store)));
         }
         loop {
-            let wake = self.wake_at.map(tokio::time::Instant::from_std);
+            let wake = match (self.wake_at, self.reexec_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(tokio::time::Instant::from_std);
             let mut dirty = true;
             tokio::select! {
                 Some(msg) = inbox.msgs.recv() => self.on_msg(msg),
@@ -147,6 +176,9 @@ impl Supervisor {
             if dirty {
                 self.reconcile();
             }
+            if self.reexec_at.is_some_and(|t| t <= now()) {
+                self.try_reexec();
+            }
             if self.shutting_down && self.workloads.is_empty() {
                 for tx in self.shutdown.drain(..) {
                     let _ = tx.send(());
@@ -154,6 +186,92 @@ impl Supervisor {
                 return;
             }
         }
+    }
+
+    /// Re-executes superd once no workload is starting or stopping (an instance caught in
+    /// either would be stopped and started again by the successor, or lose its restart).
+    /// Returns only if the exec failed.
+    fn try_reexec(&mut self) {
+        let busy = self
+            .workloads
+            .values()
+            .any(|w| matches!(w.phase, Phase::Starting | Phase::Stopping { .. }));
+        let Some(exe) = &self.reexec else { return };
+        if self.shutting_down {
+            self.reexec_at = None;
+            return;
+        }
+        if busy {
+            // Looked at again after the next event or in a moment.
+            self.reexec_at = Some(now() + std::time::Duration::from_millis(100));
+            return;
+        }
+        self.reexec_at = None;
+        tracing::info!(
+            "re-executing {} in place; {} workloads keep running",
+            exe.display(),
+            self.workloads
+                .values()
+                .filter(|w| w.instance.is_some())
+                .count()
+        );
+        if let Err(e) = crate::notify::notify("RELOADING=1\nSTATUS=re-executing") {
+            tracing::warn!("telling the service manager we re-execute: {e}");
+        }
+        let why = crate::runtime::reexec::exec_self(exe);
+        tracing::error!("re-executing {}: {why}; this superd goes on", exe.display());
+        let _ = crate::notify::notify("READY=1\nSTATUS=supervising workloads");
+        self.events.emit(api::EventKind::State, None, |e| {
+            e.message = Some(format!("re-exec failed: {why}"));
+        });
+    }
+
+    /// Takes over an instance a predecessor left running: it runs on as it was (PID, restart
+    /// count, uptime) until the plan against the manifests says otherwise.
+    fn take_over(&mut self, a: seam::Adopted) {
+        let name = a.spec.name.to_string();
+        let mut w = Workload::new(a.spec);
+        let up = SystemTime::now()
+            .duration_since(a.started)
+            .unwrap_or_default();
+        w.restarts = a.restarts;
+        w.ever_started = true;
+        w.address = a.address;
+        match a.run {
+            seam::AdoptedRun::Running {
+                instance,
+                pid,
+                init_pid,
+            } => {
+                self.next_gen = self.next_gen.max(instance.gen() + 1);
+                w.instance = Some(instance);
+                w.pid = Some(pid);
+                w.init_pid = init_pid;
+                w.started_wall = Some(a.started);
+                w.started_mono = Some(now().checked_sub(up).unwrap_or_else(now));
+                w.phase = Phase::Starting;
+                w.advance(Happened::Running);
+                self.events.emit(api::EventKind::State, Some(&name), |e| {
+                    e.state = Some(State::Running);
+                    e.message = Some(format!("adopted (running for {}s)", up.as_secs()));
+                });
+                tracing::info!(
+                    "{name} adopted pid={pid} restarts={} uptime={}s",
+                    w.restarts,
+                    up.as_secs()
+                );
+            }
+            seam::AdoptedRun::Ended { gen, end, reason } => {
+                // Its restart policy decides, as if this superd had seen it end.
+                self.next_gen = self.next_gen.max(gen + 1);
+                let exit = last_exit(end, reason);
+                self.events.exit(&name, &exit, None);
+                w.last_exit = Some(exit);
+                w.phase = Phase::Ended { end, ran_for: up };
+                announce(&self.events, &name, &w, Some("ended while no superd ran"));
+            }
+        }
+        self.workloads.insert(name, w);
     }
 
     /// Tells the image store which images the manifests name (a broken file counts with its
@@ -232,6 +350,7 @@ impl Supervisor {
                 gen,
                 pid,
                 init_pid,
+                at,
             } => {
                 let Some(w) = self.workloads.get_mut(&name) else {
                     return;
@@ -241,7 +360,7 @@ impl Supervisor {
                 }
                 w.pid = Some(pid);
                 w.init_pid = init_pid;
-                w.started_wall = Some(SystemTime::now());
+                w.started_wall = Some(at);
                 w.started_mono = Some(now());
                 w.start_error = None;
                 if w.phase == Phase::Starting {
@@ -434,6 +553,35 @@ impl Supervisor {
                     Err(e) => Response::Error(format!("exec in {name}: {e}")),
                 }
             }
+            Request::Reexec => match &self.reexec {
+                None => Response::Error("this superd cannot re-execute itself".into()),
+                Some(_) if self.shutting_down => {
+                    Response::Error("superd is stopping every workload; not re-executing".into())
+                }
+                Some(exe) => {
+                    // Not at once: the answer must be written to superctl first.
+                    self.reexec_at = Some(now() + std::time::Duration::from_millis(100));
+                    Response::Ack(Ack {
+                        message: format!(
+                            "re-executing {} (PID {}) once no workload is starting or stopping; \
+                             every workload keeps running",
+                            exe.display(),
+                            std::process::id()
+                        ),
+                    })
+                }
+            },
+            Request::Daemon => Response::Daemon(api::DaemonInfo {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_unix_ms: self
+                    .started_wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                workloads: self.workloads.len(),
+                adopted: self.adopted,
+            }),
             Request::Stop { name } => self.hold(&name),
             Request::Start { name } => self.release(&name),
             Request::Specs => Response::Specs(api::SpecsResponse {
@@ -764,7 +912,7 @@ impl Supervisor {
         w.next_restart_wall = None;
         match self
             .runtime
-            .start(&spec, gen, address, self.events_tx.clone())
+            .start(&spec, gen, w.restarts, address, self.events_tx.clone())
         {
             Ok(inst) => {
                 w.instance = Some(inst);
@@ -908,7 +1056,7 @@ fn last_exit(end: RunEnd, reason: crate::api::ExitReason) -> LastExit {
             ),
             reason,
         },
-        RunEnd::StartFailed | RunEnd::Unhealthy => LastExit {
+        RunEnd::StartFailed | RunEnd::Unhealthy | RunEnd::Lost => LastExit {
             code: None,
             signal: None,
             reason,

@@ -11,15 +11,23 @@ use tokio::sync::mpsc;
 
 /// Starts workload instances and answers the supervisor's questions about images.
 pub trait WorkloadRuntime: Send + Sync {
-    /// Starts `spec` as instance `gen`; the instance reports `Started`, `LogFailing` and
-    /// `Ended` on `events`. An error is a start that failed before anything ran.
+    /// Starts `spec` as instance `gen` (after `restarts` restarts of the workload); the
+    /// instance reports `Started`, `LogFailing` and `Ended` on `events`. An error is a start
+    /// that failed before anything ran.
     fn start(
         &self,
         spec: &Arc<Spec>,
         gen: u64,
+        restarts: u32,
         address: Option<Ipv4Addr>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Box<dyn InstanceHandle>, String>;
+
+    /// Takes over the instances a predecessor left running (once, at the supervisor's start);
+    /// each reports its end on `events` like a started one.
+    fn adopt(&self, _events: &mpsc::UnboundedSender<Event>) -> Vec<Adopted> {
+        Vec::new()
+    }
 
     /// Bridge networking, when configured.
     fn network(&self) -> Option<&Arc<crate::runtime::net::Network>> {
@@ -40,6 +48,44 @@ pub trait WorkloadRuntime: Send + Sync {
     fn prepare_image(&self, _spec: &Spec) -> String {
         String::new()
     }
+}
+
+/// An instance a predecessor started, taken over.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The spec it runs.
+    pub spec: Arc<Spec>,
+    /// Restarts of the workload before it.
+    pub restarts: u32,
+    /// When it started running.
+    pub started: std::time::SystemTime,
+    /// Its bridge address.
+    pub address: Option<Ipv4Addr>,
+    /// Whether it still runs.
+    pub run: AdoptedRun,
+}
+
+/// What became of an adopted instance.
+#[derive(Debug)]
+pub enum AdoptedRun {
+    /// It runs.
+    Running {
+        /// The handle on it.
+        instance: Box<dyn InstanceHandle>,
+        /// Host PID of the workload.
+        pid: u32,
+        /// Host PID of its init shim.
+        init_pid: Option<u32>,
+    },
+    /// It ended while no superd ran.
+    Ended {
+        /// Its generation.
+        gen: u64,
+        /// How.
+        end: crate::reconcile::RunEnd,
+        /// The reason shown.
+        reason: crate::api::ExitReason,
+    },
 }
 
 /// One running instance, owned by the supervisor; dropping it releases what it holds (the
@@ -85,17 +131,44 @@ impl WorkloadRuntime for crate::runtime::Runtime {
         &self,
         spec: &Arc<Spec>,
         gen: u64,
+        restarts: u32,
         address: Option<Ipv4Addr>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Box<dyn InstanceHandle>, String> {
         let spec: &Spec = spec;
-        crate::runtime::Runtime::start(self, spec, gen, address, events)
+        crate::runtime::Runtime::start(self, spec, gen, restarts, address, events)
             .map(|i| Box::new(i) as Box<dyn InstanceHandle>)
             .map_err(|e| e.to_string())
     }
 
     fn network(&self) -> Option<&Arc<crate::runtime::net::Network>> {
         crate::runtime::Runtime::network(self)
+    }
+
+    fn adopt(&self, events: &mpsc::UnboundedSender<Event>) -> Vec<Adopted> {
+        crate::runtime::Runtime::adopt(self, events)
+            .into_iter()
+            .map(|a| Adopted {
+                spec: a.spec,
+                restarts: a.restarts,
+                started: a.started,
+                address: a.address,
+                run: match a.run {
+                    crate::runtime::AdoptedRun::Running {
+                        instance,
+                        pid,
+                        init_pid,
+                    } => AdoptedRun::Running {
+                        instance: Box::new(instance),
+                        pid,
+                        init_pid,
+                    },
+                    crate::runtime::AdoptedRun::Ended { gen, end, reason } => {
+                        AdoptedRun::Ended { gen, end, reason }
+                    }
+                },
+            })
+            .collect()
     }
 
     fn images(&self) -> Option<&Arc<crate::images::store::Store>> {

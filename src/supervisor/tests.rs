@@ -27,10 +27,18 @@ struct Started {
 
 /// A runtime that runs nothing: it records what the supervisor asks for, and the test plays
 /// the instances' part by sending their events.
+/// An instance a predecessor left: spec, generation, restarts, how it ended if it did.
+type Left = (Spec, u64, u32, Option<RunEnd>);
+
 #[derive(Default)]
 struct Fake {
     starts: Mutex<Vec<Started>>,
     refuse_updates: bool,
+    /// What a predecessor left (for `adopt`): spec, generation, restarts, and how it ended
+    /// if it did.
+    left: Mutex<Vec<Left>>,
+    /// The instances adopted, for the test to play.
+    adopted: Mutex<Vec<Started>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +53,7 @@ impl WorkloadRuntime for Fake {
         &self,
         spec: &Arc<Spec>,
         gen: u64,
+        _restarts: u32,
         _address: Option<std::net::Ipv4Addr>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Box<dyn InstanceHandle>, String> {
@@ -60,6 +69,47 @@ impl WorkloadRuntime for Fake {
             seen,
             refuse_updates: self.refuse_updates,
         }))
+    }
+
+    fn adopt(&self, events: &mpsc::UnboundedSender<Event>) -> Vec<seam::Adopted> {
+        let started = std::time::SystemTime::now() - Duration::from_secs(60);
+        std::mem::take(&mut *lock(&self.left))
+            .into_iter()
+            .map(|(spec, gen, restarts, ended)| {
+                let run = match ended {
+                    Some(end) => seam::AdoptedRun::Ended {
+                        gen,
+                        end,
+                        reason: crate::api::ExitReason::Exited,
+                    },
+                    None => {
+                        let seen = Arc::new(Mutex::new(Seen::default()));
+                        lock(&self.adopted).push(Started {
+                            name: spec.name.to_string(),
+                            gen,
+                            events: events.clone(),
+                            seen: Arc::clone(&seen),
+                        });
+                        seam::AdoptedRun::Running {
+                            instance: Box::new(FakeInstance {
+                                gen,
+                                seen,
+                                refuse_updates: false,
+                            }),
+                            pid: 99,
+                            init_pid: Some(98),
+                        }
+                    }
+                };
+                seam::Adopted {
+                    spec: Arc::new(spec),
+                    restarts,
+                    started,
+                    address: None,
+                    run,
+                }
+            })
+            .collect()
     }
 }
 
@@ -182,6 +232,7 @@ impl Harness {
     async fn run_last(&self) {
         let (name, gen, events) = self.last();
         let _ = events.send(Event::Started {
+            at: std::time::SystemTime::now(),
             name,
             gen,
             pid: 4242,
@@ -226,6 +277,7 @@ impl Harness {
     async fn run(&self, name: &str) {
         let (gen, events, _) = self.of(name);
         let _ = events.send(Event::Started {
+            at: std::time::SystemTime::now(),
             name: name.into(),
             gen,
             pid: 4242,
@@ -558,4 +610,63 @@ async fn every_state_change_exit_and_health_verdict_is_an_event() {
             "db state backoff",
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopted_instances_run_on_unless_their_manifest_changed() {
+    let mut changed = spec("db");
+    changed.command = vec!["sleep".into(), "120".into()];
+    let mut job = spec("job");
+    job.restart.policy = crate::manifest::RestartPolicy::OnFailure;
+    let fake = Fake::default();
+    *lock(&fake.left) = vec![
+        (spec("web"), 7, 3, None),
+        (spec("db"), 5, 0, None),
+        (job.clone(), 6, 1, Some(RunEnd::Exited(2))),
+    ];
+    let h = harness(fake);
+    // Nothing is decided before the manifests are read.
+    settle().await;
+    assert_eq!(h.starts(), 0);
+    h.desire(&[spec("web"), changed.clone(), job]).await;
+
+    // Unchanged: runs on as it was, with its PID, restart count and uptime.
+    let web = h.status("web").await.expect("web");
+    assert_eq!(
+        (web.state, web.pid, web.init_pid, web.restarts),
+        (State::Running, Some(99), Some(98), 3)
+    );
+    assert!(web.uptime_seconds.is_some_and(|u| u >= 60), "{web:?}");
+    let adopted_seen = |name: &str| {
+        lock(&h.fake.adopted)
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| (s.gen, s.events.clone(), Arc::clone(&s.seen)))
+            .expect("adopted")
+    };
+    assert!(lock(&adopted_seen("web").2).signals.is_empty());
+    // Changed while superd was away: the adopted instance stops, then the new spec starts
+    // with a generation above every adopted one.
+    let (gen, events, seen) = adopted_seen("db");
+    assert_eq!(lock(&seen).signals, [libc::SIGTERM]);
+    let _ = events.send(Event::Ended {
+        name: "db".into(),
+        gen,
+        end: RunEnd::Signaled(libc::SIGTERM),
+        reason: crate::api::ExitReason::Signaled,
+        error: None,
+    });
+    settle().await;
+    let (g, _, _) = h.of("db");
+    assert!(g > 7, "generation {g}");
+    assert_eq!(h.status("db").await.map(|w| w.restarts), Some(1));
+    // Ended while superd was away with a failure: its restart policy applies, after the
+    // backoff, and the count goes on from the record.
+    let job = h.status("job").await.expect("job");
+    assert_eq!(job.state, State::Backoff);
+    assert_eq!(job.last_exit.and_then(|e| e.code), Some(2));
+    tokio::time::advance(Duration::from_millis(150)).await;
+    settle().await;
+    assert!(h.started().contains(&"job".to_string()));
+    assert_eq!(h.status("job").await.map(|w| w.restarts), Some(2));
 }

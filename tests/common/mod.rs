@@ -292,6 +292,16 @@ impl Sandbox {
         });
     }
 
+    /// Runs superctl against this sandbox's superd.
+    pub fn superctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_superctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running superctl")
+    }
+
     /// The sd_notify messages superd sent since the last call, one string per datagram.
     pub fn notifications(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -678,6 +688,15 @@ impl Drop for Sandbox {
         if self.child.is_some() {
             let panicking = std::thread::panicking();
             self.shutdown_inner(!panicking);
+        } else {
+            // After a crash (`crash`) nobody stops the workloads it left: their cgroups go
+            // with what runs in them.
+            for ctrl in ["memory", "pids", "cpu", "freezer", "devices"] {
+                let root = own_cgroup_dir(ctrl).join(&self.cgroup_root);
+                if root.exists() {
+                    force_remove_cgroup(&root);
+                }
+            }
         }
     }
 }

@@ -34,6 +34,18 @@ pub struct NetConfig {
     pub dir: PathBuf,
 }
 
+/// What an adopted instance keeps of its network across a restart of superd: its veth, its
+/// address and the port elements that publish it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The workload.
+    pub workload: String,
+    /// Its address on the bridge.
+    pub address: Ipv4Addr,
+    /// Its published ports.
+    pub ports: Vec<PortMapping>,
+}
+
 /// A networking failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -70,6 +82,8 @@ pub struct Network {
     bridge: tokio::sync::OnceCell<u32>,
     created_bridge: AtomicBool,
     table_installed: AtomicBool,
+    /// The port elements of adopted instances, put in with the table.
+    kept_ports: std::sync::Mutex<Vec<(Ipv4Addr, Vec<PortMapping>)>>,
     hosts: PathBuf,
     resolv: PathBuf,
     leases: PathBuf,
@@ -102,9 +116,16 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
 
 impl Network {
     /// Opens the host-side netlink connection, removes what a crashed predecessor with the
-    /// same bridge left behind (its links and nftables table) and writes the shared files.
-    /// Must be called inside a tokio runtime.
-    pub async fn new(cfg: NetConfig, reaper: Reaper) -> Result<Network, NetError> {
+    /// same bridge left behind (its links and nftables table) but what the adopted instances
+    /// in `keep` use, and writes the shared files. With instances to keep, the bridge stays
+    /// and its table is replaced at once with their port elements in it (one nft
+    /// transaction: their published ports never stop answering). Returns the network and
+    /// the workloads of `keep` whose veth is gone. Must be called inside a tokio runtime.
+    pub async fn new(
+        cfg: NetConfig,
+        reaper: Reaper,
+        keep: &[Kept],
+    ) -> Result<(Network, Vec<String>), NetError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -124,13 +145,23 @@ impl Network {
             bridge: tokio::sync::OnceCell::new(),
             created_bridge: AtomicBool::new(false),
             table_installed: AtomicBool::new(false),
+            kept_ports: std::sync::Mutex::new(Vec::new()),
         };
-        net.remove_stale().await;
+        let lost = net.remove_stale(keep).await;
+        let kept: Vec<&Kept> = keep
+            .iter()
+            .filter(|k| !lost.contains(&k.workload))
+            .collect();
+        if !kept.is_empty() {
+            *net.kept_ports.lock().unwrap_or_else(|p| p.into_inner()) =
+                kept.iter().map(|k| (k.address, k.ports.clone())).collect();
+            net.ensure_bridge().await?;
+        }
         net.write_hosts(&net.render_hosts(&[]))
             .map_err(io(format!("writing {}", net.hosts.display())))?;
         net.refresh_resolv()
             .map_err(io(format!("writing {}", net.resolv.display())))?;
-        Ok(net)
+        Ok((net, lost))
     }
 
     /// The bridge subnet.
@@ -205,14 +236,37 @@ impl Network {
     }
 
     /// Deletes links whose alias marks them as ours and our nftables table: left behind by a
-    /// superd that did not shut down.
-    async fn remove_stale(&self) {
+    /// superd that did not shut down. The veths of `keep` stay, and with them the bridge
+    /// (and the table, which [`Network::ensure_bridge`] replaces). Returns the workloads of
+    /// `keep` whose veth is missing.
+    async fn remove_stale(&self, keep: &[Kept]) -> Vec<String> {
         let bridge_alias = network::link_alias(&self.cfg.bridge, None);
         let veth_prefix = format!("{bridge_alias}:");
+        let kept: std::collections::BTreeMap<String, &str> = keep
+            .iter()
+            .map(|k| {
+                (
+                    network::veth_name(&self.cfg.bridge, &k.workload),
+                    k.workload.as_str(),
+                )
+            })
+            .collect();
+        let mut found = std::collections::BTreeSet::new();
         match link::all(&self.handle).await {
             Ok(links) => {
                 for l in links {
+                    // Veths carry no alias (see `link::attach_blocking`); the name is derived
+                    // from the bridge and the workload.
+                    if let Some(w) = kept.get(&l.name) {
+                        found.insert(w.to_string());
+                        continue;
+                    }
                     let Some(alias) = &l.alias else { continue };
+                    if *alias == bridge_alias && !keep.is_empty() {
+                        // Ours, and adopted workloads hang on it: shutdown removes it later.
+                        self.created_bridge.store(true, Ordering::SeqCst);
+                        continue;
+                    }
                     if *alias == bridge_alias || alias.starts_with(&veth_prefix) {
                         tracing::warn!(link = %l.name, "removing a link left behind by a previous superd");
                         if let Err(e) = link::delete(&self.handle, l.index, &l.name).await {
@@ -223,11 +277,17 @@ impl Network {
             }
             Err(e) => tracing::warn!("looking for stale links: {e}"),
         }
-        if let Some(nft) = &self.nft {
-            if let Err(e) = nft.apply(&rules::delete_table(&self.table())).await {
-                tracing::warn!("removing a stale nftables table: {e}");
+        if keep.is_empty() {
+            if let Some(nft) = &self.nft {
+                if let Err(e) = nft.apply(&rules::delete_table(&self.table())).await {
+                    tracing::warn!("removing a stale nftables table: {e}");
+                }
             }
         }
+        keep.iter()
+            .filter(|k| !found.contains(&k.workload))
+            .map(|k| k.workload.clone())
+            .collect()
     }
 
     /// Creates (or adopts) the bridge, its sysctls and the nftables table, once.
@@ -284,13 +344,24 @@ impl Network {
                 }
                 match &self.nft {
                     Some(nft) => {
-                        nft.apply(&rules::ruleset(
-                            &self.table(),
-                            name,
-                            subnet,
-                            self.cfg.nat,
-                        ))
-                        .await?;
+                        // The table afresh, with the ports of adopted instances in the same
+                        // transaction.
+                        let mut script =
+                            rules::ruleset(&self.table(), name, subnet, self.cfg.nat);
+                        for (address, ports) in self
+                            .kept_ports
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .drain(..)
+                        {
+                            script.push_str(&rules::port_elements(
+                                rules::ElementOp::Add,
+                                &self.table(),
+                                &ports,
+                                address,
+                            ));
+                        }
+                        nft.apply(&script).await?;
                         self.table_installed.store(true, Ordering::SeqCst);
                     }
                     None if self.cfg.nat => {
