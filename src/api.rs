@@ -222,6 +222,9 @@ pub enum EventKind {
     Image,
     /// The stream lost events: the client read too slowly (`message` says how many).
     Lost,
+    /// A changed manifest failed within its bake time and was rolled back, or lasted and is
+    /// the last good spec now (`message`).
+    Rollout,
 }
 
 impl EventKind {
@@ -234,6 +237,7 @@ impl EventKind {
             EventKind::Manifest => "manifest",
             EventKind::Image => "image",
             EventKind::Lost => "lost",
+            EventKind::Rollout => "rollout",
         }
     }
 }

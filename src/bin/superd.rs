@@ -60,6 +60,12 @@ struct Cli {
     /// `[logs] max_files`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     log_max_files: u32,
+    /// How long a changed manifest's new generation must run (and stay healthy) before its
+    /// spec is the last good one, for manifests without `[rollout] bake`; one that crashes or
+    /// turns unhealthy sooner is replaced by the last good spec. 0 (the default) turns
+    /// rollback off.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    rollout_bake: std::time::Duration,
     /// Control socket path.
     #[arg(long, default_value = superd::api::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -540,7 +546,8 @@ async fn daemon(
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sup = supervisor::Supervisor::new(rt.clone(), ev_tx)
         .with_state_dir(cli.state_dir.clone())
-        .with_events(events);
+        .with_events(events)
+        .with_rollout_bake(cli.rollout_bake);
     if cli.init_mode {
         sup = sup.with_power(power_tx.clone(), latch.clone());
     }

@@ -162,6 +162,11 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let resources = raw.resources.as_ref().map(|r| resources(ck, r));
     let restart = raw.restart.as_ref().map(|r| restart(ck, r));
     let stop = raw.stop.as_ref().map(|s| stop(ck, s));
+    let bake = raw
+        .rollout
+        .as_ref()
+        .and_then(|r| r.bake.as_ref())
+        .and_then(|v| ck.duration(v, "rollout.bake"));
     let network = raw.network.as_ref().map(|n| network(ck, n, name.as_ref()));
     let rlimits = limits::rlimits(ck, raw.resources.as_deref());
     let tmpfs = limits::tmpfs(ck, raw.tmpfs.as_deref());
@@ -192,6 +197,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.resources = resources.unwrap_or(spec.resources);
     spec.restart = restart.unwrap_or_default();
     spec.stop = stop.unwrap_or_default();
+    spec.rollout.bake = bake;
     spec.network = network.unwrap_or_default();
     spec.rlimits = rlimits;
     spec.tmpfs = tmpfs;

@@ -34,6 +34,7 @@ pub(crate) struct RawManifest {
     pub resources: Option<Table<RawResources>>,
     pub restart: Option<Table<RawRestart>>,
     pub stop: Option<Table<RawStop>>,
+    pub rollout: Option<Table<RawRollout>>,
     pub network: Option<Table<RawNetwork>>,
     pub tmpfs: Option<Table<RawTmpfs>>,
     pub security: Option<Table<RawSecurity>>,
@@ -152,6 +153,13 @@ pub(crate) struct RawRestart {
 pub(crate) struct RawStop {
     pub signal: Leaf,
     pub timeout: Leaf,
+}
+
+/// `[rollout]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRollout {
+    pub bake: Leaf,
 }
 
 /// `[network]`.

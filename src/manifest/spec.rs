@@ -830,6 +830,25 @@ pub struct Spec {
     /// `after` and `[start_order]` (applied live).
     #[serde(skip_serializing_if = "StartOrder::is_empty", default)]
     pub start_order: StartOrder,
+    /// `[rollout]` (applied live).
+    #[serde(skip_serializing_if = "Rollout::is_default", default)]
+    pub rollout: Rollout,
+}
+
+/// `[rollout]`: how a changed manifest is tried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rollout {
+    /// How long a new generation must run (and stay healthy) before its spec counts as good;
+    /// one that crashes or turns unhealthy sooner is replaced by the last good spec. `None`:
+    /// superd's `--rollout-bake` (off unless set).
+    #[serde(with = "opt_duration_ms", default)]
+    pub bake: Option<Duration>,
+}
+
+impl Rollout {
+    fn is_default(&self) -> bool {
+        *self == Rollout::default()
+    }
 }
 
 /// The default PATH inside a container.
@@ -866,6 +885,7 @@ impl Spec {
             logs: LogLimits::default(),
             health: None,
             start_order: StartOrder::default(),
+            rollout: Rollout::default(),
         }
     }
 
@@ -883,6 +903,7 @@ impl Spec {
         core.stop = Stop::default();
         core.health = None;
         core.start_order = StartOrder::default();
+        core.rollout = Rollout::default();
         hash_json(&core)
     }
 }
@@ -906,6 +927,22 @@ pub(crate) mod duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+pub(crate) mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

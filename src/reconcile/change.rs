@@ -10,7 +10,14 @@ use crate::manifest::Spec;
 
 /// The top-level fields of a serialised [`Spec`] a running instance takes in place; every
 /// other field is fixed at spawn. [`Spec::core_hash`] resets exactly these.
-pub const LIVE_SECTIONS: &[&str] = &["resources", "restart", "stop", "health", "start_order"];
+pub const LIVE_SECTIONS: &[&str] = &[
+    "resources",
+    "restart",
+    "stop",
+    "health",
+    "start_order",
+    "rollout",
+];
 
 /// How an old spec relates to a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +68,7 @@ mod tests {
         let mut a = base();
         a.health = Some(crate::manifest::HealthCheck::tcp(1));
         a.start_order.restart_with = true;
+        a.rollout.bake = Some(Duration::from_secs(30));
         let value = serde_json::to_value(&a).unwrap();
         let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
         for live in LIVE_SECTIONS {
@@ -76,6 +84,7 @@ mod tests {
         c.resources.memory = Some(1 << 30);
         c.restart.max_retries = 9;
         c.stop.timeout = Duration::from_secs(1);
+        c.rollout.bake = None;
         assert_eq!(a.core_hash(), c.core_hash());
     }
 
@@ -90,6 +99,9 @@ mod tests {
     fn live_sections_are_live() {
         let table: &[(&str, Edit)] = &[
             ("resources.memory", |s| s.resources.memory = Some(64 << 20)),
+            ("rollout.bake", |s| {
+                s.rollout.bake = Some(Duration::from_secs(9))
+            }),
             ("resources.cpu_millis", |s| {
                 s.resources.cpu_millis = Some(500)
             }),

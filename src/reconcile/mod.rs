@@ -14,6 +14,7 @@ pub mod change;
 pub mod health;
 pub mod lifecycle;
 mod order;
+pub mod rollout;
 
 use crate::manifest::{OnUnhealthy, Spec};
 use backoff::AfterEnd;

@@ -5,17 +5,20 @@
 //! the pure planner what to do (`reconcile::plan`) and carries the actions out through the
 //! runtime. Nothing else mutates workload state.
 
+mod adoption;
 pub mod events;
 pub mod netstate;
 pub mod overrides;
+mod requests;
+pub mod rollouts;
 pub mod seam;
 pub mod workload;
 
 #[cfg(test)]
 mod tests;
 
-use crate::api::{self, Ack, LastExit, Request, Response, State, StatusResponse, WorkloadStatus};
-use crate::manifest::{self, Desired, NetworkMode, Signal, Spec};
+use crate::api::{self, LastExit, Request, Response, State};
+use crate::manifest::{Desired, NetworkMode, Signal, Spec};
 use crate::pid1::power::{PowerLatch, PowerMsg};
 use crate::reconcile::lifecycle::{Happened, Next};
 use crate::reconcile::{self, Action, AfterStop, Observed, Phase, RunEnd};
@@ -72,6 +75,10 @@ pub struct Supervisor {
     /// When this superd started (wall clock), and how many instances it adopted.
     started_wall: SystemTime,
     adopted: usize,
+    /// Last good specs, trials and failed changes (health-gated rollback).
+    rollouts: rollouts::Rollouts,
+    /// `--rollout-bake`: the bake time of manifests without `[rollout] bake`.
+    default_bake: std::time::Duration,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -109,7 +116,15 @@ impl Supervisor {
             reexec_at: None,
             started_wall: SystemTime::now(),
             adopted: 0,
+            rollouts: rollouts::Rollouts::default(),
+            default_bake: std::time::Duration::ZERO,
         }
+    }
+
+    /// Trials every manifest change for `bake` unless its `[rollout] bake` says otherwise.
+    pub fn with_rollout_bake(mut self, bake: std::time::Duration) -> Self {
+        self.default_bake = bake;
+        self
     }
 
     /// Lets `superctl reexec` execute `exe` (superd's own path) in place.
@@ -126,6 +141,7 @@ impl Supervisor {
 
     /// Keeps `superctl stop` overrides in `state_dir` (and reads those left there).
     pub fn with_state_dir(mut self, state_dir: std::path::PathBuf) -> Self {
+        self.rollouts = rollouts::Rollouts::load(state_dir.join("rollout"));
         self.overrides = overrides::Overrides::load(state_dir);
         self
     }
@@ -145,15 +161,16 @@ impl Supervisor {
             }
             self.take_over(a);
         }
+        self.resume_trials();
         if let Some(store) = self.runtime.images() {
             store.set_gc_trigger(crate::images::gc::spawn_collector(Arc::clone(store)));
         }
         loop {
-            let wake = match (self.wake_at, self.reexec_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-            .map(tokio::time::Instant::from_std);
+            let wake = [self.wake_at, self.reexec_at, self.trial_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(tokio::time::Instant::from_std);
             let mut dirty = true;
             tokio::select! {
                 Some(msg) = inbox.msgs.recv() => self.on_msg(msg),
@@ -176,6 +193,7 @@ impl Supervisor {
             if dirty {
                 self.reconcile();
             }
+            self.bake_ticks();
             if self.reexec_at.is_some_and(|t| t <= now()) {
                 self.try_reexec();
             }
@@ -186,92 +204,6 @@ impl Supervisor {
                 return;
             }
         }
-    }
-
-    /// Re-executes superd once no workload is starting or stopping (an instance caught in
-    /// either would be stopped and started again by the successor, or lose its restart).
-    /// Returns only if the exec failed.
-    fn try_reexec(&mut self) {
-        let busy = self
-            .workloads
-            .values()
-            .any(|w| matches!(w.phase, Phase::Starting | Phase::Stopping { .. }));
-        let Some(exe) = &self.reexec else { return };
-        if self.shutting_down {
-            self.reexec_at = None;
-            return;
-        }
-        if busy {
-            // Looked at again after the next event or in a moment.
-            self.reexec_at = Some(now() + std::time::Duration::from_millis(100));
-            return;
-        }
-        self.reexec_at = None;
-        tracing::info!(
-            "re-executing {} in place; {} workloads keep running",
-            exe.display(),
-            self.workloads
-                .values()
-                .filter(|w| w.instance.is_some())
-                .count()
-        );
-        if let Err(e) = crate::notify::notify("RELOADING=1\nSTATUS=re-executing") {
-            tracing::warn!("telling the service manager we re-execute: {e}");
-        }
-        let why = crate::runtime::reexec::exec_self(exe);
-        tracing::error!("re-executing {}: {why}; this superd goes on", exe.display());
-        let _ = crate::notify::notify("READY=1\nSTATUS=supervising workloads");
-        self.events.emit(api::EventKind::State, None, |e| {
-            e.message = Some(format!("re-exec failed: {why}"));
-        });
-    }
-
-    /// Takes over an instance a predecessor left running: it runs on as it was (PID, restart
-    /// count, uptime) until the plan against the manifests says otherwise.
-    fn take_over(&mut self, a: seam::Adopted) {
-        let name = a.spec.name.to_string();
-        let mut w = Workload::new(a.spec);
-        let up = SystemTime::now()
-            .duration_since(a.started)
-            .unwrap_or_default();
-        w.restarts = a.restarts;
-        w.ever_started = true;
-        w.address = a.address;
-        match a.run {
-            seam::AdoptedRun::Running {
-                instance,
-                pid,
-                init_pid,
-            } => {
-                self.next_gen = self.next_gen.max(instance.gen() + 1);
-                w.instance = Some(instance);
-                w.pid = Some(pid);
-                w.init_pid = init_pid;
-                w.started_wall = Some(a.started);
-                w.started_mono = Some(now().checked_sub(up).unwrap_or_else(now));
-                w.phase = Phase::Starting;
-                w.advance(Happened::Running);
-                self.events.emit(api::EventKind::State, Some(&name), |e| {
-                    e.state = Some(State::Running);
-                    e.message = Some(format!("adopted (running for {}s)", up.as_secs()));
-                });
-                tracing::info!(
-                    "{name} adopted pid={pid} restarts={} uptime={}s",
-                    w.restarts,
-                    up.as_secs()
-                );
-            }
-            seam::AdoptedRun::Ended { gen, end, reason } => {
-                // Its restart policy decides, as if this superd had seen it end.
-                self.next_gen = self.next_gen.max(gen + 1);
-                let exit = last_exit(end, reason);
-                self.events.exit(&name, &exit, None);
-                w.last_exit = Some(exit);
-                w.phase = Phase::Ended { end, ran_for: up };
-                announce(&self.events, &name, &w, Some("ended while no superd ran"));
-            }
-        }
-        self.workloads.insert(name, w);
     }
 
     /// Tells the image store which images the manifests name (a broken file counts with its
@@ -290,6 +222,11 @@ impl Supervisor {
                     .get(name)
                     .and_then(|w| workload::image_of(&w.spec)),
             })
+            .chain(
+                self.rollouts
+                    .iter()
+                    .filter_map(|(_, t)| t.good.as_ref().and_then(|(s, _)| workload::image_of(s))),
+            )
             .collect::<Vec<String>>();
         // At start and whenever the set changes: what the manifests stopped naming may go.
         if !self.desired_loaded || store.roots() != roots {
@@ -416,6 +353,9 @@ impl Supervisor {
                     match after {
                         Some(reconcile::health::HealthStatus::Unhealthy) => {
                             tracing::warn!("{name} unhealthy: {said}");
+                            let (hash, what) =
+                                (w.spec.hash(), format!("it turned unhealthy: {said}"));
+                            self.run_failed(&name, &hash, &what);
                         }
                         Some(s) => tracing::info!("{name} {}", s.as_str()),
                         None => {}
@@ -459,6 +399,9 @@ impl Supervisor {
                 w.escalated = false;
                 w.stop_cause = None;
                 let exit = last_exit(end, reason);
+                // An end superd did not ask for fails a trial.
+                let trial_end = matches!(w.phase, Phase::Running { .. } | Phase::Starting)
+                    .then(|| (w.spec.hash(), describe_exit(&exit, error.as_deref())));
                 self.events.exit(&name, &exit, error.clone());
                 w.last_exit = Some(exit);
                 if let Some(e) = &error {
@@ -473,272 +416,18 @@ impl Supervisor {
                     // Stopped for good by its health check.
                     announce(&self.events, &name, w, None);
                 }
-            }
-        }
-    }
-
-    fn on_request(&mut self, req: Request) -> Response {
-        match req {
-            Request::Status { name: None } => Response::Status(StatusResponse {
-                workloads: self.statuses(),
-            }),
-            Request::Status { name: Some(n) } => {
-                match self.statuses().into_iter().find(|s| s.name == n) {
-                    Some(s) => Response::Status(StatusResponse { workloads: vec![s] }),
-                    None => Response::NotFound(format!("no workload named {n}")),
+                if let Some((hash, what)) = trial_end {
+                    self.run_failed(&name, &hash, &what);
                 }
             }
-            Request::Power { action } => match &self.power {
-                // Only the first request is taken: acknowledging a reboot while a poweroff
-                // is under way would promise what will not happen.
-                Some((tx, latch)) => match latch.claim(action) {
-                    Err(first) => Response::Error(format!(
-                        "a {} is already under way; {} not taken",
-                        first.as_str(),
-                        action.as_str()
-                    )),
-                    Ok(()) => match tx.try_send(PowerMsg::Request(action)) {
-                        Ok(()) => Response::Ack(Ack {
-                            message: format!(
-                                "{}: stopping every workload, then {}",
-                                action.as_str(),
-                                action.as_str()
-                            ),
-                        }),
-                        Err(e) => Response::Error(format!(
-                            "{} not taken: the shutdown path is unavailable ({e})",
-                            action.as_str()
-                        )),
-                    },
-                },
-                None => Response::Error(format!(
-                    "superd is not the init (PID 1) of this machine; use the host's {} \
-                     (or stop superd with SIGTERM)",
-                    action.as_str()
-                )),
-            },
-            Request::Stats => Response::Stats(api::StatsResponse {
-                monotonic_ns: u64::try_from(now().saturating_duration_since(self.epoch).as_nanos())
-                    .unwrap_or(u64::MAX),
-                workloads: self
-                    .workloads
-                    .iter()
-                    .map(|(name, w)| api::WorkloadStats {
-                        name: name.clone(),
-                        state: w.state(),
-                        restarts: w.restarts,
-                        health: w.health_status().map(|h| h.as_str().to_string()),
-                        cgroup: w.instance.as_ref().and_then(|i| i.stats()),
-                    })
-                    .collect(),
-            }),
-            Request::Exec { name, req, fds } => {
-                let Some(w) = self.workloads.get(&name) else {
-                    return Response::NotFound(format!("no workload named {name}"));
-                };
-                let (Phase::Running { .. }, Some(inst)) = (w.phase, &w.instance) else {
-                    return Response::Error(format!(
-                        "{name} is not running (it is {}): nothing to exec in",
-                        w.state().as_str()
-                    ));
-                };
-                let Some(fds) = fds.take() else {
-                    return Response::Error("the exec's descriptors were already used".into());
-                };
-                match inst.exec(&name, &req, fds) {
-                    Ok(run) => {
-                        tracing::info!(workload = %name, pid = run.pid, "exec {:?}", req.argv);
-                        Response::Exec(api::Passed::new(run))
-                    }
-                    Err(e) => Response::Error(format!("exec in {name}: {e}")),
-                }
-            }
-            Request::Reexec => match &self.reexec {
-                None => Response::Error("this superd cannot re-execute itself".into()),
-                Some(_) if self.shutting_down => {
-                    Response::Error("superd is stopping every workload; not re-executing".into())
-                }
-                Some(exe) => {
-                    // Not at once: the answer must be written to superctl first.
-                    self.reexec_at = Some(now() + std::time::Duration::from_millis(100));
-                    Response::Ack(Ack {
-                        message: format!(
-                            "re-executing {} (PID {}) once no workload is starting or stopping; \
-                             every workload keeps running",
-                            exe.display(),
-                            std::process::id()
-                        ),
-                    })
-                }
-            },
-            Request::Daemon => Response::Daemon(api::DaemonInfo {
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                started_unix_ms: self
-                    .started_wall
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
-                workloads: self.workloads.len(),
-                adopted: self.adopted,
-            }),
-            Request::Stop { name } => self.hold(&name),
-            Request::Start { name } => self.release(&name),
-            Request::Specs => Response::Specs(api::SpecsResponse {
-                workloads: self
-                    .workloads
-                    .iter()
-                    .map(|(name, w)| {
-                        let spec = serde_json::to_value(&*w.spec).unwrap_or_default();
-                        (
-                            name.clone(),
-                            api::RunningSpec {
-                                state: w.state(),
-                                spec,
-                            },
-                        )
-                    })
-                    .collect(),
-            }),
-            Request::Restart { name } => {
-                if self.overrides.held().contains(&name) {
-                    return Response::Error(format!(
-                        "{name} was stopped by `superctl stop`; `superctl start {name}` starts it"
-                    ));
-                }
-                let Some(w) = self.workloads.get_mut(&name) else {
-                    return Response::NotFound(format!("no workload named {name}"));
-                };
-                w.failures = 0;
-                if matches!(w.phase, Phase::Starting | Phase::Running { .. }) {
-                    self.stop(&name, AfterStop::Start);
-                } else {
-                    w.advance(Happened::RestartRequested);
-                }
-                Response::Ack(Ack {
-                    message: format!("restarting {name}"),
-                })
-            }
         }
-    }
-
-    /// A removed workload's override goes with it (not at shutdown: it is kept for the next
-    /// superd).
-    fn forget_override(&mut self, name: &str) {
-        if self.shutting_down {
-            return;
-        }
-        if let Err(e) = self.overrides.release(name) {
-            tracing::error!(workload = %name, "dropping its stop override: {e}");
-        }
-    }
-
-    /// `superctl stop`: hold the workload stopped (the planner stops it).
-    fn hold(&mut self, name: &str) -> Response {
-        if !self.desired.contains_key(name) && !self.workloads.contains_key(name) {
-            return Response::NotFound(format!("no workload named {name}"));
-        }
-        if let Err(e) = self.overrides.hold(name) {
-            return Response::Error(format!(
-                "{name} not stopped: recording the override failed: {e}"
-            ));
-        }
-        tracing::info!(workload = %name, "held stopped by superctl stop");
-        Response::Ack(Ack {
-            message: format!("stopping {name} (it stays stopped until `superctl start {name}`)"),
-        })
-    }
-
-    /// `superctl start`: release a held workload (the planner starts it).
-    fn release(&mut self, name: &str) -> Response {
-        if !self.desired.contains_key(name) && !self.workloads.contains_key(name) {
-            return Response::NotFound(format!("no workload named {name}"));
-        }
-        match self.overrides.release(name) {
-            Ok(true) => {
-                if let Some(w) = self.workloads.get_mut(name) {
-                    w.failures = 0;
-                }
-                tracing::info!(workload = %name, "released by superctl start");
-                Response::Ack(Ack {
-                    message: format!("starting {name}"),
-                })
-            }
-            Ok(false) => Response::Ack(Ack {
-                message: format!("{name} was not stopped by `superctl stop`; nothing to do"),
-            }),
-            Err(e) => Response::Error(format!(
-                "{name} not started: recording the override failed: {e}"
-            )),
-        }
-    }
-
-    fn statuses(&self) -> Vec<WorkloadStatus> {
-        let mut names: Vec<&String> = self.desired.keys().chain(self.workloads.keys()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|name| {
-                let entry = self.desired.get(name);
-                let file = entry.map(|e| e.file.display().to_string());
-                let merr = entry
-                    .and_then(|e| e.spec.as_ref().err())
-                    .or_else(|| self.net.rejection(name))
-                    .map(|e| manifest::bound_text(e.to_string(), api::MAX_ERROR_CHARS));
-                let waiting = self.waiting.get(name).cloned().unwrap_or_default();
-                match self.workloads.get(name) {
-                    Some(w) => w.status(name, file, merr, waiting),
-                    None => WorkloadStatus {
-                        invalid_manifest: merr.is_some(),
-                        name: name.clone(),
-                        state: if merr.is_some() {
-                            State::Failed
-                        } else if self.overrides.held().contains(name) {
-                            State::Stopped
-                        } else if !waiting.is_empty() {
-                            State::Waiting
-                        } else {
-                            State::Starting
-                        },
-                        pid: None,
-                        init_pid: None,
-                        restarts: 0,
-                        last_exit: None,
-                        error: merr,
-                        memory_bytes: None,
-                        spec_hash: entry.and_then(|e| e.spec.as_ref().ok().map(|s| s.hash())),
-                        next_restart_at: None,
-                        notice: None,
-                        started_at: None,
-                        uptime_seconds: None,
-                        manifest: file,
-                        address: self.net.address(name).map(|a| a.to_string()),
-                        ports: entry
-                            .and_then(|e| e.spec.as_ref().ok())
-                            .map(|s| s.network.ports.iter().map(|p| p.to_string()).collect())
-                            .unwrap_or_default(),
-                        image: entry
-                            .and_then(|e| e.spec.as_ref().ok())
-                            .and_then(|s| workload::image_of(s)),
-                        image_digest: None,
-                        volumes: entry
-                            .and_then(|e| e.spec.as_ref().ok())
-                            .map(|s| s.volumes.iter().map(|v| v.name.clone()).collect())
-                            .unwrap_or_default(),
-                        health: None,
-                        waiting_for: waiting,
-                    },
-                }
-            })
-            .collect()
     }
 
     /// Asks the planner and executes its actions until nothing is left to do now.
     fn reconcile(&mut self) {
         for _ in 0..8 {
             let now = now();
-            let desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
+            let mut desired: BTreeMap<String, Option<Arc<Spec>>> = if self.shutting_down {
                 BTreeMap::new()
             } else if !self.desired_loaded {
                 return;
@@ -746,6 +435,7 @@ impl Supervisor {
                 let network = self.runtime.network().map(|n| &**n);
                 self.net.admit(network, &self.desired, &self.workloads)
             };
+            self.aim(&mut desired);
             let observed: BTreeMap<String, Observed> = self
                 .workloads
                 .iter()
@@ -882,6 +572,7 @@ impl Supervisor {
             Action::Forget { name } => {
                 self.workloads.remove(&name);
                 self.forget_override(&name);
+                self.rollouts.forget(&name);
                 tracing::info!("{name} removed");
             }
         }
@@ -918,6 +609,13 @@ impl Supervisor {
                 w.instance = Some(inst);
                 w.advance(Happened::Spawned);
                 announce(&self.events, name, w, None);
+                let bake = spec.rollout.bake.unwrap_or(self.default_bake);
+                let track = self.rollouts.track(name);
+                let before = track.trial.clone();
+                track.started(&spec.hash(), bake, now());
+                if track.trial != before {
+                    self.rollouts.save(name);
+                }
             }
             Err(e) => {
                 tracing::error!(workload = %name, "start failed: {e}");
@@ -927,6 +625,7 @@ impl Supervisor {
                     crate::api::ExitReason::StartFailed,
                 ));
                 w.advance(Happened::SpawnFailed);
+                self.run_failed(name, &spec.hash(), &format!("it could not start: {e}"));
             }
         }
     }
@@ -1005,6 +704,14 @@ impl Supervisor {
             Ok(()) => {
                 tracing::info!(workload = %name, "applied [resources], [restart] and [stop] live");
                 w.notice = None;
+                // A change applied live is taken as it is: no trial, and it is the good spec
+                // now if the one it changed was.
+                let digest = w.instance.as_ref().and_then(|i| i.image_digest());
+                let track = self.rollouts.track(name);
+                if track.trial.is_none() && track.good.is_some() {
+                    track.good = Some((rollouts::pinned(&new, digest.as_deref()), new.hash()));
+                    self.rollouts.save(name);
+                }
                 w.spec = new;
             }
             Err(e) => {
@@ -1037,6 +744,16 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// "exited with code 1", "was killed by SIGSEGV", "could not start: …", for rollback notices.
+fn describe_exit(exit: &LastExit, error: Option<&str>) -> String {
+    match (exit.code, &exit.signal, error) {
+        (_, _, Some(e)) => format!("it could not start: {e}"),
+        (Some(c), _, _) => format!("it exited with code {c}"),
+        (_, Some(s), _) => format!("it was killed by {s}"),
+        _ => format!("it ended ({})", exit.reason.as_str()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::seam::{InstanceHandle, WorkloadRuntime};
 use super::*;
+use crate::api::WorkloadStatus;
 use crate::manifest::{DesiredEntry, Name, Resources};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,6 +21,7 @@ struct Seen {
 /// One start the supervisor asked for.
 struct Started {
     name: String,
+    spec: Option<Arc<Spec>>,
     gen: u64,
     events: mpsc::UnboundedSender<Event>,
     seen: Arc<Mutex<Seen>>,
@@ -60,6 +62,7 @@ impl WorkloadRuntime for Fake {
         let seen = Arc::new(Mutex::new(Seen::default()));
         lock(&self.starts).push(Started {
             name: spec.name.to_string(),
+            spec: Some(Arc::clone(spec)),
             gen,
             events,
             seen: Arc::clone(&seen),
@@ -86,6 +89,7 @@ impl WorkloadRuntime for Fake {
                         let seen = Arc::new(Mutex::new(Seen::default()));
                         lock(&self.adopted).push(Started {
                             name: spec.name.to_string(),
+                            spec: None,
                             gen,
                             events: events.clone(),
                             seen: Arc::clone(&seen),
@@ -156,13 +160,19 @@ struct Harness {
 }
 
 fn harness(fake: Fake) -> Harness {
+    harness_with(fake, |s| s)
+}
+
+fn harness_with(fake: Fake, configure: impl FnOnce(Supervisor) -> Supervisor) -> Harness {
     let fake = Arc::new(fake);
     let (msg_tx, msg_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (api_tx, api_rx) = mpsc::channel(8);
     let events = Arc::new(super::events::EventHub::new());
-    let sup = Supervisor::new(Arc::clone(&fake) as Arc<dyn WorkloadRuntime>, ev_tx)
-        .with_events(Arc::clone(&events));
+    let sup = configure(
+        Supervisor::new(Arc::clone(&fake) as Arc<dyn WorkloadRuntime>, ev_tx)
+            .with_events(Arc::clone(&events)),
+    );
     tokio::spawn(sup.run(Inbox {
         msgs: msg_rx,
         events: ev_rx,
@@ -669,4 +679,95 @@ async fn adopted_instances_run_on_unless_their_manifest_changed() {
     settle().await;
     assert!(h.started().contains(&"job".to_string()));
     assert_eq!(h.status("job").await.map(|w| w.restarts), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_that_crashes_within_its_bake_time_is_rolled_back_until_the_next_edit() {
+    let h = harness_with(Fake::default(), |s| {
+        s.with_rollout_bake(Duration::from_secs(10))
+    });
+    let v1 = spec("web");
+    h.desire(std::slice::from_ref(&v1)).await;
+    h.run_last().await;
+    // It lasts its bake time: the last good spec.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    settle().await;
+    let filter = super::events::Filter {
+        since: Some(std::time::UNIX_EPOCH),
+        kinds: vec![api::EventKind::Rollout],
+        ..Default::default()
+    };
+    assert_eq!(
+        h.events.subscribe(&filter).0.len(),
+        1,
+        "the bake's end is an event"
+    );
+
+    let mut v2 = spec("web");
+    v2.command = vec!["false".into()];
+    h.desire(&[v2.clone()]).await;
+    h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+    let started = |i: usize| lock(&h.fake.starts)[i].spec.clone().expect("a spec");
+    assert_eq!(*started(1), v2);
+    h.run_last().await;
+    tokio::time::advance(Duration::from_secs(2)).await;
+    h.end_last(RunEnd::Exited(1)).await;
+    // Rolled back at once (no backoff: another spec starts), with the reason shown.
+    settle().await;
+    assert_eq!(h.starts(), 3);
+    assert_eq!(*started(2), v1);
+    h.run_last().await;
+    let w = h.status("web").await.expect("web");
+    let notice = w.notice.unwrap_or_default();
+    assert!(
+        notice.contains("running the previous spec")
+            && notice.contains("/manifests/web.toml")
+            && notice.contains("it exited with code 1"),
+        "{notice}"
+    );
+    // The same manifest again changes nothing; the next edit is tried afresh.
+    h.desire(&[v2.clone()]).await;
+    assert_eq!(h.starts(), 3);
+    let mut v3 = spec("web");
+    v3.command = vec!["sleep".into(), "99".into()];
+    h.desire(&[v3.clone()]).await;
+    h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+    assert_eq!(*started(3), v3);
+    assert_eq!(h.status("web").await.and_then(|w| w.notice), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_in_the_middle_of_a_trial_comes_up_on_the_last_good_spec() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state = dir.path().to_path_buf();
+    let bake = Duration::from_secs(10);
+    let configure = |s: Supervisor| s.with_state_dir(state.clone()).with_rollout_bake(bake);
+    let v1 = spec("web");
+    let mut v2 = spec("web");
+    v2.command = vec!["sleep".into(), "7".into()];
+    {
+        let h = harness_with(Fake::default(), configure);
+        h.desire(std::slice::from_ref(&v1)).await;
+        h.run_last().await;
+        tokio::time::advance(Duration::from_secs(11)).await;
+        settle().await;
+        h.desire(&[v2.clone()]).await;
+        h.end_last(RunEnd::Signaled(libc::SIGTERM)).await;
+        h.run_last().await;
+        // The power goes: nothing more is written, nothing is adopted.
+    }
+    let h = harness_with(Fake::default(), configure);
+    h.desire(&[v2.clone()]).await;
+    let first = lock(&h.fake.starts)[0].spec.clone().expect("a spec");
+    assert_eq!(*first, v1, "it came up on the change that was on trial");
+    h.run_last().await;
+    let notice = h
+        .status("web")
+        .await
+        .and_then(|w| w.notice)
+        .unwrap_or_default();
+    assert!(
+        notice.contains("restarted before the change had run"),
+        "{notice}"
+    );
 }
