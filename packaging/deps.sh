@@ -12,7 +12,8 @@ set -euo pipefail
 # mosquitto-clients. Their own services are never started (policy-rc.d below).
 pkgs=(busybox-static crun curl python3 nftables iproute2 iperf3 systemd umoci zstd docker-registry
       podman skopeo squashfs-tools python3-prometheus-client
-      nginx apache2-utils redis-server redis-tools postgresql mosquitto mosquitto-clients)
+      nginx apache2-utils redis-server redis-tools postgresql mosquitto mosquitto-clients
+      python3-venv)
 daemons=(docker-registry nginx redis-server postgresql mosquitto)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -45,4 +46,12 @@ if command -v systemctl >/dev/null; then
     for d in "${daemons[@]}"; do
         case " ${missing[*]} " in *" $d "*) systemctl disable $now "$d" >/dev/null 2>&1 || true ;; esac
     done
+fi
+# kubernetes-validate (from PyPI; it bundles the Kubernetes schemas) checks what
+# `superctl export --kubernetes` writes (tests/export.rs), from a venv of its own.
+k8s_venv=/var/cache/superd-test/k8s-validate
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$k8s_venv/bin/kubernetes-validate" ]; then
+    mkdir -p "$(dirname "$k8s_venv")"
+    python3 -m venv "$k8s_venv"
+    "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi

@@ -152,6 +152,26 @@ enum Command {
     Reboot,
     /// Stop every workload, then halt (superd as PID 1 only).
     Halt,
+    /// Write Kubernetes objects equivalent to manifests: per workload a Pod (or a
+    /// Deployment), a Service for its ports and a PersistentVolumeClaim per named volume;
+    /// what does not map is reported on stderr, never dropped.
+    Export {
+        /// Export to Kubernetes (the one target there is).
+        #[arg(long, required = true)]
+        kubernetes: bool,
+        /// Deployments of one replica instead of Pods.
+        #[arg(long)]
+        deployment: bool,
+        /// Write NAME.yaml files into DIR instead of one stream to stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where workload names are looked up.
+        #[arg(long, default_value = "/etc/workloads.d")]
+        manifests: PathBuf,
+        /// Manifest files, directories of manifests, or workload names.
+        #[arg(required = true, value_name = "DIR|FILE|NAME")]
+        targets: Vec<String>,
+    },
     /// Re-execute superd in place (after an upgrade of its binary): every workload keeps
     /// running and the new superd adopts it. Waits until the new superd answers.
     Reexec {
@@ -383,6 +403,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ack) => writeln!(out, "{}", ack.message)?,
                 Err(e) => return Ok(report(&e, None)),
             }
+        }
+        Command::Export {
+            kubernetes: _,
+            deployment,
+            out: dir,
+            manifests,
+            targets,
+        } => {
+            let kind = if deployment {
+                superd::ctl::kube::Kind::Deployment
+            } else {
+                superd::ctl::kube::Kind::Pod
+            };
+            let code = superd::ctl::export::run(
+                &targets,
+                &manifests,
+                kind,
+                dir.as_deref(),
+                &mut out,
+                &mut std::io::stderr(),
+            )?;
+            out.flush()?;
+            return Ok(ExitCode::from(code));
         }
         Command::Reexec { no_wait, timeout } => return reexec(&client, no_wait, timeout, &mut out),
         Command::Volume(VolumeCommand::Ls { json }) => match client.volumes() {

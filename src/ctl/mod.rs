@@ -21,10 +21,12 @@ pub mod events;
 pub mod exec;
 #[allow(unsafe_code)] // ioctls on the pty and adopting the received master
 pub mod execio;
+pub mod export;
 #[allow(unsafe_code)] // adopting fds received with SCM_RIGHTS
 pub mod fdio;
 pub mod http;
 pub mod images;
+pub mod kube;
 pub mod logs;
 pub mod metrics;
 pub mod plan;
