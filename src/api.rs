@@ -579,6 +579,8 @@ pub enum Request {
     Reexec,
     /// Which superd answers: PID, version, start time.
     Daemon,
+    /// May the hardware watchdog be petted now (PID-1 mode, from superd itself; no route)?
+    Watchdog,
 }
 
 impl Request {
@@ -603,6 +605,7 @@ impl Request {
             Request::Power { action } => action.as_str(),
             Request::Reexec => "reexec",
             Request::Daemon => "daemon",
+            Request::Watchdog => "watchdog",
         }
     }
 }

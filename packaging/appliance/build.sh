@@ -3,7 +3,7 @@
 # OUT_DIR/initramfs.img, a gzip'd newc cpio whose /init is superd.
 #
 #   packaging/appliance/build.sh [--manifests DIR] [--image FILE]... [--extra SRC:DEST]...
-#                                [--bin DIR] OUT_DIR
+#                                [--bin DIR] [--kernel current|generic] [--module M]... OUT_DIR
 #
 #   --manifests DIR   what becomes /etc/workloads.d (default: the repo's manifests/)
 #   --image FILE      pre-seed an image archive (docker save, OCI archive or layout dir;
@@ -11,6 +11,9 @@
 #   --extra SRC:DEST  copy a file or directory SRC into the image at DEST (repeatable; applied
 #                     last, so it may replace anything, /init included)
 #   --bin DIR         take superd and superctl from DIR instead of `cargo build --release`
+#   --kernel NAME     current (Debian's cloud kernel, the default) or generic (Debian's
+#                     full kernel, with drivers the cloud one lacks, e.g. i6300esb)
+#   --module M        load kernel module M at boot too (repeatable)
 #
 # Pre-seeded images are imported on this host (`superd image import --store`, which checks
 # every digest) and the store is packed into a squashfs at /usr/lib/superd/images.img, which
@@ -39,7 +42,7 @@ seed_modules=(loop squashfs)
 say() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
 usage() {
-    sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -48,6 +51,7 @@ bin=
 extras=()
 images=()
 out=
+kernel=current
 while [ $# -gt 0 ]; do
     case $1 in
     --manifests) [ $# -ge 2 ] || usage; manifests=$2; shift 2 ;;
@@ -55,6 +59,9 @@ while [ $# -gt 0 ]; do
     --image) [ $# -ge 2 ] || usage; [ -e "$2" ] || die "--image $2 does not exist"
         images+=("$2"); shift 2 ;;
     --bin) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
+    --kernel) [ $# -ge 2 ] || usage; kernel=$2; shift 2
+        case $kernel in current | generic) ;; *) die "--kernel $kernel: current or generic" ;; esac ;;
+    --module) [ $# -ge 2 ] || usage; modules+=("$2"); shift 2 ;;
     -h | --help) usage ;;
     -*) die "unknown option $1" ;;
     *) [ -z "$out" ] || die "more than one OUT_DIR ($out, $1)"; out=$1; shift ;;
@@ -69,7 +76,7 @@ for e in "${extras[@]}"; do
     esac
 done
 
-kroot=$cache/kernel/current
+kroot=$cache/kernel/$kernel
 [ -e "$kroot/.complete" ] || die "no kernel in $kroot: run packaging/appliance/deps.sh (as root) first"
 kdir=$(find "$kroot/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
 [ -n "$kdir" ] || die "no lib/modules/<version> in $kroot: run packaging/appliance/deps.sh again"

@@ -110,61 +110,78 @@ else
     say "installed qemu-system-x86 $after${before:+ (was $before)}"
 fi
 
-# --- 4. the kernel, extracted into the cache ------------------------------------------------
-# "Depends: linux-image-6.1.0-NN-cloud-amd64": the ABI-versioned package of today.
-kpkg=$(apt-cache depends --no-recommends --no-suggests "$kernel_meta" |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
-[ -n "$kpkg" ] || die "cannot resolve the dependency of $kernel_meta"
-kver_pkg=$(apt-cache policy "$kpkg" | awk '$1 == "Candidate:" { print $2 }')
-[ -n "$kver_pkg" ] && [ "$kver_pkg" != "(none)" ] || die "no candidate version for $kpkg"
+# --- 4. the kernels, extracted into the cache -----------------------------------------------
+# The cloud kernel boots the appliance; Debian's generic kernel (linux-image-amd64) carries
+# the drivers the cloud one leaves out, such as i6300esb for QEMU's watchdog (the watchdog
+# VM test boots it). Each is fetched, extracted and switched to on its own link.
+kept_debs=()
+kept_roots=()
+fetch_kernel() {
+    local meta=$1 link=$2 kpkg kver_pkg deb root kdir kver
+    # "Depends: linux-image-6.1.0-NN-cloud-amd64": the ABI-versioned package of today.
+    kpkg=$(apt-cache depends --no-recommends --no-suggests "$meta" |
+        awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+    [ -n "$kpkg" ] || die "cannot resolve the dependency of $meta"
+    kver_pkg=$(apt-cache policy "$kpkg" | awk '$1 == "Candidate:" { print $2 }')
+    [ -n "$kver_pkg" ] && [ "$kver_pkg" != "(none)" ] || die "no candidate version for $kpkg"
 
-mkdir -p "$cache/debs" "$cache/kernel"
-# apt-get download drops privileges to _apt; let it write here (otherwise it warns and
-# downloads unsandboxed as root).
-if id _apt >/dev/null 2>&1; then chown _apt "$cache/debs"; fi
-deb=$(find "$cache/debs" -maxdepth 1 -name "${kpkg}_${kver_pkg//:/%3a}_*.deb" -print -quit)
-if [ -z "$deb" ]; then
-    say "downloading $kpkg $kver_pkg"
-    (cd "$cache/debs" && apt-get download -qq "$kpkg=$kver_pkg")
+    mkdir -p "$cache/debs" "$cache/kernel"
+    # apt-get download drops privileges to _apt; let it write here (otherwise it warns and
+    # downloads unsandboxed as root).
+    if id _apt >/dev/null 2>&1; then chown _apt "$cache/debs"; fi
     deb=$(find "$cache/debs" -maxdepth 1 -name "${kpkg}_${kver_pkg//:/%3a}_*.deb" -print -quit)
-    [ -n "$deb" ] || die "apt-get download left no $kpkg .deb in $cache/debs"
-else
-    say "cached: $deb"
-fi
-
-root=$cache/kernel/${kpkg}_${kver_pkg//:/_}
-if [ ! -e "$root/.complete" ]; then
-    say "extracting $(basename "$deb") into $root"
-    rm -rf "$root"
-    mkdir -p "$root"
-    dpkg-deb -x "$deb" "$root"
-    # Merged-/usr kernel packages (trixie on) ship usr/lib/modules: keep one layout.
-    if [ -d "$root/usr/lib/modules" ] && [ ! -e "$root/lib/modules" ]; then
-        mkdir -p "$root/lib"
-        ln -s ../usr/lib/modules "$root/lib/modules"
+    if [ -z "$deb" ]; then
+        say "downloading $kpkg $kver_pkg"
+        (cd "$cache/debs" && apt-get download -qq "$kpkg=$kver_pkg")
+        deb=$(find "$cache/debs" -maxdepth 1 -name "${kpkg}_${kver_pkg//:/%3a}_*.deb" -print -quit)
+        [ -n "$deb" ] || die "apt-get download left no $kpkg .deb in $cache/debs"
+    else
+        say "cached: $deb"
     fi
-    kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
-    [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
-    kver=$(basename "$kdir")
-    [ -n "$kver" ] && [ -e "$root/boot/vmlinuz-$kver" ] || die "$deb has no boot/vmlinuz or lib/modules"
-    # The .deb ships modules without modules.dep (its postinst runs depmod); make it here.
-    depmod -b "$root" "$kver"
-    touch "$root/.complete"
-else
-    kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
-    [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
-    kver=$(basename "$kdir")
-    say "kernel $kver already extracted in $root"
-fi
-# Atomic switch of the "current" link. (Older trees are deleted below: do not run deps.sh
-# while a build.sh runs.)
-ln -sfn "$(basename "$root")" "$cache/kernel/current.tmp"
-mv -T "$cache/kernel/current.tmp" "$cache/kernel/current"
 
-# Drop older downloads and extractions: only the current kernel is used.
-find "$cache/debs" -maxdepth 1 -name '*.deb' ! -path "$deb" -print -delete | sed 's/^/deps.sh: removed old /'
-find "$cache/kernel" -mindepth 1 -maxdepth 1 -type d ! -path "$root" -print -exec rm -rf {} + |
-    sed 's/^/deps.sh: removed old /'
+    root=$cache/kernel/${kpkg}_${kver_pkg//:/_}
+    if [ ! -e "$root/.complete" ]; then
+        say "extracting $(basename "$deb") into $root"
+        rm -rf "$root"
+        mkdir -p "$root"
+        dpkg-deb -x "$deb" "$root"
+        # Merged-/usr kernel packages (trixie on) ship usr/lib/modules: keep one layout.
+        if [ -d "$root/usr/lib/modules" ] && [ ! -e "$root/lib/modules" ]; then
+            mkdir -p "$root/lib"
+            ln -s ../usr/lib/modules "$root/lib/modules"
+        fi
+        kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
+        [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
+        kver=$(basename "$kdir")
+        [ -n "$kver" ] && [ -e "$root/boot/vmlinuz-$kver" ] || die "$deb has no boot/vmlinuz or lib/modules"
+        # The .deb ships modules without modules.dep (its postinst runs depmod); make it here.
+        depmod -b "$root" "$kver"
+        touch "$root/.complete"
+    else
+        kdir=$(find "$root/lib/modules/" -mindepth 1 -maxdepth 1 -type d -print -quit 2>/dev/null || true)
+        [ -n "$kdir" ] || die "$deb has no lib/modules/<version>"
+        kver=$(basename "$kdir")
+        say "kernel $kver already extracted in $root"
+    fi
+    # Atomic switch of the link. (Older trees are deleted below: do not run deps.sh while a
+    # build.sh runs.)
+    ln -sfn "$(basename "$root")" "$cache/kernel/$link.tmp"
+    mv -T "$cache/kernel/$link.tmp" "$cache/kernel/$link"
+    kept_debs+=("$deb")
+    kept_roots+=("$root")
+    say "kernel $kver: $cache/kernel/$link -> $(basename "$root")"
+}
+fetch_kernel "$kernel_meta" current
+fetch_kernel linux-image-amd64 generic
 
-say "kernel $kver: $cache/kernel/current -> $(basename "$root")"
+# Drop older downloads and extractions: only the linked kernels are used.
+for d in "$cache"/debs/*.deb; do
+    [ -e "$d" ] || continue
+    case " ${kept_debs[*]} " in *" $d "*) ;; *) rm -f "$d"; say "removed old $d" ;; esac
+done
+for r in "$cache"/kernel/*/; do
+    r=${r%/}
+    [ -L "$r" ] && continue
+    case " ${kept_roots[*]} " in *" $r "*) ;; *) rm -rf "$r"; say "removed old $r" ;; esac
+done
 say "done"

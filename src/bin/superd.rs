@@ -66,6 +66,15 @@ struct Cli {
     /// rollback off.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     rollout_bake: std::time::Duration,
+    /// A hardware watchdog device (e.g. /dev/watchdog) to pet while the supervisor answers
+    /// and every `[watchdog] critical` workload runs healthy; the machine resets otherwise.
+    /// Disarmed on an orderly poweroff or reboot. As PID 1: `superd.watchdog=DEVICE`.
+    #[arg(long, value_name = "DEVICE")]
+    watchdog: Option<PathBuf>,
+    /// The watchdog's timeout (as PID 1: `superd.watchdog_timeout=SECONDS`); superd asks
+    /// every third of it.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    watchdog_timeout: std::time::Duration,
     /// Control socket path.
     #[arg(long, default_value = superd::api::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -324,6 +333,12 @@ fn init_main(mut cli: Cli) -> ! {
     if let Some(m) = overrides.manifests {
         cli.manifests = m;
     }
+    if let Some(w) = overrides.watchdog {
+        cli.watchdog = Some(w);
+    }
+    if let Some(t) = overrides.watchdog_timeout {
+        cli.watchdog_timeout = std::time::Duration::from_secs(t.into());
+    }
     if let Some(filter) = overrides.log {
         // SAFETY: no other thread exists yet.
         #[allow(unsafe_code)]
@@ -536,6 +551,25 @@ async fn daemon(
             own.own_figures()
         }));
     }
+    let watchdog = cli.watchdog.as_ref().and_then(|path| {
+        match pid1::watchdog::Watchdog::open(path, cli.watchdog_timeout) {
+            Ok(d) => {
+                tracing::info!(
+                    "watchdog {} armed with a {}s timeout: petted while every critical workload runs healthy",
+                    path.display(),
+                    d.timeout().as_secs()
+                );
+                Some(Arc::new(d))
+            }
+            Err(e) => {
+                tracing::error!("opening the watchdog {}: {e}; running without it", path.display());
+                None
+            }
+        }
+    });
+    let petting = watchdog
+        .clone()
+        .map(|dog| tokio::spawn(pet_watchdog(dog, api_tx.clone())));
     let server = tokio::spawn(async move {
         if let Err(e) = ctl::serve(listener, limits, api_tx).await {
             tracing::error!("control socket: {e}");
@@ -655,6 +689,10 @@ async fn daemon(
                 action.as_str()
             );
             force_cleanup(&rt).await;
+            // Still a power action the operator asked for.
+            if let Some(dog) = &watchdog {
+                dog.disarm();
+            }
             return Ok(Some(action));
         }
     } else {
@@ -667,8 +705,66 @@ async fn daemon(
     }
     let _ = std::fs::remove_file(&cli.socket);
     rt.cgroups().remove_root();
+    // An orderly end: the machine is not to be reset on its way down.
+    if let (Some(task), Some(dog)) = (petting, &watchdog) {
+        task.abort();
+        dog.disarm();
+    }
     tracing::info!("all workloads stopped; exiting");
     Ok(cli.init_mode.then_some(action))
+}
+
+/// Pets `dog` every third of its timeout while the supervisor answers (within that time) that
+/// every critical workload runs healthy; says once when it stops petting, and why.
+async fn pet_watchdog(
+    dog: Arc<pid1::watchdog::Watchdog>,
+    api: tokio::sync::mpsc::Sender<(
+        superd::api::Request,
+        tokio::sync::oneshot::Sender<superd::api::Response>,
+    )>,
+) {
+    use superd::api::{Request, Response};
+    let every = (dog.timeout() / 3).max(std::time::Duration::from_millis(200));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopped = false;
+    loop {
+        tick.tick().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let answer = async {
+            api.send((Request::Watchdog, tx)).await.ok()?;
+            rx.await.ok()
+        };
+        let problem = match tokio::time::timeout(every, answer).await {
+            Ok(Some(Response::Ack(_))) => None,
+            Ok(Some(Response::Error(why))) => Some(why),
+            Ok(_) => Some("the supervisor is gone".to_string()),
+            Err(_) => Some(format!(
+                "the supervisor did not answer within {} ms",
+                every.as_millis()
+            )),
+        };
+        match problem {
+            None => {
+                if let Err(e) = dog.pet() {
+                    tracing::warn!("petting the watchdog: {e}");
+                }
+                if stopped {
+                    tracing::info!("petting the watchdog again");
+                }
+                stopped = false;
+            }
+            Some(why) => {
+                if !stopped {
+                    tracing::error!(
+                        "not petting the watchdog: {why}; the machine resets within {}s",
+                        dog.timeout().as_secs()
+                    );
+                }
+                stopped = true;
+            }
+        }
+    }
 }
 
 /// After a second power signal: kill and remove the workload cgroups and take the network

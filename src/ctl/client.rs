@@ -674,7 +674,7 @@ mod tests {
                     api::Request::Exec { name, .. } => {
                         api::Response::Error(format!("{name} is not running"))
                     }
-                    api::Request::Reexec | api::Request::Daemon => {
+                    api::Request::Reexec | api::Request::Daemon | api::Request::Watchdog => {
                         api::Response::Error("not in this test".into())
                     }
                 };

@@ -162,6 +162,21 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     let resources = raw.resources.as_ref().map(|r| resources(ck, r));
     let restart = raw.restart.as_ref().map(|r| restart(ck, r));
     let stop = raw.stop.as_ref().map(|s| stop(ck, s));
+    let watchdog = raw.watchdog.as_ref().map(|w| {
+        let critical = w
+            .critical
+            .as_ref()
+            .and_then(|v| ck.boolean(v, "watchdog.critical"));
+        let grace = w
+            .grace
+            .as_ref()
+            .and_then(|v| ck.duration(v, "watchdog.grace"));
+        let d = crate::manifest::WatchdogSpec::default();
+        crate::manifest::WatchdogSpec {
+            critical: critical.unwrap_or(d.critical),
+            grace: grace.unwrap_or(d.grace),
+        }
+    });
     let bake = raw
         .rollout
         .as_ref()
@@ -198,6 +213,7 @@ fn build(ck: &mut Checker<'_>, name: Option<Name>, raw: RawManifest) -> Option<S
     spec.restart = restart.unwrap_or_default();
     spec.stop = stop.unwrap_or_default();
     spec.rollout.bake = bake;
+    spec.watchdog = watchdog.unwrap_or_default();
     spec.network = network.unwrap_or_default();
     spec.rlimits = rlimits;
     spec.tmpfs = tmpfs;

@@ -35,6 +35,7 @@ pub(crate) struct RawManifest {
     pub restart: Option<Table<RawRestart>>,
     pub stop: Option<Table<RawStop>>,
     pub rollout: Option<Table<RawRollout>>,
+    pub watchdog: Option<Table<RawWatchdog>>,
     pub network: Option<Table<RawNetwork>>,
     pub tmpfs: Option<Table<RawTmpfs>>,
     pub security: Option<Table<RawSecurity>>,
@@ -153,6 +154,14 @@ pub(crate) struct RawRestart {
 pub(crate) struct RawStop {
     pub signal: Leaf,
     pub timeout: Leaf,
+}
+
+/// `[watchdog]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawWatchdog {
+    pub critical: Leaf,
+    pub grace: Leaf,
 }
 
 /// `[rollout]`.

@@ -833,6 +833,36 @@ pub struct Spec {
     /// `[rollout]` (applied live).
     #[serde(skip_serializing_if = "Rollout::is_default", default)]
     pub rollout: Rollout,
+    /// `[watchdog]` (applied live).
+    #[serde(skip_serializing_if = "WatchdogSpec::is_default", default)]
+    pub watchdog: WatchdogSpec,
+}
+
+/// `[watchdog]`: whether the machine's hardware watchdog depends on this workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WatchdogSpec {
+    /// superd (as PID 1 with `--watchdog`) pets the watchdog only while this workload runs
+    /// and is healthy: one down or unhealthy for longer than `grace` resets the machine.
+    pub critical: bool,
+    /// How long it may be down or unhealthy (a restart, a slow start) before the petting
+    /// stops.
+    #[serde(with = "duration_ms")]
+    pub grace: Duration,
+}
+
+impl Default for WatchdogSpec {
+    fn default() -> Self {
+        WatchdogSpec {
+            critical: false,
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+impl WatchdogSpec {
+    fn is_default(&self) -> bool {
+        *self == WatchdogSpec::default()
+    }
 }
 
 /// `[rollout]`: how a changed manifest is tried.
@@ -886,6 +916,7 @@ impl Spec {
             health: None,
             start_order: StartOrder::default(),
             rollout: Rollout::default(),
+            watchdog: WatchdogSpec::default(),
         }
     }
 
@@ -904,6 +935,7 @@ impl Spec {
         core.health = None;
         core.start_order = StartOrder::default();
         core.rollout = Rollout::default();
+        core.watchdog = WatchdogSpec::default();
         hash_json(&core)
     }
 }

@@ -12,6 +12,10 @@ pub struct Overrides {
     pub manifests: Option<PathBuf>,
     /// `superd.log=DIRECTIVE` (a tracing filter such as `debug` or `superd=trace`).
     pub log: Option<String>,
+    /// `superd.watchdog=DEVICE`: the hardware watchdog superd pets (`--watchdog`).
+    pub watchdog: Option<PathBuf>,
+    /// `superd.watchdog_timeout=SECONDS` (`--watchdog-timeout`).
+    pub watchdog_timeout: Option<u32>,
 }
 
 /// Splits a command line the way the kernel does: on spaces, with `"` quoting spaces
@@ -53,6 +57,10 @@ pub fn parse(cmdline: &str) -> Overrides {
             o.manifests = (!v.is_empty()).then(|| PathBuf::from(v));
         } else if let Some(v) = param.strip_prefix("superd.log=") {
             o.log = (!v.is_empty()).then(|| v.to_string());
+        } else if let Some(v) = param.strip_prefix("superd.watchdog=") {
+            o.watchdog = (!v.is_empty()).then(|| PathBuf::from(v));
+        } else if let Some(v) = param.strip_prefix("superd.watchdog_timeout=") {
+            o.watchdog_timeout = v.parse().ok().filter(|s| *s > 0);
         }
     }
     o

@@ -13,6 +13,7 @@ pub mod console;
 pub mod modules;
 pub mod mounts;
 pub mod power;
+pub mod watchdog;
 
 use power::PowerAction;
 

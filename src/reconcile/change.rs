@@ -17,6 +17,7 @@ pub const LIVE_SECTIONS: &[&str] = &[
     "health",
     "start_order",
     "rollout",
+    "watchdog",
 ];
 
 /// How an old spec relates to a new one.
@@ -69,6 +70,7 @@ mod tests {
         a.health = Some(crate::manifest::HealthCheck::tcp(1));
         a.start_order.restart_with = true;
         a.rollout.bake = Some(Duration::from_secs(30));
+        a.watchdog.critical = true;
         let value = serde_json::to_value(&a).unwrap();
         let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
         for live in LIVE_SECTIONS {
@@ -85,6 +87,7 @@ mod tests {
         c.restart.max_retries = 9;
         c.stop.timeout = Duration::from_secs(1);
         c.rollout.bake = None;
+        c.watchdog.critical = false;
         assert_eq!(a.core_hash(), c.core_hash());
     }
 

@@ -15,6 +15,7 @@ pub mod health;
 pub mod lifecycle;
 mod order;
 pub mod rollout;
+pub mod watchdog;
 
 use crate::manifest::{OnUnhealthy, Spec};
 use backoff::AfterEnd;

@@ -79,6 +79,8 @@ pub struct Supervisor {
     rollouts: rollouts::Rollouts,
     /// `--rollout-bake`: the bake time of manifests without `[rollout] bake`.
     default_bake: std::time::Duration,
+    /// Since when each `[watchdog] critical` workload has not run healthy.
+    critical_bad: BTreeMap<String, Instant>,
 }
 
 /// The receiving ends the supervisor task drains.
@@ -118,6 +120,7 @@ impl Supervisor {
             adopted: 0,
             rollouts: rollouts::Rollouts::default(),
             default_bake: std::time::Duration::ZERO,
+            critical_bad: BTreeMap::new(),
         }
     }
 

@@ -114,6 +114,16 @@ impl Supervisor {
                 workloads: self.workloads.len(),
                 adopted: self.adopted,
             }),
+            Request::Watchdog => {
+                let critical = self.critical_workloads();
+                match crate::reconcile::watchdog::verdict(&critical, &mut self.critical_bad, now())
+                {
+                    Ok(()) => Response::Ack(Ack {
+                        message: format!("{} critical workloads run healthy", critical.len()),
+                    }),
+                    Err(why) => Response::Error(why),
+                }
+            }
             Request::Stop { name } => self.hold(&name),
             Request::Start { name } => self.release(&name),
             Request::Specs => Response::Specs(api::SpecsResponse {
@@ -264,5 +274,40 @@ impl Supervisor {
                 }
             })
             .collect()
+    }
+
+    /// The `[watchdog] critical` workloads (by their running spec, else the manifest's), and
+    /// whether each runs healthy. One held by `superctl stop` is the operator's decision and
+    /// does not count.
+    fn critical_workloads(&self) -> Vec<crate::reconcile::watchdog::Critical> {
+        let mut out = Vec::new();
+        let names: std::collections::BTreeSet<&String> =
+            self.desired.keys().chain(self.workloads.keys()).collect();
+        for name in names {
+            if self.overrides.held().contains(name) {
+                continue;
+            }
+            let w = self.workloads.get(name);
+            let spec = w.map(|w| w.spec.clone()).or_else(|| {
+                self.desired
+                    .get(name)
+                    .and_then(|e| e.spec.as_ref().ok().cloned())
+            });
+            let Some(spec) = spec.filter(|s| s.watchdog.critical) else {
+                continue;
+            };
+            let healthy = w.is_some_and(|w| {
+                matches!(w.phase, Phase::Running { .. })
+                    && (spec.health.is_none()
+                        || w.health_status()
+                            == Some(crate::reconcile::health::HealthStatus::Healthy))
+            });
+            out.push(crate::reconcile::watchdog::Critical {
+                name: name.clone(),
+                healthy,
+                grace: spec.watchdog.grace,
+            });
+        }
+        out
     }
 }
