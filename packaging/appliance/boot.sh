@@ -11,7 +11,8 @@
 #   --smp N         guest CPUs (default 1)
 #   --watchdog      add QEMU's i6300esb watchdog (reset when it fires; needs an image built
 #                   with --kernel generic --module i6300esb)
-#   --disk FILE     attach FILE (raw) as the virtio disk /dev/vda (--module virtio_blk)
+#   --disk FILE     attach FILE (raw) as the virtio disk /dev/vda (build.sh --module
+#                   virtio_pci --module virtio_blk)
 #   --cut S         cut the power after S seconds (SIGKILL to QEMU: what the guest had not
 #                   written to its disk is lost, as in a power failure)
 #
@@ -25,7 +26,7 @@ set -euo pipefail
 say() { printf 'boot.sh: %s\n' "$*" >&2; }
 die() { printf 'boot.sh: error: %s\n' "$*" >&2; exit 2; }
 usage() {
-    sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -10,6 +10,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod fstab;
 pub mod modules;
 pub mod mounts;
 pub mod power;
@@ -49,6 +50,7 @@ pub fn early_setup() -> Vec<String> {
             &dir,
         ));
     }
+    problems.extend(fstab::mount_all(std::path::Path::new("/etc/fstab")));
     if let Err(e) = crate::runtime::shim::loopback_up() {
         problems.push(format!("bringing lo up: {e}"));
     }

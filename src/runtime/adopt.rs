@@ -93,7 +93,17 @@ pub(super) fn triage(
     let mut adoptable = Vec::new();
     let mut ended = Vec::new();
     let mut cleared = Vec::new();
+    let boot = state::boot_id();
     for r in recs {
+        if !r.boot_id.is_empty() && r.boot_id != boot {
+            // The machine restarted: a cold start, not runs that ended by themselves. Its PID
+            // and start time may belong to another process of this boot: never signalled.
+            tracing::info!(workload = %r.name, generation = r.gen, "started before the machine restarted; cleaning up its record");
+            if clear(records, &r) {
+                cleared.push(format!("{}.{}", r.name, r.gen));
+            }
+            continue;
+        }
         // The pidfd first, then the start time: a PID reused after that check cannot be hit.
         let pidfd = sys::pidfd_open(r.shim_pid);
         let start_now = pidfd

@@ -76,6 +76,8 @@ pub struct Runtime {
     adoptable: std::sync::Mutex<Vec<adopt::Adoptable>>,
     /// Instances that ended while no superd ran, for the supervisor's restart policy.
     ended: std::sync::Mutex<Vec<adopt::EndedRun>>,
+    /// This boot's id, recorded with every instance.
+    boot_id: String,
 }
 
 /// Default bounds of a workload's log: 3 files of 10 MiB (`--log-max-size`, `--log-max-files`).
@@ -472,6 +474,7 @@ impl Runtime {
             puller: None,
             adoptable: std::sync::Mutex::new(adoptable),
             ended: std::sync::Mutex::new(ended),
+            boot_id: state::boot_id(),
         })
     }
 
@@ -812,6 +815,7 @@ impl Runtime {
                 .map(|h| h.layers().iter().map(|d| d.to_string()).collect())
                 .unwrap_or_default(),
             image_stop_signal: image_stop_signal.map(|s| s.number),
+            boot_id: self.boot_id.clone(),
             ..state::InstanceRecord::default()
         };
         let cfg = Arc::new(self.shim_config(spec, run, layers, volumes, seccomp, &own_devices));

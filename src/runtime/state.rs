@@ -142,6 +142,18 @@ pub struct InstanceRecord {
     /// The image's StopSignal by number, used when the manifest names none.
     #[serde(default)]
     pub image_stop_signal: Option<i32>,
+    /// The kernel's boot id when it started (`/proc/sys/kernel/random/boot_id`): a record of
+    /// an earlier boot is of an instance the reboot ended, whose PID and start time may
+    /// name another process now.
+    #[serde(default)]
+    pub boot_id: String,
+}
+
+/// This boot's id (empty when the kernel does not say).
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// What a superd finds of an instance its predecessor recorded.

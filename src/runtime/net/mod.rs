@@ -197,14 +197,20 @@ impl Network {
         }
     }
 
-    /// Persists the leases atomically (write a temporary file, then rename).
+    /// Persists the leases atomically (tmp + fsync + rename + fsync of the directory: a
+    /// rename alone may not survive a power cut).
     pub fn save_leases(&self, leases: &BTreeMap<String, Ipv4Addr>) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = self.leases.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(network::encode_leases(&self.cfg.subnet, leases).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.leases)
+        let name = self
+            .leases
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::durable::write_atomic(
+            &self.cfg.dir,
+            &name,
+            network::encode_leases(&self.cfg.subnet, leases).as_bytes(),
+            0o600,
+        )
     }
 
     /// The shared hosts file for `entries`, with the gateway and the host's own `/etc/hosts`
