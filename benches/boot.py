@@ -7,11 +7,13 @@ superd's memory as PID 1 (see boot.sh). Times:
 import re, statistics, subprocess, sys, time
 
 out, boots = sys.argv[1], int(sys.argv[2])
+# More boot.sh arguments (the watchdog run: --watchdog --append ...).
+extra = sys.argv[3:]
 
 
 def boot():
     start = time.monotonic()
-    p = subprocess.Popen(["packaging/appliance/boot.sh", out, "--timeout", "120"],
+    p = subprocess.Popen(["packaging/appliance/boot.sh", out, "--timeout", "120", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     r = {}
     lines = []
@@ -28,6 +30,8 @@ def boot():
         elif line.startswith("BENCH superd"):
             for k, v in re.findall(r"(\w+): (\d+) kB", line):
                 r[k] = int(v)
+        elif "watchdog /dev/watchdog armed" in line:
+            r["watchdog"] = True
         elif "reboot: Power down" in line:
             m = re.search(r"\[\s*([\d.]+)\]", line)
             if m:
@@ -35,6 +39,8 @@ def boot():
     status = p.wait()
     end = time.monotonic() - start
     needed = ["host_running", "guest_running", "host_poweroff_at", "VmRSS"]
+    if extra:
+        needed.append("watchdog")
     if status != 0 or any(k not in r for k in needed):
         sys.stderr.write("\n".join(lines[-40:]) + "\n")
         sys.exit(f"boot.py: boot failed (boot.sh status {status}, got {sorted(r)})")
