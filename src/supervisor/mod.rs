@@ -436,7 +436,10 @@ impl Supervisor {
                 return;
             } else {
                 let network = self.runtime.network().map(|n| &**n);
-                self.net.admit(network, &self.desired, &self.workloads)
+                match self.fallbacks() {
+                    None => self.net.admit(network, &self.desired, &self.workloads),
+                    Some(d) => self.net.admit(network, &d, &self.workloads),
+                }
             };
             self.aim(&mut desired);
             let observed: BTreeMap<String, Observed> = self
@@ -585,7 +588,8 @@ impl Supervisor {
         let address = match (self.desired_spec(name), self.workloads.get(name)) {
             (Some(_), _) => self.net.address(name),
             (None, Some(w)) => w.address,
-            (None, None) => return,
+            // A last good spec standing in for a broken manifest (see `fallbacks`).
+            (None, None) => self.net.address(name),
         };
         let address = address.filter(|_| spec.network.mode == NetworkMode::Bridge);
         let gen = self.next_gen;

@@ -205,6 +205,32 @@ impl super::Supervisor {
         }
     }
 
+    /// The desired set with the last good spec standing in for each manifest that is broken
+    /// while nothing of it runs (an edit before a reboot), as a running workload keeps its
+    /// spec through a broken edit; `None` when there is none (the common case: no copy).
+    pub(super) fn fallbacks(&self) -> Option<crate::manifest::Desired> {
+        let broken: Vec<(&String, &Arc<Spec>)> = self
+            .desired
+            .iter()
+            .filter(|(name, e)| e.spec.is_err() && !self.workloads.contains_key(*name))
+            .filter_map(|(name, _)| {
+                let good = self.rollouts.tracks.get(name)?.good.as_ref()?;
+                Some((name, &good.0))
+            })
+            .collect();
+        if broken.is_empty() {
+            return None;
+        }
+        let mut d = self.desired.clone();
+        for (name, good) in broken {
+            if let Some(e) = d.get_mut(name) {
+                tracing::info!(workload = %name, "its manifest is invalid: starting its last good spec");
+                e.spec = Ok(Arc::clone(good));
+            }
+        }
+        Some(d)
+    }
+
     /// Gives the planner the last good spec of each workload whose manifest is the change
     /// that failed, and forgets the failure once the manifest says something else.
     pub(super) fn aim(&mut self, desired: &mut BTreeMap<String, Option<Arc<Spec>>>) {

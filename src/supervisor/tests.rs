@@ -771,3 +771,40 @@ async fn a_restart_in_the_middle_of_a_trial_comes_up_on_the_last_good_spec() {
         "{notice}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_manifest_broken_before_a_restart_comes_up_on_its_last_good_spec() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state = dir.path().to_path_buf();
+    let configure = |s: Supervisor| {
+        s.with_state_dir(state.clone())
+            .with_rollout_bake(Duration::from_secs(5))
+    };
+    let v1 = spec("web");
+    {
+        let h = harness_with(Fake::default(), configure);
+        h.desire(std::slice::from_ref(&v1)).await;
+        h.run_last().await;
+        tokio::time::advance(Duration::from_secs(6)).await;
+        settle().await;
+    }
+    // The next superd (after a reboot) reads a manifest that is broken now.
+    let h = harness_with(Fake::default(), configure);
+    let broken =
+        crate::manifest::parse(std::path::Path::new("/manifests/web.toml"), "command = 3\n")
+            .expect_err("an invalid manifest");
+    let d: Desired = [(
+        "web".to_string(),
+        DesiredEntry {
+            file: "/manifests/web.toml".into(),
+            spec: Err(broken),
+            text: Arc::from("command = 3\n"),
+        },
+    )]
+    .into_iter()
+    .collect();
+    h.msgs.send(Msg::Desired(d)).await.expect("supervisor runs");
+    settle().await;
+    let started = lock(&h.fake.starts)[0].spec.clone().expect("a spec");
+    assert_eq!(*started, v1);
+}
