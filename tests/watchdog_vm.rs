@@ -1,7 +1,7 @@
 //! The hardware watchdog in the VM: QEMU's i6300esb (Debian's generic kernel carries its
 //! driver) with superd as PID 1 (`superd.watchdog=/dev/watchdog`, a 4 s timeout). A critical
-//! workload that stays healthy keeps the VM up past several timeouts, and the orderly
-//! poweroff disarms the device; one that turns unhealthy for longer than its grace stops the
+//! workload that stays healthy keeps the VM up past several timeouts, across a `superctl
+//! reexec`, and the orderly poweroff disarms the device; one that turns unhealthy for longer than its grace stops the
 //! petting, and the device resets the VM.
 
 // Test helpers: a failed unwrap is a failed test, with its location.
@@ -75,14 +75,20 @@ fn the_watchdog_keeps_a_healthy_machine_up_and_resets_one_whose_critical_workloa
         (code, log, console)
     };
 
-    // Healthy: up past several timeouts (16 s against 4 s), then a clean poweroff.
+    // Healthy: up past several timeouts (16 s against 4 s), a re-exec of PID 1 in the middle
+    // (the new image opens the device again), then a clean poweroff.
     let (code, log, console) = boot("keep");
     assert_eq!(code, Some(0), "{log}\n{console}");
     let has = |c: &str, needle: &str| c.lines().any(|l| l.contains(needle));
-    assert!(
-        has(&console, "watchdog /dev/watchdog armed with a 4s timeout"),
-        "{console}"
+    let armed = console
+        .lines()
+        .filter(|l| l.contains("watchdog /dev/watchdog armed with a 4s timeout"))
+        .count();
+    assert_eq!(
+        armed, 2,
+        "armed by the first image and the re-executed one:\n{console}"
     );
+    assert!(has(&console, "re-executed"), "{console}");
     assert!(has(&console, "CHECK kept-up"), "{console}");
     assert!(!has(&console, "not petting the watchdog"), "{console}");
     assert!(
