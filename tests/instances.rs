@@ -1,6 +1,8 @@
 //! One superd per state directory, and what a successor does with what its predecessor
 //! started: a second instance changes nothing; after a crash, a superd started from another
-//! cgroup stops every recorded instance (even one named `daemon`) before starting its own.
+//! cgroup root cannot adopt them and stops every recorded instance (even one named `daemon`)
+//! before starting its own; a workload that ended meanwhile leaves its status (adoption
+//! itself: tests/adopt.rs).
 
 // Test helpers: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]

@@ -6,7 +6,7 @@
 #   --bin DIR   take superd and superctl from DIR instead of `cargo build --release`
 #
 # The package installs /usr/bin/superd and /usr/bin/superctl (stripped), the systemd unit
-# (/lib/systemd/system/superd.service: Type=notify, Delegate=yes, KillMode=mixed), an empty
+# (/lib/systemd/system/superd.service: Type=notify, Delegate=yes, KillMode=process), an empty
 # /etc/workloads.d/, man pages superd(8) and superctl(8) generated from the command-line
 # definitions, and README, CHANGELOG and the example manifests under /usr/share/doc/superd/.
 # The version is the one the binary reports (`superd --version`, from Cargo.toml).
