@@ -10,26 +10,15 @@
 // Test helpers: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::run_script;
 use std::path::Path;
 use std::process::Command;
 use superd::testing::privileged;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(script: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(repo().join(script))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 /// A pseudo-random number in `lo..hi` (the cut moments differ from run to run; each is
@@ -80,7 +69,7 @@ fn a_power_cut_at_any_moment_leaves_state_that_boots() {
     std::fs::create_dir(&empty).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_superd")).parent().unwrap();
     let here = repo().join("tests/appliance/powercut");
-    let (code, log) = run(
+    let (code, log) = run_script(
         "packaging/appliance/build.sh",
         &[
             "--bin",
@@ -134,7 +123,7 @@ fn a_power_cut_at_any_moment_leaves_state_that_boots() {
         if let Some(c) = &cut_s {
             args.extend(["--cut", c.as_str()]);
         }
-        let (code, log) = run("packaging/appliance/boot.sh", &args);
+        let (code, log) = run_script("packaging/appliance/boot.sh", &args);
         let console = std::fs::read_to_string(out.path().join("console.log"))
             .unwrap_or_default()
             .replace('\r', "");

@@ -7,27 +7,14 @@
 // Test helpers: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::run_script;
 use std::path::Path;
-use std::process::Command;
 use superd::testing::privileged;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a packaging script; returns its exit code and stdout+stderr.
-fn run(script: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(repo().join(script))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 #[test]
@@ -40,7 +27,7 @@ fn the_watchdog_keeps_a_healthy_machine_up_and_resets_one_whose_critical_workloa
     let out = tempfile::tempdir().unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_superd")).parent().unwrap();
     let manifests = repo().join("tests/appliance/watchdog");
-    let (code, log) = run(
+    let (code, log) = run_script(
         "packaging/appliance/build.sh",
         &[
             "--bin",
@@ -58,7 +45,7 @@ fn the_watchdog_keeps_a_healthy_machine_up_and_resets_one_whose_critical_workloa
     let boot = |mode: &str| {
         let append =
             format!("superd.watchdog=/dev/watchdog superd.watchdog_timeout=4 wd.mode={mode}");
-        let (code, log) = run(
+        let (code, log) = run_script(
             "packaging/appliance/boot.sh",
             &[
                 out.path().to_str().unwrap(),

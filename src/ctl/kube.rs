@@ -58,14 +58,7 @@ pub fn export(spec: &Spec, kind: Kind) -> Export {
     let mut container = Map::new();
     container.insert("name".into(), json!(name));
     let image = match &spec.rootfs {
-        Rootfs::Image {
-            image, writable, ..
-        } => {
-            if *writable == Writable::None {
-                container.insert("__ro".into(), json!(true));
-            }
-            image.written.clone()
-        }
+        Rootfs::Image { image, .. } => image.written.clone(),
         Rootfs::Host { .. } => {
             note(
                 &mut out,
@@ -96,7 +89,6 @@ pub fn export(spec: &Spec, kind: Kind) -> Export {
         }
         Rootfs::Host { writable } => *writable == Writable::None,
     };
-    container.remove("__ro");
     container.insert("image".into(), json!(image));
     if !spec.command.is_empty() {
         container.insert("command".into(), json!(spec.command));

@@ -356,9 +356,9 @@ impl Supervisor {
                     match after {
                         Some(reconcile::health::HealthStatus::Unhealthy) => {
                             tracing::warn!("{name} unhealthy: {said}");
-                            let (hash, what) =
-                                (w.spec.hash(), format!("it turned unhealthy: {said}"));
-                            self.run_failed(&name, &hash, &what);
+                            let (spec, what) =
+                                (Arc::clone(&w.spec), format!("it turned unhealthy: {said}"));
+                            self.run_failed(&name, &spec, || what);
                         }
                         Some(s) => tracing::info!("{name} {}", s.as_str()),
                         None => {}
@@ -404,7 +404,7 @@ impl Supervisor {
                 let exit = last_exit(end, reason);
                 // An end superd did not ask for fails a trial.
                 let trial_end = matches!(w.phase, Phase::Running { .. } | Phase::Starting)
-                    .then(|| (w.spec.hash(), describe_exit(&exit, error.as_deref())));
+                    .then(|| (Arc::clone(&w.spec), describe_exit(&exit, error.as_deref())));
                 self.events.exit(&name, &exit, error.clone());
                 w.last_exit = Some(exit);
                 if let Some(e) = &error {
@@ -419,8 +419,8 @@ impl Supervisor {
                     // Stopped for good by its health check.
                     announce(&self.events, &name, w, None);
                 }
-                if let Some((hash, what)) = trial_end {
-                    self.run_failed(&name, &hash, &what);
+                if let Some((spec, what)) = trial_end {
+                    self.run_failed(&name, &spec, || what);
                 }
             }
         }
@@ -616,12 +616,16 @@ impl Supervisor {
                 w.instance = Some(inst);
                 w.advance(Happened::Spawned);
                 announce(&self.events, name, w, None);
+                // Trials only where rollback is on (or one is open): no hash, no track else.
                 let bake = spec.rollout.bake.unwrap_or(self.default_bake);
-                let track = self.rollouts.track(name);
-                let before = track.trial.clone();
-                track.started(&spec.hash(), bake, now());
-                if track.trial != before {
-                    self.rollouts.save(name);
+                let open = self.rollouts.get(name).is_some_and(|t| t.trial.is_some());
+                if !bake.is_zero() || open {
+                    let track = self.rollouts.track(name);
+                    let before = track.trial.clone();
+                    track.started(&spec.hash(), bake, now());
+                    if track.trial != before {
+                        self.rollouts.save(name);
+                    }
                 }
             }
             Err(e) => {
@@ -632,7 +636,7 @@ impl Supervisor {
                     crate::api::ExitReason::StartFailed,
                 ));
                 w.advance(Happened::SpawnFailed);
-                self.run_failed(name, &spec.hash(), &format!("it could not start: {e}"));
+                self.run_failed(name, &spec, || format!("it could not start: {e}"));
             }
         }
     }

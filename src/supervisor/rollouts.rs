@@ -107,16 +107,6 @@ impl Rollouts {
         self.tracks.iter()
     }
 
-    /// The spec `name` had on trial when the last superd stopped (once).
-    pub fn take_interrupted(&mut self, name: &str) -> Option<String> {
-        self.interrupted.remove(name)
-    }
-
-    /// Names with a trial interrupted by the last stop.
-    pub fn interrupted(&self) -> Vec<String> {
-        self.interrupted.keys().cloned().collect()
-    }
-
     /// Writes `name`'s state (logs a failure: the state in memory stays right, only a
     /// restart would miss it).
     pub fn save(&self, name: &str) {
@@ -180,10 +170,7 @@ impl super::Supervisor {
     /// trial (from now) if its instance was adopted running; otherwise (a reboot, a start
     /// that never finished) the change failed, and the last good spec runs.
     pub(super) fn resume_trials(&mut self) {
-        for name in self.rollouts.interrupted() {
-            let Some(hash) = self.rollouts.take_interrupted(&name) else {
-                continue;
-            };
+        for (name, hash) in std::mem::take(&mut self.rollouts.interrupted) {
             let running = self
                 .workloads
                 .get(&name)
@@ -272,14 +259,20 @@ impl super::Supervisor {
         }
     }
 
-    /// A run of `name`'s spec `hash` failed (`what`): during its trial, the change is
-    /// rolled back, and said everywhere.
-    pub(super) fn run_failed(&mut self, name: &str, hash: &str, what: &str) {
-        let track = self.rollouts.track(name);
-        if track.trial.is_none() {
+    /// A run of `name`'s `spec` failed (`what` says how): during its trial, the change is
+    /// rolled back, and said everywhere. Without a trial (rollback off) it costs a lookup.
+    pub(super) fn run_failed(&mut self, name: &str, spec: &Spec, what: impl FnOnce() -> String) {
+        let Some(track) = self
+            .rollouts
+            .tracks
+            .get_mut(name)
+            .filter(|t| t.trial.is_some())
+        else {
             return;
-        }
-        let verdict = track.run_failed(hash, what, super::now());
+        };
+        let hash = spec.hash();
+        let hash = hash.as_str();
+        let verdict = track.run_failed(hash, &what(), super::now());
         if let crate::reconcile::rollout::Verdict::RolledBack(reason) = verdict {
             self.rollouts.save(name);
             let file = self

@@ -732,3 +732,20 @@ pub fn build_busybox_rootfs(root: &Path) {
     )
     .unwrap();
 }
+
+/// Runs one of the repository's scripts (`packaging/appliance/build.sh`, …) from the
+/// repository's root; returns its exit code and its stdout and stderr together.
+pub fn run_script(script: &str, args: &[&str]) -> (Option<i32>, String) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(repo.join(script))
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
